@@ -1,0 +1,93 @@
+# Vigil — the two commands that matter: `make demo` and `make test`.
+# Every target installs what it needs first and is idempotent.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+VIGIL_CACHE ?= $(HOME)/.cache/vigil
+export VIGIL_CACHE_DIR := $(VIGIL_CACHE)
+
+TRITON_WHEEL_VERSION := 0.7.0
+TRITON_DIR  := $(VIGIL_CACHE)/tritonserver-2.51.0
+TRITON_BIN  := $(TRITON_DIR)/bin/tritonserver
+SAMPLE_DIR  := /usr/share/doc/opencv-doc/examples/data
+SAMPLE      := $(SAMPLE_DIR)/vtest.avi
+PYVER       := $(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+LIBPYTHON   := /usr/lib/x86_64-linux-gnu/libpython$(PYVER).so.1.0
+
+include make/models.mk
+
+.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench clean
+
+help:
+	@echo "make demo    install what is missing, then run vigil on the sample video (two sensors)"
+	@echo "make test    install what is missing, then lint and run the whole test suite"
+	@echo "make bench   benchmarks: decode, model-only (onnxruntime, Triton), full pipeline"
+	@echo "make install | triton | models | sample   individual set-up steps"
+
+# --- set-up ---------------------------------------------------------------------------------
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian packages: the sample video (opencv-doc) and the libpython that Triton's Python
+# backend stub links against. Installed only when missing.
+system-deps:
+	@missing=""; \
+	[ -f $(SAMPLE) ] || missing="$$missing opencv-doc"; \
+	[ -f $(LIBPYTHON) ] || missing="$$missing libpython$(PYVER)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+sample: system-deps
+
+# The real Triton 2.51 server, extracted from PyPI nvidia-pytriton (server files only).
+$(TRITON_BIN): scripts/install_triton.py | $(VENV)/.installed
+	mkdir -p $(VIGIL_CACHE)/wheels
+	$(PY) -m pip download -q --no-deps nvidia-pytriton==$(TRITON_WHEEL_VERSION) -d $(VIGIL_CACHE)/wheels
+	$(PY) scripts/install_triton.py $(VIGIL_CACHE)/wheels/nvidia_pytriton-$(TRITON_WHEEL_VERSION)-*.whl $(TRITON_DIR)
+	touch $@
+
+triton: $(TRITON_BIN)
+
+# --- the two commands -----------------------------------------------------------------------
+
+demo: install system-deps triton models
+	$(VENV)/bin/vigil run --source cam-1=$(SAMPLE) --source cam-2=$(SAMPLE) --out out/demo-events.jsonl
+
+test: install system-deps triton models
+	$(VENV)/bin/ruff check service clients tests bench scripts
+	$(VENV)/bin/ruff format --check service clients tests bench scripts
+	$(PY) -m pytest tests
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-integration: install system-deps triton models
+	$(PY) -m pytest tests/integration
+
+# --- development ----------------------------------------------------------------------------
+
+lint: install
+	$(VENV)/bin/ruff check service clients tests bench scripts
+
+format: install
+	$(VENV)/bin/ruff format service clients tests bench scripts
+	$(VENV)/bin/ruff check --fix service clients tests bench scripts
+
+bench: install system-deps triton models
+	$(PY) bench/pipeline_bench.py --video $(SAMPLE)
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -1,0 +1,220 @@
+"""The ``vigil`` command.
+
+``vigil run --source [ID=]PATH ...`` processes video files to their end through Triton, with
+a live progress bar per stream, then prints a summary table per stream.
+
+Exit codes: 0 all streams finished; 1 some stream ended in error; 2 the job could not run
+(unknown model, Triton failed to start or died, bad arguments); 128 + N on signal N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vigil import __version__
+from vigil.config import Settings
+from vigil.infer.errors import InferError
+from vigil.jobs import JobResult, run_sources
+from vigil.pipeline.runner import Pipeline
+from vigil.pipeline.stream import StreamState
+from vigil.sources.file import FileSource
+from vigil.triton.errors import RepositoryError, TritonServerError
+
+EXIT_OK, EXIT_STREAM_FAILED, EXIT_JOB_FAILED = 0, 1, 2
+
+log = logging.getLogger("vigil")
+
+
+def parse_source(text: str, index: int) -> tuple[str, str]:
+    """Split ``[ID=]PATH`` into ``(id, path)``; the id defaults to ``stream-<index>``."""
+    sid, sep, path = text.partition("=")
+    if sep and sid and "/" not in sid:
+        return sid, path
+    return f"stream-{index}", text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``vigil`` command."""
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="process video files to their end")
+    run.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="[ID=]PATH",
+        help="video file; repeat for several streams (ID names the sensor)",
+    )
+    run.add_argument("--model", help="model name in the repository (default from settings)")
+    run.add_argument("--out", type=Path, help="events JSONL file (default: events.jsonl)")
+    run.add_argument("--triton-url", help="use an external Triton (gRPC host:port)")
+    run.add_argument("--model-repository", type=Path, help="model repository directory")
+    run.add_argument("--batch-size", type=int, help="max frames per inference request")
+    run.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with command-line flags on top."""
+    settings = Settings()
+    triton = settings.triton.model_copy(
+        update={
+            k: v
+            for k, v in {"url": args.triton_url, "model_repository": args.model_repository}.items()
+            if v is not None
+        }
+    )
+    model = settings.model.model_copy(update={"name": args.model} if args.model else {})
+    events = settings.events.model_copy(update={"jsonl_path": args.out} if args.out else {})
+    pipeline = settings.pipeline
+    if args.batch_size:
+        pipeline = pipeline.model_copy(update={"max_batch_size": args.batch_size})
+    return settings.model_copy(
+        update={"triton": triton, "model": model, "events": events, "pipeline": pipeline}
+    )
+
+
+class _ProgressView:
+    """Live progress bars fed from the pipeline's stream counters."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:6.1f} fps"),
+            TextColumn("{task.fields[state]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self.pipeline: Pipeline | None = None
+        self._tasks: dict[str, int] = {}
+
+    def attach(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def refresh(self) -> None:
+        if self.pipeline is None:
+            return
+        for sid, status in self.pipeline.streams.items():
+            if sid not in self._tasks:
+                self._tasks[sid] = self.progress.add_task(sid, total=None, fps=0.0, state="")
+            self.progress.update(
+                self._tasks[sid],
+                completed=status.stats.frames_processed,
+                total=status.expected_frames,
+                fps=status.stats.fps,
+                state=status.state.value,
+            )
+
+    async def run(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(0.25)
+
+
+def summary_table(result: JobResult) -> Table:
+    """A per-stream summary: frames, fps, detections per class, latency, drops, state."""
+    table = Table(title=f"vigil run — model {result.model}, {result.elapsed_s:.1f} s")
+    for column in ("stream", "state", "frames", "fps", "detections", "p50 ms", "p99 ms", "dropped"):
+        table.add_column(column, justify="right" if column not in ("stream", "state") else "left")
+    for sid, status in result.streams.items():
+        stats = status.stats
+        top = ", ".join(f"{name} {n}" for name, n in stats.detections.most_common(4)) or "-"
+        p50 = stats.latency_percentile_ms(50)
+        p99 = stats.latency_percentile_ms(99)
+        state = status.state.value
+        if status.state is StreamState.ERROR:
+            state = f"[red]error[/red]: {status.reason}"
+        table.add_row(
+            sid,
+            state,
+            str(stats.frames_processed),
+            f"{stats.fps:.1f}",
+            top,
+            "-" if p50 is None else f"{p50:.0f}",
+            "-" if p99 is None else f"{p99:.0f}",
+            str(stats.frames_dropped),
+        )
+    return table
+
+
+async def _run(args: argparse.Namespace, console: Console) -> int:
+    settings = settings_from_args(args)
+    sources = [FileSource(*parse_source(text, i)) for i, text in enumerate(args.source, start=1)]
+    ids = [s.stream_id for s in sources]
+    if len(set(ids)) != len(ids):
+        console.print(f"[red]error:[/red] duplicate stream ids in --source: {ids}")
+        return EXIT_JOB_FAILED
+    view = _ProgressView(console, enabled=not args.no_progress)
+    refresher = None
+    try:
+        with view.progress:
+            refresher = asyncio.create_task(view.run())
+            result = await run_sources(settings, sources, on_pipeline=view.attach)
+            view.refresh()
+    except (InferError, TritonServerError, RepositoryError) as e:
+        console.print(f"[red]error:[/red] {e}", markup=False, highlight=False)
+        return EXIT_JOB_FAILED
+    finally:
+        if refresher:
+            refresher.cancel()
+    console.print(summary_table(result))
+    if settings.events.jsonl_path:
+        console.print(f"{result.events_written} events written to {settings.events.jsonl_path}")
+    for status in result.failed:
+        console.print(f"[red]stream {status.stream_id} failed:[/red] {status.reason}", markup=True)
+    return EXIT_STREAM_FAILED if result.failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vigil`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    console = Console(stderr=False)
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        received: list[int] = []
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+
+            def on_signal(sig: int = sig) -> None:
+                received.append(sig)
+                task.cancel()
+
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return await _run(args, console)
+        except asyncio.CancelledError:
+            if received:
+                console.print(f"stopped by {signal.Signals(received[0]).name}")
+                return 128 + received[0]
+            raise
+
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(guarded())
+    return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

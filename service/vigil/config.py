@@ -1,0 +1,103 @@
+"""All of Vigil's settings, in one place.
+
+Settings come from pydantic models; environment variables with the prefix ``VIGIL_`` override
+the defaults (nested fields use ``__``, e.g. ``VIGIL_PIPELINE__MAX_BATCH_SIZE=8``), and
+command-line flags override both. Unknown keys are rejected. Nothing else in Vigil reads the
+environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TRITON_VERSION = "2.51.0"
+
+
+def default_cache_dir() -> Path:
+    """Where `make` puts produced artifacts (Triton server, model weights, sample video)."""
+    return Path.home() / ".cache" / "vigil"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class TritonSettings(_Model):
+    """How to reach Triton: an external server by URL, or an embedded one started by Vigil."""
+
+    url: str | None = Field(
+        None,
+        description="gRPC address (host:port) of an external Triton; unset = start one embedded",
+    )
+    server_dir: Path | None = Field(
+        None,
+        description="Embedded mode: directory made by `make triton` (default: in the cache)",
+    )
+    model_repository: Path = Field(
+        Path("model_repository"), description="Vigil's model repository (configs, labels, weights)"
+    )
+    startup_timeout_s: float = Field(120.0, gt=0, description="Wait this long for readiness")
+    http_port: Port = Field(0, description="Embedded mode HTTP port; 0 picks a free port")
+    grpc_port: Port = Field(0, description="Embedded mode gRPC port; 0 picks a free port")
+    metrics_port: Port = Field(0, description="Embedded mode metrics port; 0 picks a free port")
+    request_timeout_s: float = Field(30.0, gt=0, description="Deadline of one inference request")
+
+
+class PipelineSettings(_Model):
+    """Batching and flow control."""
+
+    max_batch_size: int = Field(4, ge=1, le=256, description="Frames per inference request")
+    batch_timeout_ms: float = Field(
+        20.0, ge=0, description="Send an incomplete batch this long after its first frame"
+    )
+    queue_size: int = Field(8, ge=1, le=1024, description="Decoded frames buffered per stream")
+    inflight_requests: int = Field(
+        2, ge=1, le=64, description="Inference requests in flight (= shared-memory ring slots)"
+    )
+
+
+class ModelSettings(_Model):
+    """Which model runs, and its post-processing."""
+
+    name: str = Field("ssd_mobilenet_v2_coco", description="Model name in the repository")
+    confidence_threshold: float = Field(0.4, ge=0, le=1, description="Drop detections below")
+
+
+class EventSettings(_Model):
+    """Event metadata and the local sink."""
+
+    jsonl_path: Path | None = Field(
+        Path("events.jsonl"), description="Write events as JSON lines here (None: no file)"
+    )
+    place_id: str = Field("0", description="`place.id` in events")
+    place_name: str = Field("", description="`place.name` in events")
+    analytics_module_id: str = Field("vigil-detector", description="`analyticsModule.id`")
+
+
+class Settings(BaseSettings):
+    """Root settings object. Build with ``Settings()``; override with ``model_copy``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="Artifact cache")
+    run_dir: Path | None = Field(
+        None, description="Triton log and materialized repository go here (default: a temp dir)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    triton: TritonSettings = TritonSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    model: ModelSettings = ModelSettings()
+    events: EventSettings = EventSettings()
+
+    def triton_server_dir(self) -> Path:
+        """The embedded Triton server directory (explicit setting or the cache default)."""
+        return self.triton.server_dir or self.cache_dir / f"tritonserver-{TRITON_VERSION}"

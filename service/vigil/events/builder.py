@@ -1,0 +1,83 @@
+"""Detections of a frame → DeepStream-schema events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from vigil.detections import Detections
+from vigil.events.schema import (
+    UNTRACKED_OBJECT_ID,
+    AnalyticsModuleInfo,
+    BBox,
+    Event,
+    EventInfo,
+    EventType,
+    ObjectInfo,
+    PlaceInfo,
+    SensorInfo,
+)
+from vigil.frame import Frame
+from vigil.infer.model import ModelInfo
+
+
+class EventBuilder:
+    """Builds one full-schema event per detected object.
+
+    Args:
+        model: The model that produced the detections (``analyticsModule``).
+        place: The ``place`` block shared by all events.
+        module_id: ``analyticsModule.id``.
+        video_paths: Stream id → its source URL (``videoPath``).
+    """
+
+    def __init__(
+        self,
+        model: ModelInfo,
+        place: PlaceInfo,
+        module_id: str,
+        video_paths: dict[str, str] | None = None,
+    ) -> None:
+        self.model = model
+        self.place = place
+        self.module = AnalyticsModuleInfo(
+            id=module_id, description=model.name, version=model.version or "1"
+        )
+        self.video_paths = video_paths if video_paths is not None else {}
+        self._sensors: dict[str, SensorInfo] = {}
+
+    def _sensor(self, stream_id: str) -> SensorInfo:
+        sensor = self._sensors.get(stream_id)
+        if sensor is None:
+            sensor = self._sensors[stream_id] = SensorInfo(id=stream_id)
+        return sensor
+
+    def build(self, frame: Frame, detections: Detections) -> list[Event]:
+        """Events for every object detected in ``frame``."""
+        if not len(detections):
+            return []
+        timestamp = datetime.fromtimestamp(frame.capture_time_s, UTC)
+        sensor = self._sensor(frame.stream_id)
+        video_path = self.video_paths.get(frame.stream_id, "")
+        events = []
+        for xyxy, confidence, class_id, tracker_id in detections:
+            obj = ObjectInfo(
+                id=UNTRACKED_OBJECT_ID if tracker_id is None else str(tracker_id),
+                class_name=self.model.label(class_id),
+                confidence=min(1.0, max(0.0, confidence)),
+                bbox=BBox.from_xyxy(*(float(v) for v in xyxy)),
+            )
+            events.append(
+                Event(
+                    timestamp=timestamp,
+                    sensor=sensor,
+                    place=self.place,
+                    analytics_module=self.module,
+                    object=obj,
+                    event=EventInfo(
+                        type=EventType.DETECTION if tracker_id is None else EventType.MOVING
+                    ),
+                    frame_id=frame.frame_number,
+                    video_path=video_path,
+                )
+            )
+        return events

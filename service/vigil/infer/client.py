@@ -1,0 +1,153 @@
+"""Asynchronous Triton client: model control, shared memory, inference.
+
+A thin layer over ``tritonclient.grpc.aio`` that speaks Vigil's types and turns every
+tritonclient exception into an :mod:`vigil.infer.errors` exception (``raise ... from e``).
+It works the same against the embedded server and an external one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+from vigil.infer.errors import InferError, ModelLoadError, ModelNotFoundError
+from vigil.infer.model import ModelInfo
+from vigil.infer.shm import Slot
+
+log = logging.getLogger(__name__)
+
+
+class TritonClient:
+    """One gRPC connection to a Triton server.
+
+    Args:
+        url: ``host:port`` of Triton's gRPC endpoint.
+        repository: Vigil's local model repository, for labels (None: no labels).
+        request_timeout_s: Deadline of one inference request.
+    """
+
+    def __init__(
+        self, url: str, repository: Path | None = None, request_timeout_s: float = 30.0
+    ) -> None:
+        self.url = url
+        self.repository = repository
+        self.request_timeout_s = request_timeout_s
+        self._client = aioclient.InferenceServerClient(url)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._client.close()
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the server reports ready.
+
+        Raises:
+            InferError: not ready within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                if await self._client.is_server_ready(client_timeout=2):
+                    return
+            except InferenceServerException as e:
+                last = e
+            await asyncio.sleep(0.2)
+        raise InferError(f"Triton at {self.url} not ready after {timeout_s:.0f} s: {last}")
+
+    async def available_models(self) -> list[str]:
+        """Names of all models in the server's repository."""
+        try:
+            index = await self._client.get_model_repository_index(as_json=True)
+        except InferenceServerException as e:
+            raise InferError(f"cannot list models at {self.url}: {e.message()}") from e
+        return sorted({m["name"] for m in index.get("models", [])})
+
+    async def load_model(self, name: str) -> ModelInfo:
+        """Load ``name`` (explicit model control) and describe it.
+
+        Raises:
+            ModelNotFoundError: the repository has no such model (lists the ones it has).
+            ModelLoadError: Triton failed to load it (Triton's message).
+        """
+        available = await self.available_models()
+        if name not in available:
+            raise ModelNotFoundError(name, available)
+        try:
+            await self._client.load_model(name, client_timeout=600)
+        except InferenceServerException as e:
+            raise ModelLoadError(f"Triton could not load model {name!r}: {e.message()}") from e
+        return await self.model_info(name)
+
+    async def model_info(self, name: str) -> ModelInfo:
+        """Describe a loaded model from its Triton config."""
+        try:
+            config = await self._client.get_model_config(name, as_json=True)
+        except InferenceServerException as e:
+            raise InferError(f"cannot read the config of {name!r}: {e.message()}") from e
+        return ModelInfo.from_config(config["config"], self.repository)
+
+    async def register_slot(self, slot: Slot) -> None:
+        """Register a ring slot's system shared-memory region with the server."""
+        region = slot.region
+        try:
+            await self._client.register_system_shared_memory(
+                region.name, region.key, region.byte_size
+            )
+        except InferenceServerException as e:
+            raise InferError(
+                f"Triton at {self.url} cannot map shared memory {region.key}: {e.message()} "
+                "(system shared memory needs Triton on the same host, sharing /dev/shm)"
+            ) from e
+
+    async def unregister_slot(self, slot: Slot) -> None:
+        """Unregister a slot's region; errors are logged, not raised (used on cleanup)."""
+        try:
+            await self._client.unregister_system_shared_memory(slot.region.name, client_timeout=5)
+        except (TimeoutError, InferenceServerException) as e:
+            log.debug("unregistering %s failed: %s", slot.region.name, e)
+
+    async def infer(self, model: ModelInfo, slot: Slot, batch: int) -> None:
+        """Run ``model`` on the first ``batch`` items of ``slot``; outputs land in the slot.
+
+        Raises:
+            InferError: the request failed (Triton's message).
+        """
+        inputs = []
+        for spec in model.inputs:
+            ref = slot.ref(spec.name, batch)
+            item = grpcclient.InferInput(
+                spec.name, [batch, *spec.shape], np_to_triton_dtype(spec.dtype)
+            )
+            item.set_shared_memory(ref.region, ref.byte_size, ref.offset)
+            inputs.append(item)
+        outputs = []
+        for spec in model.outputs:
+            ref = slot.ref(spec.name, batch)
+            out = grpcclient.InferRequestedOutput(spec.name)
+            out.set_shared_memory(ref.region, ref.byte_size, ref.offset)
+            outputs.append(out)
+        try:
+            await self._client.infer(
+                model.name,
+                inputs,
+                model_version=model.version,
+                outputs=outputs,
+                client_timeout=self.request_timeout_s,
+            )
+        except InferenceServerException as e:
+            raise InferError(f"inference on {model.name!r} failed: {e.message()}") from e
+
+    async def statistics(self, name: str) -> dict[str, Any]:
+        """Triton's inference statistics for a model (JSON form)."""
+        try:
+            return await self._client.get_inference_statistics(name, as_json=True)
+        except InferenceServerException as e:
+            raise InferError(f"cannot read statistics of {name!r}: {e.message()}") from e

@@ -1,0 +1,25 @@
+"""Output parsers: raw tensors → :class:`~vigil.detections.Detections`, one per format."""
+
+from __future__ import annotations
+
+from vigil.infer.errors import UnsupportedModelError
+from vigil.infer.model import ModelInfo
+from vigil.parsers.base import Parser
+from vigil.parsers.ssd import SsdParser
+
+PARSERS: dict[str, type[Parser]] = {SsdParser.name: SsdParser}
+
+
+def make_parser(model: ModelInfo, confidence_threshold: float) -> Parser:
+    """The parser the model's ``vigil.parser`` parameter names.
+
+    Raises:
+        UnsupportedModelError: no parser named, or an unknown one.
+    """
+    cls = PARSERS.get(model.parser)
+    if cls is None:
+        raise UnsupportedModelError(
+            f"model {model.name!r} names parser {model.parser!r} (config parameter "
+            f"'vigil.parser'); known parsers: {', '.join(sorted(PARSERS))}"
+        )
+    return cls(model, confidence_threshold)

@@ -1,0 +1,113 @@
+"""Per-stream lifecycle (a locked state machine) and counters."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+
+class StreamState(StrEnum):
+    """Where a stream is in its life."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    ERROR = "error"
+    STOPPED = "stopped"
+
+
+_ALLOWED: dict[StreamState, set[StreamState]] = {
+    StreamState.STARTING: {StreamState.RUNNING, StreamState.ERROR, StreamState.STOPPED},
+    StreamState.RUNNING: {StreamState.ERROR, StreamState.STOPPED},
+    StreamState.ERROR: set(),
+    StreamState.STOPPED: set(),
+}
+
+
+class IllegalTransitionError(RuntimeError):
+    """A state change that the lifecycle does not allow."""
+
+
+@dataclass
+class StreamStats:
+    """Counters of one stream, updated by the decoder thread and the pipeline."""
+
+    frames_decoded: int = 0
+    frames_processed: int = 0
+    decode_errors: int = 0
+    detections: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    started_monotonic_s: float = field(default_factory=time.monotonic)
+    last_processed_monotonic_s: float | None = None
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+    @property
+    def frames_dropped(self) -> int:
+        """All dropped frames, any reason."""
+        return sum(self.dropped.values())
+
+    @property
+    def fps(self) -> float:
+        """Processed frames per second since the stream started."""
+        end = self.last_processed_monotonic_s or time.monotonic()
+        elapsed = end - self.started_monotonic_s
+        return self.frames_processed / elapsed if elapsed > 0 else 0.0
+
+    def latency_percentile_ms(self, q: float) -> float | None:
+        """Frame latency (decode → event) percentile in milliseconds; None if no frames."""
+        if not self.latencies_s:
+            return None
+        return float(np.percentile(np.fromiter(self.latencies_s, float), q) * 1000)
+
+
+class StreamStatus:
+    """The lifecycle of one stream: a state, the reason for it, and its counters.
+
+    Transitions are checked against an allow-list under a lock; a refused one raises
+    :class:`IllegalTransitionError`.
+    """
+
+    def __init__(self, stream_id: str, url: str) -> None:
+        self.stream_id = stream_id
+        self.url = url
+        self.stats = StreamStats()
+        self._state = StreamState.STARTING
+        self._reason = ""
+        self._lock = threading.Lock()
+        self.expected_frames: int | None = None
+
+    @property
+    def state(self) -> StreamState:
+        """The current state."""
+        return self._state
+
+    @property
+    def reason(self) -> str:
+        """Why the stream is in its state (error message, 'end of stream', ...)."""
+        return self._reason
+
+    def transition(self, new: StreamState, reason: str = "") -> None:
+        """Move to ``new``.
+
+        Raises:
+            IllegalTransitionError: the lifecycle does not allow it.
+        """
+        with self._lock:
+            if new not in _ALLOWED[self._state]:
+                raise IllegalTransitionError(
+                    f"stream {self.stream_id}: cannot go from {self._state} to {new}"
+                )
+            self._state = new
+            self._reason = reason
+
+    def try_transition(self, new: StreamState, reason: str = "") -> bool:
+        """Like :meth:`transition`, returning False instead of raising."""
+        try:
+            self.transition(new, reason)
+        except IllegalTransitionError:
+            return False
+        return True

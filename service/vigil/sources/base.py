@@ -1,0 +1,56 @@
+"""The interface every video source implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from vigil.frame import Frame
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What is known about a source once it is open."""
+
+    width: int
+    height: int
+    fps: float | None
+    frame_count: int | None
+
+
+class Source(ABC):
+    """A stream of decoded frames from one camera or file.
+
+    A source is driven from one thread: :meth:`open`, then iterate :meth:`frames`, then
+    :meth:`close`. ``frames`` raises :class:`~vigil.sources.errors.SourceError` when the
+    source fails; it simply ends at end of stream.
+
+    Attributes:
+        stream_id: Id of the stream the frames are tagged with.
+        url: Where the video comes from.
+        is_live: True for cameras (drop frames when behind), False for files (back-pressure).
+    """
+
+    is_live: bool = False
+
+    def __init__(self, stream_id: str, url: str) -> None:
+        self.stream_id = stream_id
+        self.url = url
+
+    @abstractmethod
+    def open(self) -> VideoInfo:
+        """Open the source and read its stream parameters."""
+
+    @abstractmethod
+    def frames(self) -> Iterator[Frame]:
+        """Decoded frames until the end of the stream."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the decoder; idempotent."""
+
+    @property
+    def decode_errors(self) -> int:
+        """Packets that failed to decode and were skipped."""
+        return 0

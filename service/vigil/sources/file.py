@@ -1,0 +1,111 @@
+"""Video files decoded with PyAV (FFmpeg) on the CPU."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vigil.frame import Frame
+from vigil.sources.base import Source, VideoInfo
+from vigil.sources.errors import SourceError
+
+# A corrupt packet is skipped and counted; this many failures in a row end the stream.
+MAX_CONSECUTIVE_DECODE_ERRORS = 25
+
+
+class FileSource(Source):
+    """Frames of a local video file, decoded as fast as the pipeline takes them.
+
+    Args:
+        stream_id: Id of the stream.
+        path: Path of the file (a ``file://`` URL is accepted too).
+    """
+
+    is_live = False
+
+    def __init__(self, stream_id: str, path: str | Path) -> None:
+        text = str(path)
+        super().__init__(stream_id, text)
+        self.path = Path(text.removeprefix("file://"))
+        self._container: av.container.InputContainer | None = None
+        self._decode_errors = 0
+
+    @property
+    def decode_errors(self) -> int:
+        """Packets that failed to decode and were skipped."""
+        return self._decode_errors
+
+    def open(self) -> VideoInfo:
+        """Open the file and find its video stream.
+
+        Raises:
+            SourceError: the file is missing, unreadable, not a video, or has no video.
+        """
+        if not self.path.is_file():
+            raise SourceError(str(self.path), "no such file")
+        try:
+            self._container = av.open(str(self.path), mode="r")
+        except av.FFmpegError as e:
+            raise SourceError(str(self.path), f"cannot open: {e}") from e
+        if not self._container.streams.video:
+            self.close()
+            raise SourceError(str(self.path), "no video stream")
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate
+        return VideoInfo(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=float(rate) if isinstance(rate, Fraction) and rate else None,
+            frame_count=stream.frames or None,
+        )
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode the file to its end.
+
+        Raises:
+            SourceError: too many consecutive packets failed to decode.
+        """
+        if self._container is None:
+            raise SourceError(str(self.path), "source is not open")
+        stream = self._container.streams.video[0]
+        number = 0
+        consecutive_errors = 0
+        try:
+            for packet in self._container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError as e:
+                    self._decode_errors += 1
+                    consecutive_errors += 1
+                    if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                        raise SourceError(
+                            str(self.path), f"{consecutive_errors} packets in a row failed: {e}"
+                        ) from e
+                    continue
+                consecutive_errors = 0
+                for vf in decoded:
+                    image = vf.to_ndarray(format="rgb24")
+                    yield Frame(
+                        stream_id=self.stream_id,
+                        frame_number=number,
+                        pts_s=float(vf.time) if vf.time is not None else None,
+                        capture_time_s=time.time(),
+                        decoded_monotonic_s=time.monotonic(),
+                        image=image,
+                    )
+                    number += 1
+        except av.FFmpegError as e:
+            raise SourceError(str(self.path), f"read failed: {e}") from e
+        if number == 0:
+            raise SourceError(str(self.path), "no frame could be decoded")
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        if self._container is not None:
+            self._container.close()
+            self._container = None

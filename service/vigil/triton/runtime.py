@@ -1,0 +1,83 @@
+"""Get a working Triton connection, embedded or external, and clean it up afterwards."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from vigil.config import Settings
+from vigil.infer.client import TritonClient
+from vigil.infer.shm import new_prefix, remove_stale_segments
+from vigil.triton.materializer import materialize
+from vigil.triton.server import EmbeddedTriton, TritonPorts, python_backend_paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TritonConnection:
+    """A client plus, in embedded mode, the server behind it.
+
+    Attributes:
+        client: The gRPC client.
+        server: The embedded server, or None for an external one.
+        check_alive: Raises :class:`~vigil.triton.errors.TritonDiedError` if the embedded
+            server has died (a no-op for external servers).
+    """
+
+    client: TritonClient
+    server: EmbeddedTriton | None
+
+    @property
+    def check_alive(self) -> Callable[[], None]:
+        """The watchdog callable for the pipeline."""
+        return self.server.check_alive if self.server else (lambda: None)
+
+
+@asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
+    """Yield a ready Triton connection.
+
+    With ``settings.triton.url`` set, connect to that server. Otherwise materialize the
+    repository, start the embedded server on free ports, and stop it (and remove every
+    shared-memory segment it or we made) when the block exits, however it exits.
+    """
+    remove_stale_segments()
+    triton = settings.triton
+    repository = triton.model_repository
+    if triton.url:
+        client = TritonClient(triton.url, repository, triton.request_timeout_s)
+        try:
+            await client.wait_ready(triton.startup_timeout_s)
+            yield TritonConnection(client, None)
+        finally:
+            await client.close()
+        return
+
+    with tempfile.TemporaryDirectory(prefix="vigil-run-", dir=settings.run_dir) as tmp:
+        run_dir = Path(tmp)
+        materialize(repository, run_dir / "repository", python_backend_paths())
+        ports = None
+        if triton.http_port or triton.grpc_port or triton.metrics_port:
+            ports = TritonPorts(triton.http_port, triton.grpc_port, triton.metrics_port)
+        server = EmbeddedTriton(
+            settings.triton_server_dir(),
+            run_dir / "repository",
+            (settings.run_dir or run_dir) / "triton.log",
+            ports=ports,
+            shm_prefix=new_prefix("pb") + "_",
+            startup_timeout_s=triton.startup_timeout_s,
+        )
+        try:
+            server.start()
+            client = TritonClient(server.grpc_url, repository, triton.request_timeout_s)
+            try:
+                yield TritonConnection(client, server)
+            finally:
+                await client.close()
+        finally:
+            server.stop()

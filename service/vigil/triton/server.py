@@ -1,0 +1,257 @@
+"""Start, watch and stop an embedded Triton Inference Server process.
+
+Embedded mode runs the real Triton 2.51 binary (extracted from PyPI ``nvidia-pytriton`` by
+``make triton``) as a child process on free ports, in explicit model-control mode. The
+process is ours to clean up on every exit path:
+
+* normal stop and exceptions: :meth:`EmbeddedTriton.stop` (SIGTERM, then SIGKILL);
+* Vigil killed with SIGKILL: the child gets SIGKILL too (``PR_SET_PDEATHSIG``);
+* Triton dying under us: :meth:`EmbeddedTriton.check_alive` raises with the log tail, and
+  its Python-backend shared-memory regions (named with a per-process prefix) are removed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from vigil.infer.shm import remove_segments_with_prefix
+from vigil.triton.errors import (
+    TritonDiedError,
+    TritonNotInstalledError,
+    TritonStartError,
+)
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class TritonPorts:
+    """The three ports a Triton server listens on."""
+
+    http: int
+    grpc: int
+    metrics: int
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a text file ('' if it does not exist)."""
+    try:
+        with path.open("r", errors="replace") as f:
+            return "".join(deque(f, maxlen=lines)).rstrip()
+    except FileNotFoundError:
+        return ""
+
+
+class EmbeddedTriton:
+    """A Triton server child process.
+
+    Args:
+        server_dir: Directory laid out by ``scripts/install_triton.py``.
+        model_repository: The repository Triton serves (already materialized).
+        log_path: Triton's log file.
+        ports: Fixed ports, or None to pick free ones.
+        shm_prefix: Prefix of this server's Python-backend shared-memory regions; they are
+            removed when the server stops or dies.
+        python_paths: Directories the Python backend's models need on ``sys.path``.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        server_dir: Path,
+        model_repository: Path,
+        log_path: Path,
+        *,
+        ports: TritonPorts | None = None,
+        shm_prefix: str,
+        startup_timeout_s: float = 120.0,
+    ) -> None:
+        self.server_dir = server_dir
+        self.model_repository = model_repository
+        self.log_path = log_path
+        self.ports = ports or TritonPorts(free_port(), free_port(), free_port())
+        self.shm_prefix = shm_prefix
+        self.startup_timeout_s = startup_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` for tritonclient.grpc."""
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP endpoint."""
+        return f"http://127.0.0.1:{self.ports.http}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Prometheus metrics endpoint of the server."""
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc else None
+
+    def command(self) -> list[str]:
+        """The tritonserver command line."""
+        return [
+            str(self.server_dir / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={self.server_dir / 'backends'}",
+            f"--cache-directory={self.server_dir / 'caches'}",
+            "--model-control-mode=explicit",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--http-address=127.0.0.1",
+            "--grpc-address=127.0.0.1",
+            "--allow-cpu-metrics=false",
+            "--allow-gpu-metrics=false",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            "--log-verbose=0",
+        ]
+
+    def start(self) -> None:
+        """Start the server and wait until it is ready.
+
+        Raises:
+            TritonNotInstalledError: ``server_dir`` has no tritonserver binary.
+            TritonStartError: the server exited or did not become ready in time; the
+                message carries the tail of its log.
+        """
+        binary = self.server_dir / "bin" / "tritonserver"
+        if not binary.exists():
+            raise TritonNotInstalledError(
+                f"Triton server not found at {binary}; run `make triton` (or set "
+                "VIGIL_TRITON__SERVER_DIR), or use an external server with --triton-url"
+            )
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(self.server_dir / "lib"), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting Triton (grpc %s, log %s)", self.grpc_url, self.log_path)
+        with self.log_path.open("ab") as log_file:
+            # PR_SET_PDEATHSIG fires when the *thread* that forked exits: start from the
+            # thread that lives as long as Vigil does (the caller's), never from a pool.
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,  # Ctrl-C reaches Vigil, which stops Triton in order
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        url = f"{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            code = self._proc.poll()
+            if code is not None:
+                raise TritonStartError(
+                    f"Triton exited during start-up with code {code}", tail(self.log_path)
+                )
+            if _http_ok(url):
+                log.info("Triton ready (pid %d)", self._proc.pid)
+                return
+            time.sleep(0.1)
+        raise TritonStartError(
+            f"Triton was not ready after {self.startup_timeout_s:.0f} s", tail(self.log_path)
+        )
+
+    def check_alive(self) -> None:
+        """Raise :class:`TritonDiedError` (with the log tail) if the server has exited."""
+        if self._proc is None or self._stopping:
+            return
+        code = self._proc.poll()
+        if code is not None:
+            self._cleanup_backend_shm()
+            raise TritonDiedError(
+                f"Triton (pid {self._proc.pid}) exited unexpectedly with code {code}",
+                tail(self.log_path),
+            )
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout_s``); idempotent."""
+        proc = self._proc
+        if proc is None:
+            return
+        self._stopping = True
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("Triton did not stop in %.0f s; killing it", timeout_s)
+                proc.kill()
+                proc.wait()
+        self._proc = None
+        self._cleanup_backend_shm()
+        log.info("Triton stopped")
+
+    def _cleanup_backend_shm(self) -> None:
+        removed = remove_segments_with_prefix(self.shm_prefix)
+        if removed:
+            log.info("removed %d shared-memory regions left by Triton's Python backend", removed)
+
+    def __enter__(self) -> EmbeddedTriton:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def python_backend_paths() -> list[str]:
+    """``sys.path`` entries the Python backend's models need to import Vigil's packages.
+
+    The backend stub embeds its own interpreter and ignores ``PYTHONPATH``, so generated
+    models put these on ``sys.path`` themselves.
+    """
+    return [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
