@@ -59,7 +59,17 @@ $(TRITON_BIN): scripts/install_triton.py | $(VENV)/.installed
 	$(PY) scripts/install_triton.py $(VIGIL_CACHE)/wheels/nvidia_pytriton-$(TRITON_WHEEL_VERSION)-*.whl $(TRITON_DIR)
 	touch $@
 
-triton: $(TRITON_BIN)
+# Packages for the embedded server's Python-backend models (ONNX via onnxruntime). Kept
+# apart from Vigil's venv: the backend stub in the wheel was built against NumPy 1.x, and
+# hands back empty output tensors when models run with NumPy 2.
+TRITON_PY_ENV  := $(TRITON_DIR)/python-env
+TRITON_PY_PINS := numpy==1.26.4 onnxruntime==1.31.1
+$(TRITON_PY_ENV)/.installed: $(TRITON_BIN)
+	rm -rf $(TRITON_PY_ENV)
+	$(PY) -m pip install -q --no-warn-conflicts --target $(TRITON_PY_ENV) $(TRITON_PY_PINS)
+	echo "$(TRITON_PY_PINS)" > $@
+
+triton: $(TRITON_BIN) $(TRITON_PY_ENV)/.installed
 
 # --- the two commands -----------------------------------------------------------------------
 

@@ -178,7 +178,7 @@ def verify(onnx_path: Path) -> dict:
     # 300x300 batch (what Vigil sends) and an odd-sized single frame.
     for shape in [(2, 300, 300, 3), (1, 240, 320, 3)]:
         x = rng.integers(0, 256, size=shape, dtype=np.uint8)
-        res = dict(zip(ONNX_OUTPUTS, sess.run(ONNX_OUTPUTS, {ONNX_INPUT: x})))
+        res = dict(zip(ONNX_OUTPUTS, sess.run(ONNX_OUTPUTS, {ONNX_INPUT: x}), strict=True))
         for name, arr in res.items():
             want = expect[name](shape[0])
             if arr.shape != want or arr.dtype != np.float32:
@@ -226,9 +226,7 @@ def main() -> None:
         io_info = verify(tmp_onnx)
         digest = sha256_file(tmp_onnx)
 
-        import onnx
-        import tensorflow as tf
-        import tf2onnx
+        from importlib.metadata import version
 
         info = {
             "source": {
@@ -239,9 +237,11 @@ def main() -> None:
                 "wheel_sha256": sha256_file(wheel),
             },
             "converter": {
-                "tensorflow": tf.__version__,
-                "tf2onnx": tf2onnx.__version__,
-                "onnx": onnx.__version__,
+                "tensorflow-cpu": version("tensorflow-cpu"),
+                "tf2onnx": version("tf2onnx"),
+                "onnx": version("onnx"),
+                "protobuf": version("protobuf"),
+                "numpy": version("numpy"),
                 "opset": OPSET,
                 "python": sys.version.split()[0],
             },

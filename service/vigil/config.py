@@ -40,6 +40,11 @@ class TritonSettings(_Model):
         None,
         description="Embedded mode: directory made by `make triton` (default: in the cache)",
     )
+    python_env: Path | None = Field(
+        None,
+        description="Embedded mode: packages for Python-backend models (default: "
+        "<server_dir>/python-env, made by `make triton`)",
+    )
     model_repository: Path = Field(
         Path("model_repository"), description="Vigil's model repository (configs, labels, weights)"
     )
@@ -101,3 +106,12 @@ class Settings(BaseSettings):
     def triton_server_dir(self) -> Path:
         """The embedded Triton server directory (explicit setting or the cache default)."""
         return self.triton.server_dir or self.cache_dir / f"tritonserver-{TRITON_VERSION}"
+
+    def triton_python_env(self) -> Path:
+        """Site-packages directory for the embedded server's Python-backend models.
+
+        It is separate from Vigil's own environment because the PyPI Triton build's
+        backend stub was compiled against NumPy 1.x: with NumPy 2 its output tensors come
+        back empty.
+        """
+        return self.triton.python_env or self.triton_server_dir() / "python-env"

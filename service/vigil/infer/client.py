@@ -135,7 +135,7 @@ class TritonClient:
             out.set_shared_memory(ref.region, ref.byte_size, ref.offset)
             outputs.append(out)
         try:
-            await self._client.infer(
+            return await self._client.infer(
                 model.name,
                 inputs,
                 model_version=model.version,

@@ -61,7 +61,7 @@ def materialize(source: Path, dest: Path, python_paths: list[str]) -> list[str]:
         source: Vigil's model repository.
         dest: Directory to (re)create.
         python_paths: ``sys.path`` entries the generated models prepend (the backend stub
-            ignores ``PYTHONPATH``).
+            ignores ``PYTHONPATH``): where numpy and onnxruntime for the backend live.
 
     Returns:
         The names of the models that the embedded server can serve.

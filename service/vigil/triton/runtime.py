@@ -13,7 +13,7 @@ from vigil.config import Settings
 from vigil.infer.client import TritonClient
 from vigil.infer.shm import new_prefix, remove_stale_segments
 from vigil.triton.materializer import materialize
-from vigil.triton.server import EmbeddedTriton, TritonPorts, python_backend_paths
+from vigil.triton.server import EmbeddedTriton, TritonPorts
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
 
     with tempfile.TemporaryDirectory(prefix="vigil-run-", dir=settings.run_dir) as tmp:
         run_dir = Path(tmp)
-        materialize(repository, run_dir / "repository", python_backend_paths())
+        materialize(repository, run_dir / "repository", [str(settings.triton_python_env())])
         ports = None
         if triton.http_port or triton.grpc_port or triton.metrics_port:
             ports = TritonPorts(triton.http_port, triton.grpc_port, triton.metrics_port)

@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -147,6 +146,7 @@ class EmbeddedTriton:
             "--allow-gpu-metrics=false",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             "--log-verbose=0",
+            "--exit-timeout-secs=5",
         ]
 
     def start(self) -> None:
@@ -246,12 +246,3 @@ class EmbeddedTriton:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def python_backend_paths() -> list[str]:
-    """``sys.path`` entries the Python backend's models need to import Vigil's packages.
-
-    The backend stub embeds its own interpreter and ignores ``PYTHONPATH``, so generated
-    models put these on ``sys.path`` themselves.
-    """
-    return [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]

@@ -1,0 +1,163 @@
+"""Pipeline benchmark: how close does Vigil's full pipeline run to the model-only limit?
+
+Measured in one run, on the same clip and batch size:
+
+1. decode only — PyAV decoding of the clip to RGB frames;
+2. model only, onnxruntime in-process — the SSD on preprocessed batches, no Triton;
+3. model only, through Triton — the same batches already in shared-memory slots, with the
+   same number of requests in flight as the pipeline uses (no decode, no preprocess, no parse);
+4. full pipeline — ``vigil run``'s code path: decode → batch → preprocess → Triton → parse →
+   events to a JSONL file;
+5. ratio pipeline / model-only-through-Triton (target ≥ 0.85 on the 2-core CI machine).
+
+Usage: ``python bench/pipeline_bench.py --video vtest.avi [--batch-size 4] [--streams 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from rich.console import Console
+from rich.table import Table
+
+from vigil.config import Settings
+from vigil.infer.model import ModelInfo
+from vigil.infer.shm import SystemShmRing, new_prefix
+from vigil.jobs import run_sources
+from vigil.preprocess.cpu import CpuPreprocessor, InputFormat
+from vigil.sources.file import FileSource
+from vigil.triton.runtime import TritonConnection, connect
+
+
+def decode_only(video: Path) -> tuple[int, float]:
+    """Frames decoded per second (to RGB arrays)."""
+    source = FileSource("bench", video)
+    source.open()
+    start = time.perf_counter()
+    frames = sum(1 for _ in source.frames())
+    source.close()
+    return frames, frames / (time.perf_counter() - start)
+
+
+def preprocessed_batches(video: Path, model: ModelInfo, batch: int, count: int) -> list[np.ndarray]:
+    """``count`` preprocessed batches from the clip's first frames."""
+    pre = CpuPreprocessor(InputFormat.from_tensor(model.inputs[0]))
+    source = FileSource("bench", video)
+    source.open()
+    frames = source.frames()
+    batches = []
+    for _ in range(count):
+        out = np.empty((batch, *model.inputs[0].shape), model.inputs[0].dtype)
+        pre([next(frames) for _ in range(batch)], out)
+        batches.append(out)
+    source.close()
+    return batches
+
+
+def onnxruntime_only(onnx_path: Path, batches: list[np.ndarray], input_name: str) -> float:
+    """Frames per second of the ONNX model called in-process."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session.run(None, {input_name: batches[0]})  # warm-up
+    start = time.perf_counter()
+    for b in batches:
+        session.run(None, {input_name: b})
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+async def triton_only(
+    triton: TritonConnection, model: ModelInfo, batches: list[np.ndarray], inflight: int
+) -> float:
+    """Frames per second through Triton, tensors already in shared memory."""
+    batch = len(batches[0])
+    ring = SystemShmRing(new_prefix("bench"), inflight, batch, model.inputs, model.outputs)
+    try:
+        for slot in ring.slots:
+            await triton.client.register_slot(slot)
+            slot.inputs[model.inputs[0].name][:] = batches[0]
+        await triton.client.infer(model, ring.slots[0], batch)  # warm-up
+
+        async def one(i: int) -> None:
+            slot = await ring.acquire()
+            try:
+                await triton.client.infer(model, slot, batch)
+            finally:
+                ring.release(slot)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(len(batches))))
+        elapsed = time.perf_counter() - start
+        for slot in ring.slots:
+            await triton.client.unregister_slot(slot)
+    finally:
+        ring.close()
+    return len(batches) * batch / elapsed
+
+
+async def main(args: argparse.Namespace) -> None:
+    console = Console()
+    base = Settings()
+    pipeline_settings = base.pipeline.model_copy(update={"max_batch_size": args.batch_size})
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+        settings = base.model_copy(
+            update={
+                "pipeline": pipeline_settings,
+                "events": base.events.model_copy(update={"jsonl_path": Path(tmp) / "e.jsonl"}),
+            }
+        )
+        frames, decode_fps = decode_only(args.video)
+        async with connect(settings) as triton:
+            model = await triton.client.load_model(settings.model.name)
+            batches = preprocessed_batches(args.video, model, args.batch_size, args.batches)
+            onnx_path = settings.triton.model_repository / model.name / "1" / "model.onnx"
+            ort_fps = onnxruntime_only(onnx_path, batches, model.inputs[0].name)
+            triton_fps = await triton_only(
+                triton, model, batches, settings.pipeline.inflight_requests
+            )
+            sources = [FileSource(f"cam-{i}", args.video) for i in range(1, args.streams + 1)]
+            result = await run_sources(settings, sources, connection=triton)
+            processed = sum(s.stats.frames_processed for s in result.streams.values())
+            pipeline_fps = processed / result.elapsed_s
+            p50 = [s.stats.latency_percentile_ms(50) for s in result.streams.values()]
+            p99 = [s.stats.latency_percentile_ms(99) for s in result.streams.values()]
+
+    table = Table(
+        title=f"Vigil pipeline benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.node()}, {os.cpu_count()} cores, batch {args.batch_size}"
+    )
+    table.add_column("measurement")
+    table.add_column("frames/s", justify="right")
+    table.add_column("vs model-only (Triton)", justify="right")
+    rows = [
+        (f"decode only ({frames} frames, PyAV → RGB)", decode_fps),
+        ("model only, onnxruntime in-process", ort_fps),
+        (
+            f"model only, Triton + system shm ({settings.pipeline.inflight_requests} in flight)",
+            triton_fps,
+        ),
+        (f"full pipeline ({args.streams} streams × {frames} frames → events)", pipeline_fps),
+    ]
+    for name, fps in rows:
+        table.add_row(name, f"{fps:,.1f}", f"{fps / triton_fps:.2f}")
+    console.print(table)
+    console.print(
+        f"pipeline / model-only (Triton) = [bold]{pipeline_fps / triton_fps:.2f}[/bold] "
+        f"(target ≥ 0.85); frame latency p50 {max(p50):.0f} ms, p99 {max(p99):.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--video", type=Path, required=True)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=60, help="batches for model-only runs")
+    parser.add_argument("--streams", type=int, default=2)
+    asyncio.run(main(parser.parse_args()))

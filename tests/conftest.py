@@ -1,0 +1,73 @@
+"""Fixtures shared by all tests: paths of the produced artifacts, sample clips."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from vigil.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = ROOT / "model_repository"
+SAMPLE_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+REFERENCE_MODEL = "ssd_mobilenet_v2_coco"
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> Path:
+    """vtest.avi from Debian's opencv-doc (installed by `make test`)."""
+    if not SAMPLE_VIDEO.is_file():
+        pytest.fail(f"{SAMPLE_VIDEO} is missing: run `make test` (it installs opencv-doc)")
+    return SAMPLE_VIDEO
+
+
+@pytest.fixture(scope="session")
+def short_clip(sample_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 40 frames of vtest.avi re-encoded as H.264 MP4 (made with PyAV)."""
+    out = tmp_path_factory.mktemp("clips") / "short.mp4"
+    with av.open(str(sample_video)) as src, av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 768, 576, "yuv420p"
+        stream.time_base = Fraction(1, 10)
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == 40:
+                break
+            new = frame.reformat(format="yuv420p")
+            new.pts = i
+            dst.mux(stream.encode(new))
+        dst.mux(stream.encode())
+    return out
+
+
+@pytest.fixture
+def corrupt_video(tmp_path: Path) -> Path:
+    """A file with a video name and garbage inside."""
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(os.urandom(64 * 1024))
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_model() -> str:
+    """The SSD model produced by `make models`."""
+    weights = REPOSITORY / REFERENCE_MODEL / "1" / "model.onnx"
+    if not weights.is_file():
+        pytest.fail(f"{weights} is missing: run `make models` (or `make test`)")
+    return REFERENCE_MODEL
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for one test: run dir and events file under tmp_path."""
+    base = Settings()
+    return base.model_copy(
+        update={
+            "run_dir": tmp_path,
+            "triton": base.triton.model_copy(update={"model_repository": REPOSITORY}),
+            "events": base.events.model_copy(update={"jsonl_path": tmp_path / "events.jsonl"}),
+        }
+    )

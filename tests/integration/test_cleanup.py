@@ -1,0 +1,114 @@
+"""No Triton process and no shared-memory segment survive a run, however it ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+import pytest
+
+from tests.integration.helpers import (
+    assert_clean,
+    processes_mentioning,
+    run_vigil,
+    shm_segments_of,
+    start_vigil,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_cli_normal_run_prints_summary_and_leaves_nothing_behind(
+    tmp_path, short_clip, reference_model
+):
+    events = tmp_path / "events.jsonl"
+    code, out, pid = run_vigil(
+        [
+            "run",
+            "--source",
+            f"a={short_clip}",
+            "--source",
+            f"b={short_clip}",
+            "--out",
+            str(events),
+            "--no-progress",
+        ],
+        tmp_path,
+    )
+    assert code == 0, out
+    for column in ("frames", "fps", "detections", "p50 ms", "p99 ms", "dropped"):
+        assert column in out
+    assert "person" in out
+    assert events.stat().st_size > 0
+    assert_clean(tmp_path, pid)
+
+
+def _wait_until_processing(proc, events) -> None:
+    ok = wait_for(
+        lambda: (events.exists() and events.stat().st_size > 0) or proc.poll() is not None, 120
+    )
+    assert ok and proc.poll() is None, "vigil should be processing frames by now"
+
+
+def test_cli_sigterm_mid_run_stops_triton_and_removes_shared_memory(
+    tmp_path, sample_video, reference_model
+):
+    events = tmp_path / "events.jsonl"
+    proc = start_vigil(
+        ["run", "--source", str(sample_video), "--out", str(events), "--no-progress"], tmp_path
+    )
+    try:
+        _wait_until_processing(proc, events)
+        assert shm_segments_of(proc.pid), "the ring should exist while running"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by SIGTERM" in out
+    assert_clean(tmp_path, proc.pid)
+
+
+def test_cli_when_triton_is_killed_mid_run_reports_log_tail_and_cleans_up(
+    tmp_path, sample_video, reference_model
+):
+    events = tmp_path / "events.jsonl"
+    proc = start_vigil(
+        ["run", "--source", str(sample_video), "--out", str(events), "--no-progress"], tmp_path
+    )
+    try:
+        _wait_until_processing(proc, events)
+        tritons = [p for p in processes_mentioning(str(tmp_path)) if "tritonserver" in p]
+        assert len(tritons) == 1, tritons
+        triton_pid = int(tritons[0].split(":")[0])
+        os.kill(triton_pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, out
+    assert "exited unexpectedly" in out
+    assert "tail of Triton's log" in out
+    assert_clean(tmp_path, proc.pid)
+
+
+def test_cli_when_triton_cannot_start_reports_log_tail_and_cleans_up(
+    tmp_path, short_clip, reference_model
+):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, pid = run_vigil(
+            ["run", "--source", str(short_clip), "--no-progress"],
+            tmp_path,
+            VIGIL_TRITON__HTTP_PORT=str(port),
+            VIGIL_TRITON__STARTUP_TIMEOUT_S="60",
+        )
+    assert code == 2, out
+    assert "Triton exited during start-up" in out
+    assert "tail of Triton's log" in out
+    assert_clean(tmp_path, pid)
