@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -132,10 +133,11 @@ def summary_table(result: JobResult) -> Table:
     """A per-stream summary: frames, fps, detections per class, latency, drops, state."""
     table = Table(title=f"vigil run — model {result.model}, {result.elapsed_s:.1f} s")
     for column in ("stream", "state", "frames", "fps", "detections", "p50 ms", "p99 ms", "dropped"):
-        table.add_column(column, justify="right" if column not in ("stream", "state") else "left")
+        text_column = column in ("stream", "state", "detections")
+        table.add_column(column, justify="left" if text_column else "right", no_wrap=not text_column)
     for sid, status in result.streams.items():
         stats = status.stats
-        top = ", ".join(f"{name} {n}" for name, n in stats.detections.most_common(4)) or "-"
+        top = ", ".join(f"{name} {n}" for name, n in stats.detections.most_common(3)) or "-"
         p50 = stats.latency_percentile_ms(50)
         p99 = stats.latency_percentile_ms(99)
         state = status.state.value
@@ -154,8 +156,7 @@ def summary_table(result: JobResult) -> Table:
     return table
 
 
-async def _run(args: argparse.Namespace, console: Console) -> int:
-    settings = settings_from_args(args)
+async def _run(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     sources = [FileSource(*parse_source(text, i)) for i, text in enumerate(args.source, start=1)]
     ids = [s.stream_id for s in sources]
     if len(set(ids)) != len(ids):
@@ -185,8 +186,13 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vigil`` command."""
     args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as e:
+        print(f"error: invalid settings: {e}", file=sys.stderr)
+        return EXIT_JOB_FAILED
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level="DEBUG" if args.verbose else settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     console = Console(stderr=False)
@@ -204,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             loop.add_signal_handler(sig, on_signal)
         try:
-            return await _run(args, console)
+            return await _run(args, settings, console)
         except asyncio.CancelledError:
             if received:
                 console.print(f"stopped by {signal.Signals(received[0]).name}")

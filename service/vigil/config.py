@@ -8,6 +8,7 @@ environment.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -97,11 +98,22 @@ class Settings(BaseSettings):
     run_dir: Path | None = Field(
         None, description="Triton log and materialized repository go here (default: a temp dir)"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="Log level (`vigil run -v` forces DEBUG)"
+    )
     triton: TritonSettings = TritonSettings()
     pipeline: PipelineSettings = PipelineSettings()
     model: ModelSettings = ModelSettings()
     events: EventSettings = EventSettings()
+
+    def model_post_init(self, _context: object) -> None:
+        """Reject ``VIGIL_*`` environment variables that name no setting (typos)."""
+        unknown = [name for name in os.environ if _is_unknown_variable(name)]
+        if unknown:
+            raise ValueError(
+                f"unknown settings in the environment: {', '.join(sorted(unknown))} "
+                "(see the configuration reference in README.md)"
+            )
 
     def triton_server_dir(self) -> Path:
         """The embedded Triton server directory (explicit setting or the cache default)."""
@@ -115,3 +127,21 @@ class Settings(BaseSettings):
         back empty.
         """
         return self.triton.python_env or self.triton_server_dir() / "python-env"
+
+
+def _is_unknown_variable(name: str) -> bool:
+    if not name.startswith("VIGIL_"):
+        return False
+    model: type[BaseModel] = Settings
+    parts = name.removeprefix("VIGIL_").lower().split("__")
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return True
+        annotation = field.annotation
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if i < len(parts) - 1:
+            if not nested:
+                return True
+            model = annotation
+    return False

@@ -40,7 +40,7 @@ class EventBuilder:
         self.model = model
         self.place = place
         self.module = AnalyticsModuleInfo(
-            id=module_id, description=model.name, version=model.version or "1"
+            id=module_id, description=model.name, version=model.version
         )
         self.video_paths = video_paths if video_paths is not None else {}
         self._sensors: dict[str, SensorInfo] = {}

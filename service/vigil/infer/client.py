@@ -8,6 +8,7 @@ It works the same against the embedded server and an external one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -90,9 +91,12 @@ class TritonClient:
         """Describe a loaded model from its Triton config."""
         try:
             config = await self._client.get_model_config(name, as_json=True)
+            metadata = await self._client.get_model_metadata(name, as_json=True)
         except InferenceServerException as e:
-            raise InferError(f"cannot read the config of {name!r}: {e.message()}") from e
-        return ModelInfo.from_config(config["config"], self.repository)
+            raise InferError(f"cannot describe model {name!r}: {e.message()}") from e
+        info = ModelInfo.from_config(config["config"], self.repository)
+        versions = sorted(metadata.get("versions", []), key=lambda v: int(v) if v.isdigit() else 0)
+        return dataclasses.replace(info, version=versions[-1] if versions else "")
 
     async def register_slot(self, slot: Slot) -> None:
         """Register a ring slot's system shared-memory region with the server."""

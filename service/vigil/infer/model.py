@@ -18,7 +18,7 @@ class ModelInfo:
 
     Attributes:
         name: Model name in Triton.
-        version: Version Triton serves ('' = Triton's policy picks).
+        version: The version requests go to (the newest one Triton has loaded).
         max_batch_size: Largest batch the model accepts (0 = no batch dimension).
         inputs: Input tensors of one batch item.
         outputs: Output tensors of one batch item.
