@@ -12,7 +12,6 @@ export VIGIL_CACHE_DIR := $(VIGIL_CACHE)
 
 TRITON_WHEEL_VERSION := 0.7.0
 TRITON_DIR  := $(VIGIL_CACHE)/tritonserver-2.51.0
-TRITON_BIN  := $(TRITON_DIR)/bin/tritonserver
 SAMPLE_DIR  := /usr/share/doc/opencv-doc/examples/data
 SAMPLE      := $(SAMPLE_DIR)/vtest.avi
 PYVER       := $(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
@@ -53,7 +52,10 @@ system-deps:
 sample: system-deps
 
 # The real Triton 2.51 server, extracted from PyPI nvidia-pytriton (server files only).
-$(TRITON_BIN): scripts/install_triton.py | $(VENV)/.installed
+# Cache stamps depend on nothing in the work tree (a fresh clone has new mtimes), only on
+# what they are named after: the wheel version and the pins.
+TRITON_STAMP := $(TRITON_DIR)/.vigil-installed
+$(TRITON_STAMP): | $(VENV)/.installed
 	mkdir -p $(VIGIL_CACHE)/wheels
 	$(PY) -m pip download -q --no-deps nvidia-pytriton==$(TRITON_WHEEL_VERSION) -d $(VIGIL_CACHE)/wheels
 	$(PY) scripts/install_triton.py $(VIGIL_CACHE)/wheels/nvidia_pytriton-$(TRITON_WHEEL_VERSION)-*.whl $(TRITON_DIR)
@@ -64,12 +66,13 @@ $(TRITON_BIN): scripts/install_triton.py | $(VENV)/.installed
 # hands back empty output tensors when models run with NumPy 2.
 TRITON_PY_ENV  := $(TRITON_DIR)/python-env
 TRITON_PY_PINS := numpy==1.26.4 onnxruntime==1.31.1
-$(TRITON_PY_ENV)/.installed: $(TRITON_BIN)
+TRITON_PY_STAMP := $(TRITON_PY_ENV)/.installed-$(shell echo '$(TRITON_PY_PINS)' | sha256sum | cut -c1-12)
+$(TRITON_PY_STAMP): | $(TRITON_STAMP)
 	rm -rf $(TRITON_PY_ENV)
 	$(PY) -m pip install -q --no-warn-conflicts --target $(TRITON_PY_ENV) $(TRITON_PY_PINS)
-	echo "$(TRITON_PY_PINS)" > $@
+	touch $@
 
-triton: $(TRITON_BIN) $(TRITON_PY_ENV)/.installed
+triton: $(TRITON_STAMP) $(TRITON_PY_STAMP)
 
 # --- the two commands -----------------------------------------------------------------------
 

@@ -134,7 +134,8 @@ def summary_table(result: JobResult) -> Table:
     table = Table(title=f"vigil run — model {result.model}, {result.elapsed_s:.1f} s")
     for column in ("stream", "state", "frames", "fps", "detections", "p50 ms", "p99 ms", "dropped"):
         text_column = column in ("stream", "state", "detections")
-        table.add_column(column, justify="left" if text_column else "right", no_wrap=not text_column)
+        justify = "left" if text_column else "right"
+        table.add_column(column, justify=justify, no_wrap=not text_column)
     for sid, status in result.streams.items():
         stats = status.stats
         top = ", ".join(f"{name} {n}" for name, n in stats.detections.most_common(3)) or "-"
