@@ -113,3 +113,36 @@ def test_cli_when_triton_cannot_start_reports_log_tail_and_cleans_up(
     assert "Triton exited during start-up" in out
     assert "tail of Triton's log" in out
     assert_clean(tmp_path, pid)
+
+
+def test_after_vigil_is_killed_the_next_start_removes_what_it_left(
+    tmp_path, sample_video, short_clip, reference_model
+):
+    first_dir = tmp_path / "first"
+    first_dir.mkdir()
+    events = first_dir / "events.jsonl"
+    proc = start_vigil(
+        ["run", "--source", str(sample_video), "--out", str(events), "--no-progress"], first_dir
+    )
+    try:
+        _wait_until_processing(proc, events)
+        assert shm_segments_of(proc.pid)
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Triton follows Vigil (PR_SET_PDEATHSIG); what a SIGKILL cannot clean is swept next start.
+    assert wait_for(
+        lambda: not [p for p in processes_mentioning(str(first_dir)) if "bin/tritonserver " in p],
+        10,
+    )
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    code, out, pid = run_vigil(
+        ["run", "--source", str(short_clip), "--out", str(second_dir / "e.jsonl"), "--no-progress"],
+        second_dir,
+    )
+    assert code == 0, out
+    assert_clean(first_dir, proc.pid)
+    assert_clean(second_dir, pid)

@@ -37,7 +37,8 @@ def new_prefix(purpose: str) -> str:
     return f"{NAME_PREFIX}{os.getpid()}_{secrets.token_hex(4)}_{purpose}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -62,7 +63,7 @@ def remove_stale_segments() -> list[str]:
     removed = []
     for entry in SHM_DIR.glob(f"{NAME_PREFIX}*"):
         pid_text = entry.name[len(NAME_PREFIX) :].split("_", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
                 removed.append(entry.name)

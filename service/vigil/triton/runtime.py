@@ -13,7 +13,7 @@ from vigil.config import Settings
 from vigil.infer.client import TritonClient
 from vigil.infer.shm import new_prefix, remove_stale_segments
 from vigil.triton.materializer import materialize
-from vigil.triton.server import EmbeddedTriton, TritonPorts
+from vigil.triton.server import EmbeddedTriton, TritonPorts, reap_orphaned_backend_stubs
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
             await client.close()
         return
 
+    reap_orphaned_backend_stubs()
     with tempfile.TemporaryDirectory(prefix="vigil-run-", dir=settings.run_dir) as tmp:
         run_dir = Path(tmp)
         materialize(repository, run_dir / "repository", [str(settings.triton_python_env())])

@@ -12,6 +12,7 @@ process is ours to clean up on every exit path:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -25,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from vigil.infer.shm import remove_segments_with_prefix
+from vigil.infer.shm import NAME_PREFIX, pid_alive, remove_segments_with_prefix
 from vigil.triton.errors import (
     TritonDiedError,
     TritonNotInstalledError,
@@ -211,6 +212,7 @@ class EmbeddedTriton:
             return
         code = self._proc.poll()
         if code is not None:
+            self._kill_process_group()
             self._cleanup_backend_shm()
             raise TritonDiedError(
                 f"Triton (pid {self._proc.pid}) exited unexpectedly with code {code}",
@@ -231,9 +233,20 @@ class EmbeddedTriton:
                 log.warning("Triton did not stop in %.0f s; killing it", timeout_s)
                 proc.kill()
                 proc.wait()
+        self._kill_process_group()
         self._proc = None
         self._cleanup_backend_shm()
         log.info("Triton stopped")
+
+    def _kill_process_group(self) -> None:
+        """Kill what is left of Triton's process group: its Python-backend stubs.
+
+        The stubs do not exit when the server is killed; they share its process group
+        (Triton runs in a session of its own), so one ``killpg`` finds them all.
+        """
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
 
     def _cleanup_backend_shm(self) -> None:
         removed = remove_segments_with_prefix(self.shm_prefix)
@@ -246,3 +259,35 @@ class EmbeddedTriton:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def reap_orphaned_backend_stubs() -> list[int]:
+    """Kill Python-backend stubs left by an embedded Triton whose Vigil process is gone.
+
+    When Vigil is killed with SIGKILL its Triton dies too (``PR_SET_PDEATHSIG``), but the
+    backend stubs live on. Each stub's command line names its shared-memory region, which
+    starts with ``vigil_<pid of the Vigil that started it>_``; stubs whose Vigil no longer
+    exists are killed. Returns their pids.
+    """
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) < 3 or not argv[0].endswith(b"triton_python_backend_stub"):
+            continue
+        owner = argv[2].decode(errors="replace").removeprefix(NAME_PREFIX).split("_", 1)[0]
+        if (
+            argv[2].startswith(NAME_PREFIX.encode())
+            and owner.isdigit()
+            and not pid_alive(int(owner))
+        ):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    if killed:
+        log.warning("killed %d orphaned Triton backend stubs: %s", len(killed), killed)
+    return killed
