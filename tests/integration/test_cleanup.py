@@ -53,8 +53,9 @@ def _wait_until_processing(proc, events) -> None:
     assert proc.poll() is None, "vigil should be processing frames by now"
 
 
-def test_cli_sigterm_mid_run_stops_triton_and_removes_shared_memory(
-    tmp_path, sample_video, reference_model
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_signal_mid_run_stops_triton_and_removes_shared_memory(
+    tmp_path, sample_video, reference_model, sig
 ):
     events = tmp_path / "events.jsonl"
     proc = start_vigil(
@@ -63,13 +64,13 @@ def test_cli_sigterm_mid_run_stops_triton_and_removes_shared_memory(
     try:
         _wait_until_processing(proc, events)
         assert shm_segments_of(proc.pid), "the ring should exist while running"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, out
-    assert "stopped by SIGTERM" in out
+    assert proc.returncode == 128 + sig, out
+    assert f"stopped by {sig.name}" in out
     assert_clean(tmp_path, proc.pid)
 
 

@@ -1,0 +1,1 @@
+"""Events: DeepStream nvmsgconv schema models, building them from detections, and sinks."""

@@ -1,0 +1,1 @@
+"""Talking to Triton: async client, model description, shared-memory tensor rings."""

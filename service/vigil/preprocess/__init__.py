@@ -1,0 +1,1 @@
+"""Preprocessing: frames → model input tensors, written into shared-memory slots."""

@@ -1,0 +1,1 @@
+"""Video sources: the Source interface and its implementations (files via PyAV)."""

@@ -1,0 +1,1 @@
+"""The Triton server side: embedded launcher, repository materializer, connection."""
