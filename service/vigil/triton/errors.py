@@ -10,9 +10,12 @@ class TritonServerError(RuntimeError):
         log_tail: The last lines of Triton's log, to show the user why.
     """
 
-    def __init__(self, message: str, log_tail: str = "") -> None:
+    def __init__(self, message: str, log_tail: str = "", log_path: str = "") -> None:
         self.log_tail = log_tail
-        full = message if not log_tail else f"{message}\n--- tail of Triton's log ---\n{log_tail}"
+        self.log_path = log_path
+        full = message
+        if log_tail:
+            full += f"\n--- tail of Triton's log ({log_path or 'log file'}) ---\n{log_tail}"
         super().__init__(full)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -68,7 +70,7 @@ async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
         server = EmbeddedTriton(
             settings.triton_server_dir(),
             run_dir / "repository",
-            (settings.run_dir or run_dir) / "triton.log",
+            _log_path(settings),
             ports=ports,
             shm_prefix=new_prefix("pb") + "_",
             startup_timeout_s=triton.startup_timeout_s,
@@ -82,3 +84,18 @@ async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
                 await client.close()
         finally:
             server.stop()
+
+
+KEEP_LOGS = 20
+
+
+def _log_path(settings: Settings) -> Path:
+    """Where the embedded server logs: ``<run_dir>/triton.log`` if a run directory is set,
+    else a time-stamped file in ``<cache>/logs`` (the newest 20 are kept)."""
+    if settings.run_dir is not None:
+        return settings.run_dir / "triton.log"
+    logs = settings.cache_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in sorted(logs.glob("triton-*.log"))[:-KEEP_LOGS]:
+        old.unlink(missing_ok=True)
+    return logs / f"triton-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"

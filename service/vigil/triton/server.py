@@ -196,14 +196,18 @@ class EmbeddedTriton:
             code = self._proc.poll()
             if code is not None:
                 raise TritonStartError(
-                    f"Triton exited during start-up with code {code}", tail(self.log_path)
+                    f"Triton exited during start-up with code {code}",
+                    tail(self.log_path),
+                    str(self.log_path),
                 )
             if _http_ok(url):
                 log.info("Triton ready (pid %d)", self._proc.pid)
                 return
             time.sleep(0.1)
         raise TritonStartError(
-            f"Triton was not ready after {self.startup_timeout_s:.0f} s", tail(self.log_path)
+            f"Triton was not ready after {self.startup_timeout_s:.0f} s",
+            tail(self.log_path),
+            str(self.log_path),
         )
 
     def check_alive(self) -> None:
@@ -217,6 +221,7 @@ class EmbeddedTriton:
             raise TritonDiedError(
                 f"Triton (pid {self._proc.pid}) exited unexpectedly with code {code}",
                 tail(self.log_path),
+                str(self.log_path),
             )
 
     def stop(self, timeout_s: float = 15.0) -> None:
