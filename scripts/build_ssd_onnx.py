@@ -2,7 +2,7 @@
 """Build SSD-MobileNet-v2-COCO as ONNX for Vigil's Triton model repository.
 
 Called by `make models` (make/models.mk) with the Python of the isolated
-tf2onnx virtual environment ($VIGIL_CACHE/venvs/tf2onnx), which has pip,
+tf2onnx virtual environment ($VIGIL_CACHE_DIR/venvs/tf2onnx), which has pip,
 tensorflow-cpu, tf2onnx, onnx and onnxruntime at the versions pinned there.
 
 Steps (each skipped when its result is already in the work directory):
