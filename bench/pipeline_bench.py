@@ -32,7 +32,7 @@ from rich.table import Table
 from vigil.config import Settings
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import SystemShmRing, new_prefix
-from vigil.jobs import run_sources
+from vigil.jobs import file_spec, run_streams
 from vigil.preprocess.cpu import CpuPreprocessor, InputFormat
 from vigil.sources.file import FileSource
 from vigil.triton.runtime import TritonConnection, connect
@@ -145,9 +145,9 @@ async def main(args: argparse.Namespace) -> None:
             triton_fps = await triton_only(
                 triton, model, batches, settings.pipeline.inflight_requests
             )
-            sources = [FileSource(f"cam-{i}", args.video) for i in range(1, args.streams + 1)]
+            specs = [file_spec(f"cam-{i}", str(args.video)) for i in range(1, args.streams + 1)]
             before = await triton.client.statistics(model.name)
-            result = await run_sources(settings, sources, connection=triton)
+            result = await run_streams(settings, specs, connection=triton)
             server_side = triton_profile(before, await triton.client.statistics(model.name))
             processed = sum(s.stats.frames_processed for s in result.streams.values())
             pipeline_fps = processed / result.elapsed_s

@@ -1,12 +1,14 @@
 """Print the configuration reference (every setting, its variable, default and meaning).
 
 The README's table is this script's output; a unit test keeps the two in step.
-Usage: ``python scripts/config_reference.py``
+Usage: ``python scripts/config_reference.py [--write README.md]``
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -22,8 +24,10 @@ def rows(model: type[BaseModel], prefix: str = "VIGIL_") -> Iterator[tuple[str, 
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from rows(annotation, var + "__")
             continue
-        if field.default_factory is not None:
-            default = "(computed)" if name != "cache_dir" else "~/.cache/vigil"
+        if name == "cache_dir":
+            default = "~/.cache/vigil"
+        elif field.default_factory is not None:
+            default = str(field.default_factory())
         elif field.default is PydanticUndefined or field.default is None:
             default = "(unset)"
         else:
@@ -38,5 +42,19 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def update_readme(path: Path) -> None:
+    """Replace the table between the markers in ``path``."""
+    text = path.read_text()
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    path.write_text(f"{head}{START}\n{markdown()}\n{END}{tail}")
+
+
 if __name__ == "__main__":
-    print(markdown())
+    if sys.argv[1:2] == ["--write"]:
+        update_readme(Path(sys.argv[2]))
+    else:
+        print(markdown())

@@ -26,10 +26,9 @@ from rich.table import Table
 from vigil import __version__
 from vigil.config import Settings
 from vigil.infer.errors import InferError
-from vigil.jobs import JobResult, run_sources
-from vigil.pipeline.runner import Pipeline
-from vigil.pipeline.stream import StreamState
-from vigil.sources.file import FileSource
+from vigil.jobs import JobResult, file_spec, run_streams
+from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.runtime import Runtime
 from vigil.triton.errors import RepositoryError, TritonServerError
 
 EXIT_OK, EXIT_STREAM_FAILED, EXIT_JOB_FAILED = 0, 1, 2
@@ -65,12 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, help="max frames per inference request")
     run.add_argument("--no-progress", action="store_true", help="no live progress bars")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    srv = sub.add_parser("serve", help="run as a service with a REST API")
+    srv.add_argument("--config", type=Path, help="YAML settings file (env VIGIL_* overrides it)")
+    srv.add_argument("--host", help="API listen address (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="API port (default 8080)")
+    srv.add_argument("--triton-url", help="use an external Triton (gRPC host:port)")
+    srv.add_argument("--model-repository", type=Path, help="model repository directory")
+    srv.add_argument("--model", help="model name in the repository")
+    srv.add_argument("--out", type=Path, help="events JSONL file")
+    srv.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with command-line flags on top."""
-    settings = Settings()
+    """Settings from the config file and environment, with command-line flags on top."""
+    settings = Settings.load(getattr(args, "config", None))
     triton = settings.triton.model_copy(
         update={
             k: v
@@ -81,10 +90,26 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     model = settings.model.model_copy(update={"name": args.model} if args.model else {})
     events = settings.events.model_copy(update={"jsonl_path": args.out} if args.out else {})
     pipeline = settings.pipeline
-    if args.batch_size:
+    if getattr(args, "batch_size", None):
         pipeline = pipeline.model_copy(update={"max_batch_size": args.batch_size})
+    api = settings.api.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "host": getattr(args, "host", None),
+                "port": getattr(args, "port", None),
+            }.items()
+            if v is not None
+        }
+    )
     return settings.model_copy(
-        update={"triton": triton, "model": model, "events": events, "pipeline": pipeline}
+        update={
+            "triton": triton,
+            "model": model,
+            "events": events,
+            "pipeline": pipeline,
+            "api": api,
+        }
     )
 
 
@@ -103,16 +128,17 @@ class _ProgressView:
             console=console,
             disable=not enabled,
         )
-        self.pipeline: Pipeline | None = None
+        self.runtime: Runtime | None = None
         self._tasks: dict[str, int] = {}
 
-    def attach(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+    def attach(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
-    def refresh(self) -> None:
-        if self.pipeline is None:
-            return
-        for sid, status in self.pipeline.streams.items():
+    def refresh(self, statuses: list[StreamStatus] | None = None) -> None:
+        if statuses is None:
+            statuses = self.runtime.streams.statuses() if self.runtime else []
+        for status in statuses:
+            sid = status.stream_id
             if sid not in self._tasks:
                 self._tasks[sid] = self.progress.add_task(sid, total=None, fps=0.0, state="")
             self.progress.update(
@@ -158,8 +184,12 @@ def summary_table(result: JobResult) -> Table:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    sources = [FileSource(*parse_source(text, i)) for i, text in enumerate(args.source, start=1)]
-    ids = [s.stream_id for s in sources]
+    try:
+        specs = [file_spec(*parse_source(text, i)) for i, text in enumerate(args.source, start=1)]
+    except ValidationError as e:
+        console.print(f"[red]error:[/red] invalid --source: {e}", markup=True, highlight=False)
+        return EXIT_JOB_FAILED
+    ids = [s.id for s in specs]
     if len(set(ids)) != len(ids):
         console.print(f"[red]error:[/red] duplicate stream ids in --source: {ids}")
         return EXIT_JOB_FAILED
@@ -168,8 +198,8 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
     try:
         with view.progress:
             refresher = asyncio.create_task(view.run())
-            result = await run_sources(settings, sources, on_pipeline=view.attach)
-            view.refresh()
+            result = await run_streams(settings, specs, on_start=view.attach)
+            view.refresh(list(result.streams.values()))
     except (InferError, TritonServerError, RepositoryError) as e:
         console.print(f"[red]error:[/red] {e}", markup=False, highlight=False)
         return EXIT_JOB_FAILED
@@ -184,12 +214,22 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
     return EXIT_STREAM_FAILED if result.failed else EXIT_OK
 
 
+def _serve(settings: Settings, console: Console) -> int:
+    from vigil.service import serve
+
+    try:
+        return asyncio.run(serve(settings))
+    except (InferError, TritonServerError, RepositoryError) as e:
+        console.print(f"[red]error:[/red] {e}", markup=False, highlight=False)
+        return EXIT_JOB_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vigil`` command."""
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
-    except ValidationError as e:
+    except (ValidationError, ValueError) as e:
         print(f"error: invalid settings: {e}", file=sys.stderr)
         return EXIT_JOB_FAILED
     logging.basicConfig(
@@ -197,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     console = Console(stderr=False)
+    if args.command == "serve":
+        return _serve(settings, console)
 
     async def guarded() -> int:
         task = asyncio.current_task()

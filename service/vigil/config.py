@@ -12,8 +12,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from vigil.specs import StreamSpec
 
 TRITON_VERSION = "2.51.0"
 
@@ -69,6 +76,38 @@ class PipelineSettings(_Model):
     )
 
 
+class ReconnectSettings(_Model):
+    """How live sources (RTSP, HTTP, test pattern) are reopened after a failure."""
+
+    enabled: bool = Field(True, description="Reopen live sources that fail or end")
+    initial_delay_s: float = Field(0.5, ge=0, le=300, description="First backoff delay")
+    max_delay_s: float = Field(2.0, gt=0, le=3600, description="Backoff cap")
+    multiplier: float = Field(2.0, ge=1, le=10, description="Backoff growth per failure")
+    max_attempts: int | None = Field(
+        None, ge=1, description="Give up after this many failures in a row (unset: never)"
+    )
+
+
+class SourceSettings(_Model):
+    """Timeouts of network sources, so a frozen camera never blocks anything."""
+
+    open_timeout_s: float = Field(10.0, gt=0, le=300, description="Connect / open timeout")
+    read_timeout_s: float = Field(5.0, gt=0, le=300, description="No data for this long = lost")
+    reconnect: ReconnectSettings = ReconnectSettings()
+
+
+class ApiSettings(_Model):
+    """The REST control plane of `vigil serve`."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on")
+    port: Port = Field(8080, description="HTTP port")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys accepted in X-API-Key (JSON list); empty = no authentication",
+    )
+    protect_reads: bool = Field(False, description="Require a key for read-only endpoints too")
+
+
 class ModelSettings(_Model):
     """Which model runs, and its post-processing."""
 
@@ -103,8 +142,43 @@ class Settings(BaseSettings):
     )
     triton: TritonSettings = TritonSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    sources: SourceSettings = SourceSettings()
+    api: ApiSettings = ApiSettings()
     model: ModelSettings = ModelSettings()
     events: EventSettings = EventSettings()
+    streams: list[StreamSpec] = Field(
+        default_factory=list, description="Streams `vigil serve` starts with (config file)"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables override values passed in (those of a config file)."""
+        return env_settings, init_settings, file_secret_settings
+
+    @classmethod
+    def load(cls, config_file: Path | None = None) -> Settings:
+        """Settings from a YAML file (optional) with ``VIGIL_*`` variables on top.
+
+        Raises:
+            ValueError: the file is unreadable or not a YAML mapping.
+            pydantic.ValidationError: a value is invalid or a key unknown (named).
+        """
+        if config_file is None:
+            return cls()
+        try:
+            data = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"cannot read config file {config_file}: {e}") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {config_file} must hold a mapping of settings")
+        return cls(**data)
 
     def model_post_init(self, _context: object) -> None:
         """Reject ``VIGIL_*`` environment variables that name no setting (typos)."""

@@ -1,27 +1,22 @@
-"""One-shot jobs: run a set of video files through a model to their end.
+"""One-shot jobs: run a set of streams (normally video files) through a model to their end.
 
-This is what ``vigil run`` does, as a function that tests and benchmarks call too. It
-wires the pieces (Triton connection, model, parser, sinks, pipeline) and nothing else.
+This is what ``vigil run`` does, as a function that tests and benchmarks call too.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vigil.config import Settings
-from vigil.events.builder import EventBuilder
-from vigil.events.schema import PlaceInfo
-from vigil.events.sinks import EventSink, JsonlSink
-from vigil.parsers import make_parser
-from vigil.pipeline.runner import Pipeline
+from vigil.events.sinks import EventSink
 from vigil.pipeline.stream import StreamState, StreamStatus
-from vigil.sources.base import Source
-from vigil.triton.runtime import TritonConnection, connect
-
-log = logging.getLogger(__name__)
+from vigil.runtime import Runtime, open_runtime
+from vigil.specs import StreamSpec
+from vigil.triton.runtime import TritonConnection
 
 
 @dataclass
@@ -32,7 +27,7 @@ class JobResult:
         streams: Final status (state, reason, counters) of every stream.
         model: Name of the model that ran.
         events_written: Events written to the JSONL file (0 without one).
-        elapsed_s: Wall time of the pipeline run (Triton start-up excluded).
+        elapsed_s: Wall time from the first stream's start to the last event.
     """
 
     streams: dict[str, StreamStatus] = field(default_factory=dict)
@@ -46,20 +41,20 @@ class JobResult:
         return [s for s in self.streams.values() if s.state is StreamState.ERROR]
 
 
-async def run_sources(
+async def run_streams(
     settings: Settings,
-    sources: Sequence[Source],
+    specs: Sequence[StreamSpec],
     *,
-    on_pipeline: Callable[[Pipeline], None] | None = None,
+    on_start: Callable[[Runtime], None] | None = None,
     extra_sinks: Sequence[EventSink] = (),
     connection: TritonConnection | None = None,
 ) -> JobResult:
-    """Run ``sources`` to their end through the configured model.
+    """Run ``specs`` to their end through the configured model.
 
     Args:
         settings: Vigil settings (Triton, model, pipeline, events).
-        sources: The streams; each must have a distinct ``stream_id``.
-        on_pipeline: Called with the pipeline once it exists (progress display).
+        specs: The streams; ids must be distinct. Live streams never end by themselves.
+        on_start: Called with the runtime once streams are added (progress display).
         extra_sinks: Sinks in addition to the JSONL file.
         connection: An open Triton connection to use (default: connect per settings).
 
@@ -67,47 +62,32 @@ async def run_sources(
         ModelNotFoundError: the model is not in the repository (lists the available ones).
         TritonServerError: Triton could not start or died (with its log tail).
     """
-    if connection is not None:
-        return await _run(settings, sources, connection, on_pipeline, extra_sinks)
-    async with connect(settings) as triton:
-        return await _run(settings, sources, triton, on_pipeline, extra_sinks)
+    async with open_runtime(settings, extra_sinks=extra_sinks, connection=connection) as rt:
+        started = time.monotonic()
+        for spec in specs:
+            await rt.streams.add(spec)
+        statuses = {m.spec.id: m.status for m in rt.streams.list()}
+        if on_start:
+            on_start(rt)
+        decoders = asyncio.create_task(rt.streams.wait_ended())
+        engine = asyncio.create_task(rt.pipeline.wait_stopped())
+        await asyncio.wait({decoders, engine}, return_when=asyncio.FIRST_COMPLETED)
+        if engine.done():  # the engine stopped before the streams ended: Triton died
+            decoders.cancel()
+            raise engine.result() or RuntimeError("the pipeline stopped unexpectedly")
+        engine.cancel()
+        await rt.pipeline.drain()
+        elapsed = time.monotonic() - started
+        return JobResult(
+            streams=statuses,
+            model=rt.model.name,
+            events_written=rt.jsonl.written if rt.jsonl else 0,
+            elapsed_s=elapsed,
+        )
 
 
-async def _run(
-    settings: Settings,
-    sources: Sequence[Source],
-    triton: TritonConnection,
-    on_pipeline: Callable[[Pipeline], None] | None,
-    extra_sinks: Sequence[EventSink],
-) -> JobResult:
-    model = await triton.client.load_model(settings.model.name)
-    parser = make_parser(model, settings.model.confidence_threshold)
-    sinks: list[EventSink] = list(extra_sinks)
-    jsonl = JsonlSink(settings.events.jsonl_path) if settings.events.jsonl_path else None
-    if jsonl:
-        sinks.append(jsonl)
-    builder = EventBuilder(
-        model,
-        PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),
-        settings.events.analytics_module_id,
-        {s.stream_id: s.url for s in sources},
-    )
-    pipeline = Pipeline(
-        client=triton.client,
-        model=model,
-        parser=parser,
-        events=builder,
-        sinks=sinks,
-        settings=settings.pipeline,
-        watchdog=triton.check_alive,
-    )
-    if on_pipeline:
-        on_pipeline(pipeline)
-    started = time.monotonic()
-    streams = await pipeline.run(sources)
-    return JobResult(
-        streams=streams,
-        model=model.name,
-        events_written=jsonl.written if jsonl else 0,
-        elapsed_s=time.monotonic() - started,
-    )
+def file_spec(stream_id: str, path: str) -> StreamSpec:
+    """A stream spec for a local video file path (or an URL, passed through)."""
+    if "://" in path:
+        return StreamSpec(id=stream_id, url=path)
+    return StreamSpec(id=stream_id, url=Path(path).absolute().as_uri())

@@ -76,3 +76,89 @@ def assert_clean(run_dir: Path, pid: int) -> None:
         str(run_dir)
     )
     assert shm_segments_of(pid) == []
+
+
+class ServiceProcess:
+    """``vigil serve`` as a subprocess on a free port, with a config file under ``run_dir``.
+
+    Use as a context manager: it starts the service, waits until ``/api/v1/ready`` answers
+    200, and on exit stops it with SIGTERM (SIGKILL if it hangs) and checks it cleaned up.
+    """
+
+    def __init__(self, run_dir: Path, config: dict | None = None, **env: str) -> None:
+        import socket
+
+        self.run_dir = run_dir
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.config = {
+            "api": {"port": self.port},
+            "events": {"jsonl_path": str(run_dir / "events.jsonl")},
+            **(config or {}),
+        }
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, ready_timeout_s: float = 120) -> ServiceProcess:
+        import httpx
+        import yaml
+
+        path = self.run_dir / "vigil.yaml"
+        path.write_text(yaml.safe_dump(self.config))
+        log = (self.run_dir / "service.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vigil.cli", "serve", "--config", str(path)],
+            cwd=ROOT,
+            env=vigil_env(self.run_dir, **self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                return True
+            try:
+                return httpx.get(f"{self.url}/api/v1/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        ok = wait_for(ready, ready_timeout_s, 0.25)
+        if not ok or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"vigil serve did not become ready:\n{self.log()}")
+        return self
+
+    def log(self) -> str:
+        path = self.run_dir / "service.log"
+        return path.read_text() if path.exists() else ""
+
+    def stop(self, sig: int = 15, timeout_s: float = 60) -> int:
+        """Stop the service; returns its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.output = self.log()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -7,9 +7,8 @@ import json
 import pytest
 
 from tests.integration.helpers import assert_clean, run_vigil
-from vigil.jobs import run_sources
+from vigil.jobs import file_spec, run_streams
 from vigil.pipeline.stream import StreamState
-from vigil.sources.file import FileSource
 
 pytestmark = pytest.mark.integration
 
@@ -18,12 +17,12 @@ async def test_corrupt_and_missing_files_fail_their_stream_only(
     settings, short_clip, corrupt_video, tmp_path, reference_model
 ):
     missing = tmp_path / "nope.mp4"
-    result = await run_sources(
+    result = await run_streams(
         settings,
         [
-            FileSource("good", short_clip),
-            FileSource("corrupt", corrupt_video),
-            FileSource("missing", missing),
+            file_spec("good", str(short_clip)),
+            file_spec("corrupt", str(corrupt_video)),
+            file_spec("missing", str(missing)),
         ],
     )
     good, corrupt, gone = (result.streams[k] for k in ("good", "corrupt", "missing"))

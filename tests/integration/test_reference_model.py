@@ -10,9 +10,8 @@ from jsonschema import Draft202012Validator
 
 from vigil.events.schema import FULL_SCHEMA_PATH, Event
 from vigil.events.sinks import EventSink
-from vigil.jobs import run_sources
+from vigil.jobs import file_spec, run_streams
 from vigil.pipeline.stream import StreamState
-from vigil.sources.file import FileSource
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +35,8 @@ async def test_ssd_on_vtest_detects_people_in_most_frames_with_valid_events(
     settings, sample_video, reference_model
 ):
     recorder = RecordingSink()
-    result = await run_sources(
-        settings, [FileSource("vtest", sample_video)], extra_sinks=[recorder]
+    result = await run_streams(
+        settings, [file_spec("vtest", str(sample_video))], extra_sinks=[recorder]
     )
 
     status = result.streams["vtest"]

@@ -2,21 +2,34 @@ import pytest
 
 from vigil.pipeline.stream import IllegalTransitionError, StreamState, StreamStatus
 
+S = StreamState
+
 
 def test_stream_lifecycle_normal_path():
     status = StreamStatus("cam", "file.mp4")
-    status.transition(StreamState.RUNNING)
-    status.transition(StreamState.STOPPED, "end of stream")
-    assert status.state is StreamState.STOPPED
+    status.transition(S.RUNNING)
+    status.transition(S.STOPPED, "end of stream")
+    assert status.state is S.STOPPED
     assert status.reason == "end of stream"
+
+
+def test_stream_lifecycle_reconnect_path_records_last_error():
+    status = StreamStatus("cam", "rtsp://x")
+    status.transition(S.RUNNING)
+    status.transition(S.RECONNECTING, "stream ended (disconnected)")
+    status.transition(S.RUNNING)
+    assert status.last_error == "stream ended (disconnected)"
+    status.transition(S.STOPPED)
+    status.transition(S.STARTING)
 
 
 @pytest.mark.parametrize(
     ("path", "illegal"),
     [
-        ([StreamState.ERROR], StreamState.RUNNING),
-        ([StreamState.RUNNING, StreamState.STOPPED], StreamState.RUNNING),
-        ([StreamState.RUNNING], StreamState.STARTING),
+        ([S.ERROR], S.RUNNING),
+        ([S.RUNNING, S.STOPPED], S.RUNNING),
+        ([S.RUNNING], S.STARTING),
+        ([S.STOPPED], S.RECONNECTING),
     ],
 )
 def test_stream_transition_when_not_allowed_raises(path, illegal):
@@ -26,6 +39,13 @@ def test_stream_transition_when_not_allowed_raises(path, illegal):
     with pytest.raises(IllegalTransitionError, match="cannot go from"):
         status.transition(illegal)
     assert not status.try_transition(illegal)
+
+
+def test_transition_if_checks_the_current_state():
+    status = StreamStatus("cam", "x")
+    assert not status.transition_if({S.RECONNECTING}, S.RUNNING)
+    assert status.transition_if({S.STARTING}, S.RUNNING)
+    assert status.state is S.RUNNING
 
 
 def test_stream_stats_latency_percentiles():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from vigil.detections import Detections
@@ -27,7 +29,7 @@ class EventBuilder:
         model: The model that produced the detections (``analyticsModule``).
         place: The ``place`` block shared by all events.
         module_id: ``analyticsModule.id``.
-        video_paths: Stream id → its source URL (``videoPath``).
+        video_path: Stream id → its source URL for ``videoPath`` (credentials removed).
     """
 
     def __init__(
@@ -35,21 +37,19 @@ class EventBuilder:
         model: ModelInfo,
         place: PlaceInfo,
         module_id: str,
-        video_paths: dict[str, str] | None = None,
+        video_path: Callable[[str], str] = lambda stream_id: "",
     ) -> None:
         self.model = model
         self.place = place
         self.module = AnalyticsModuleInfo(
             id=module_id, description=model.name, version=model.version
         )
-        self.video_paths = video_paths if video_paths is not None else {}
-        self._sensors: dict[str, SensorInfo] = {}
+        self.video_path = video_path
 
-    def _sensor(self, stream_id: str) -> SensorInfo:
-        sensor = self._sensors.get(stream_id)
-        if sensor is None:
-            sensor = self._sensors[stream_id] = SensorInfo(id=stream_id)
-        return sensor
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)  # bounded: streams come and go
+    def _sensor(stream_id: str) -> SensorInfo:
+        return SensorInfo(id=stream_id)
 
     def build(self, frame: Frame, detections: Detections) -> list[Event]:
         """Events for every object detected in ``frame``."""
@@ -57,7 +57,7 @@ class EventBuilder:
             return []
         timestamp = datetime.fromtimestamp(frame.capture_time_s, UTC)
         sensor = self._sensor(frame.stream_id)
-        video_path = self.video_paths.get(frame.stream_id, "")
+        video_path = self.video_path(frame.stream_id)
         events = []
         for xyxy, confidence, class_id, tracker_id in detections:
             obj = ObjectInfo(

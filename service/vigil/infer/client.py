@@ -71,6 +71,17 @@ class TritonClient:
             raise InferError(f"cannot list models at {self.url}: {e.message()}") from e
         return sorted({m["name"] for m in index.get("models", [])})
 
+    async def model_ready(self, name: str) -> tuple[bool, str]:
+        """Whether the server and the model are ready, and why not."""
+        try:
+            if not await self._client.is_server_ready(client_timeout=2):
+                return False, f"Triton at {self.url} is not ready"
+            if not await self._client.is_model_ready(name, client_timeout=2):
+                return False, f"model {name!r} is not loaded"
+        except (TimeoutError, InferenceServerException) as e:
+            return False, f"Triton at {self.url} does not answer: {e}"
+        return True, ""
+
     async def load_model(self, name: str) -> ModelInfo:
         """Load ``name`` (explicit model control) and describe it.
 

@@ -83,10 +83,12 @@ class FrameQueue:
         self._notify()
 
     def abort(self) -> None:
-        """Stop the producer: a blocked or later :meth:`put` returns False."""
+        """Stop the producer and discard queued frames: a blocked or later :meth:`put`
+        returns False and the consumer sees the queue finished."""
         with self._cond:
             self._aborted = True
             self._closed = True
+            self._items.clear()
             self._cond.notify_all()
         self._notify()
 

@@ -1,24 +1,23 @@
-"""The pipeline: sources → queues → batcher → preprocess → Triton → parse → events → sinks.
+"""The inference engine: queues → batcher → preprocess → Triton → parse → events → sinks.
 
-Threads and tasks:
+Tasks on the event loop:
 
-* one decoder thread per stream (PyAV releases the GIL) puts frames into its bounded
-  :class:`~vigil.pipeline.queues.FrameQueue`;
-* the *producer* coroutine takes cross-stream batches, waits for a free shared-memory slot
-  (that wait is the back-pressure), preprocesses into it in a worker thread, and starts the
-  inference request — up to ``inflight_requests`` requests run at once;
-* the *emitter* coroutine finishes requests in the order they were started (so events of a
-  stream stay in frame order), parses the outputs, builds events and hands them to the sinks;
-* an optional *watchdog* (e.g. "is the embedded Triton still alive?") aborts the run.
+* the *producer* takes cross-stream batches, waits for a free shared-memory slot (that wait
+  is the back-pressure), preprocesses into it in a worker thread, and starts the inference
+  request — up to ``inflight_requests`` requests run at once;
+* the *emitter* finishes requests in the order they were started (so events of a stream
+  stay in frame order), parses the outputs, builds events and hands them to the sinks;
+* the *watchdog* (e.g. "is the embedded Triton still alive?") stops the engine when it
+  raises; :attr:`Pipeline.failure` then holds the reason.
 
-A stream that fails is marked ``error`` with its reason; the others go on.
+Streams are attached and detached while the engine runs (their decoder threads are managed
+by :class:`~vigil.pipeline.manager.StreamManager`); neither pauses the other streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,21 +30,20 @@ from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import Slot, SystemShmRing, new_prefix
+from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
-from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.pipeline.stream import StreamStatus
 from vigil.preprocess.cpu import CpuPreprocessor, InputFormat
-from vigil.sources.base import Source
-from vigil.sources.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-_Pending = tuple[list[Frame], Slot, "asyncio.Task[None]"]
+_Pending = tuple[list[Frame], Slot, "asyncio.Task[None]", float]
 
 
 class Pipeline:
-    """Runs a set of sources through one model until they end.
+    """Batched inference for a changing set of streams.
 
     Args:
         client: Connection to Triton.
@@ -54,8 +52,9 @@ class Pipeline:
         events: Builds events from detections.
         sinks: Where events go.
         settings: Batching and flow-control settings.
-        watchdog: Called about twice a second and after a failed request; raising aborts
-            the run with that exception (used to notice Triton dying).
+        watchdog: Called about twice a second and after a failed request; raising stops
+            the engine with that exception (used to notice Triton dying).
+        metrics: Histograms to feed (batch size, request and frame latency).
     """
 
     def __init__(
@@ -68,6 +67,7 @@ class Pipeline:
         sinks: Sequence[EventSink],
         settings: PipelineSettings,
         watchdog: Callable[[], None] | None = None,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         if len(model.inputs) != 1:
             raise InferError(f"model {model.name!r} must have one image input")
@@ -78,91 +78,149 @@ class Pipeline:
         self.sinks = list(sinks)
         self.settings = settings
         self.watchdog = watchdog or (lambda: None)
+        self.metrics = metrics or PipelineMetrics()
         self.max_batch = min(settings.max_batch_size, model.max_batch_size or 1)
         self.input = model.inputs[0]
         self.preprocess = CpuPreprocessor(InputFormat.from_tensor(self.input))
         self.streams: dict[str, StreamStatus] = {}
+        self.failure: BaseException | None = None
         self._queues: dict[str, FrameQueue] = {}
-        self._threads: list[threading.Thread] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess")
+        self._ring: SystemShmRing | None = None
+        self._batcher: Batcher | None = None
+        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._main: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    async def run(self, sources: Sequence[Source]) -> dict[str, StreamStatus]:
-        """Process every source to its end; returns the final status of each stream.
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create and register the shared-memory ring and start the engine's tasks.
 
         Raises:
-            InferError: shared memory could not be registered with Triton.
-            Exception: whatever the watchdog raised.
+            InferError: Triton cannot map the shared memory.
         """
-        for source in sources:
-            if source.stream_id in self.streams:
-                raise ValueError(f"duplicate stream id {source.stream_id!r}")
-            self.streams[source.stream_id] = StreamStatus(source.stream_id, source.url)
-        ring = SystemShmRing(
+        self._ring = SystemShmRing(
             new_prefix("ring"),
             self.settings.inflight_requests,
             self.max_batch,
             self.model.inputs,
             self.model.outputs,
         )
-        batcher = Batcher(self.max_batch, self.settings.batch_timeout_ms)
-        pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
         try:
-            for slot in ring.slots:
+            for slot in self._ring.slots:
                 await self.client.register_slot(slot)
-            for source in sources:
-                self._start_stream(source, batcher)
-            batcher.close()
-            try:
-                async with asyncio.TaskGroup() as group:
-                    emitter = group.create_task(self._emit(pending, ring))
-                    watchdog = group.create_task(self._watch())
-                    await self._produce(batcher, ring, pending)
-                    pending.put_nowait(None)
-                    await emitter
-                    watchdog.cancel()
-            except BaseExceptionGroup as group_error:
-                raise _first_error(group_error) from None
-        finally:
-            await self._shutdown(ring, pending)
-        for status in self.streams.values():
-            self._sync_drops(status)
-            status.try_transition(StreamState.STOPPED, "end of stream")
-        return self.streams
+        except BaseException:
+            await self._release_ring()
+            raise
+        self._batcher = Batcher(self.max_batch, self.settings.batch_timeout_ms)
+        self._main = asyncio.create_task(self._supervise(), name="pipeline")
 
-    def _start_stream(self, source: Source, batcher: Batcher) -> None:
-        status = self.streams[source.stream_id]
-        policy = DropPolicy.DROP_OLDEST if source.is_live else DropPolicy.BLOCK
-        queue = FrameQueue(self.settings.queue_size, policy, batcher.notify)
-        self._queues[source.stream_id] = queue
-        batcher.add(source.stream_id, queue)
-        thread = threading.Thread(
-            target=_decode,
-            args=(source, queue, status),
-            name=f"decode-{source.stream_id}",
-            daemon=True,
+    async def stop(self) -> None:
+        """Stop the engine: drop queued frames, cancel requests, free the ring, close sinks."""
+        for queue in self._queues.values():
+            queue.abort()
+        if self._batcher is not None:
+            self._batcher.close()
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+            await asyncio.gather(self._main, return_exceptions=True)
+        while not self._pending.empty():
+            item = self._pending.get_nowait()
+            if item is not None:
+                item[2].cancel()
+        await self._release_ring()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for sink in self.sinks:
+            await sink.close()
+
+    async def drain(self) -> None:
+        """Wait until every attached queue is finished and every request is emitted.
+
+        Raises:
+            BaseException: whatever stopped the engine (see :attr:`failure`).
+        """
+        if self._batcher is None or self._main is None:
+            raise RuntimeError("start() the pipeline first")
+        self._batcher.close()
+        await asyncio.wait([self._main])
+        if self.failure is not None:
+            raise self.failure
+
+    async def wait_stopped(self) -> BaseException | None:
+        """Wait until the engine stops by itself; returns why (None after a drain)."""
+        if self._main is not None:
+            await asyncio.wait([self._main])
+        return self.failure
+
+    # --- streams ---------------------------------------------------------------------------
+
+    def attach(self, status: StreamStatus, queue: FrameQueue) -> None:
+        """Start batching frames from ``queue`` for the stream ``status`` describes."""
+        assert self._batcher is not None, "start() the pipeline first"
+        self.streams[status.stream_id] = status
+        self._queues[status.stream_id] = queue
+        self._batcher.add(status.stream_id, queue)
+
+    def detach(self, stream_id: str) -> None:
+        """Stop taking frames from a stream; frames already in flight are still emitted."""
+        queue = self._queues.pop(stream_id, None)
+        self.streams.pop(stream_id, None)
+        if queue is not None:
+            queue.abort()
+        if self._batcher is not None:
+            self._batcher.notify()
+
+    def make_queue(self, live: bool, policy: str | None = None) -> FrameQueue:
+        """A frame queue wired to this pipeline's batcher."""
+        assert self._batcher is not None, "start() the pipeline first"
+        chosen = (
+            DropPolicy(policy) if policy else (DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK)
         )
-        self._threads.append(thread)
-        thread.start()
+        return FrameQueue(self.settings.queue_size, chosen, self._batcher.notify)
 
-    async def _produce(
-        self, batcher: Batcher, ring: SystemShmRing, pending: asyncio.Queue[_Pending | None]
-    ) -> None:
+    def queue_depths(self) -> dict[str, int]:
+        """Frames waiting per stream."""
+        return {sid: len(q) for sid, q in self._queues.items()}
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                emitter = group.create_task(self._emit())
+                watchdog = group.create_task(self._watch())
+                await self._produce()
+                self._pending.put_nowait(None)
+                await emitter
+                watchdog.cancel()
+        except BaseExceptionGroup as group_error:
+            self.failure = _first_error(group_error)
+            log.error("pipeline stopped: %s", self.failure)
+
+    async def _produce(self) -> None:
+        if self._batcher is None or self._ring is None:
+            raise RuntimeError("start() the pipeline first")
         loop = asyncio.get_running_loop()
-        async for batch in batcher.batches():
-            slot = await ring.acquire()
+        async for batch in self._batcher.batches():
+            slot = await self._ring.acquire()
             try:
                 await loop.run_in_executor(
                     self._executor, self.preprocess, batch, slot.inputs[self.input.name]
                 )
             except BaseException:
-                ring.release(slot)
+                self._ring.release(slot)
                 raise
+            self.metrics.batch_size.observe(len(batch))
             task = asyncio.create_task(self.client.infer(self.model, slot, len(batch)))
-            pending.put_nowait((batch, slot, task))
+            self._pending.put_nowait((batch, slot, task, time.perf_counter()))
 
-    async def _emit(self, pending: asyncio.Queue[_Pending | None], ring: SystemShmRing) -> None:
-        while (item := await pending.get()) is not None:
-            batch, slot, task = item
+    async def _emit(self) -> None:
+        assert self._ring is not None
+        ring = self._ring
+        while (item := await self._pending.get()) is not None:
+            batch, slot, task, sent = item
             try:
                 await task
             except InferError as e:
@@ -170,8 +228,11 @@ class Pipeline:
                 self.watchdog()
                 log.error("batch of %d frames lost: %s", len(batch), e)
                 for frame in batch:
-                    self.streams[frame.stream_id].stats.dropped["infer_error"] += 1
+                    status = self.streams.get(frame.stream_id)
+                    if status is not None:
+                        status.stats.dropped["infer_error"] += 1
                 continue
+            self.metrics.request_seconds.observe(time.perf_counter() - sent)
             try:
                 outputs = {spec.name: slot.outputs[spec.name] for spec in self.model.outputs}
                 detections = self.parser.parse(outputs, [(f.width, f.height) for f in batch])
@@ -181,8 +242,12 @@ class Pipeline:
                 events = self.events.build(frame, dets)
                 for sink in self.sinks:
                     await sink.emit(events)
-                stats = self.streams[frame.stream_id].stats
                 now = time.monotonic()
+                self.metrics.frame_latency_seconds.observe(time.time() - frame.capture_time_s)
+                status = self.streams.get(frame.stream_id)
+                if status is None:  # detached while in flight: events still go out
+                    continue
+                stats = status.stats
                 stats.frames_processed += 1
                 stats.last_processed_monotonic_s = now
                 stats.latencies_s.append(now - frame.decoded_monotonic_s)
@@ -194,48 +259,13 @@ class Pipeline:
             await asyncio.sleep(0.5)
             self.watchdog()
 
-    async def _shutdown(self, ring: SystemShmRing, pending: asyncio.Queue[_Pending | None]) -> None:
-        for queue in self._queues.values():
-            queue.abort()
-        while not pending.empty():
-            item = pending.get_nowait()
-            if item is not None:
-                item[2].cancel()
-        for thread in self._threads:
-            await asyncio.to_thread(thread.join, 5)
-        for slot in ring.slots:
+    async def _release_ring(self) -> None:
+        if self._ring is None:
+            return
+        for slot in self._ring.slots:
             await self.client.unregister_slot(slot)
-        ring.close()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        for sink in self.sinks:
-            await sink.close()
-
-    def _sync_drops(self, status: StreamStatus) -> None:
-        queue = self._queues.get(status.stream_id)
-        if queue is not None and queue.dropped:
-            status.stats.dropped["queue_full"] = queue.dropped
-
-
-def _decode(source: Source, queue: FrameQueue, status: StreamStatus) -> None:
-    """Decoder thread body: frames into the queue until the end, an error, or an abort."""
-    try:
-        info = source.open()
-        status.expected_frames = info.frame_count
-        status.try_transition(StreamState.RUNNING)
-        for frame in source.frames():
-            status.stats.frames_decoded += 1
-            if not queue.put(frame):
-                break
-    except SourceError as e:
-        log.error("stream %s failed: %s", status.stream_id, e)
-        status.try_transition(StreamState.ERROR, str(e))
-    except Exception as e:  # a bug in one source must not take the others down
-        log.exception("stream %s crashed", status.stream_id)
-        status.try_transition(StreamState.ERROR, f"{source.url}: unexpected error: {e!r}")
-    finally:
-        status.stats.decode_errors = source.decode_errors
-        source.close()
-        queue.close()
+        self._ring.close()
+        self._ring = None
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

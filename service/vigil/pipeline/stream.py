@@ -16,15 +16,18 @@ class StreamState(StrEnum):
 
     STARTING = "starting"
     RUNNING = "running"
+    RECONNECTING = "reconnecting"
     ERROR = "error"
     STOPPED = "stopped"
 
 
+_S = StreamState
 _ALLOWED: dict[StreamState, set[StreamState]] = {
-    StreamState.STARTING: {StreamState.RUNNING, StreamState.ERROR, StreamState.STOPPED},
-    StreamState.RUNNING: {StreamState.ERROR, StreamState.STOPPED},
-    StreamState.ERROR: set(),
-    StreamState.STOPPED: set(),
+    _S.STARTING: {_S.RUNNING, _S.RECONNECTING, _S.ERROR, _S.STOPPED},
+    _S.RUNNING: {_S.RECONNECTING, _S.ERROR, _S.STOPPED},
+    _S.RECONNECTING: {_S.RUNNING, _S.RECONNECTING, _S.ERROR, _S.STOPPED},  # new reason
+    _S.ERROR: {_S.STARTING},
+    _S.STOPPED: {_S.STARTING},
 }
 
 
@@ -38,7 +41,9 @@ class StreamStats:
 
     frames_decoded: int = 0
     frames_processed: int = 0
+    frames_skipped: int = 0
     decode_errors: int = 0
+    reconnects: int = 0
     detections: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     started_monotonic_s: float = field(default_factory=time.monotonic)
@@ -77,6 +82,7 @@ class StreamStatus:
         self.stats = StreamStats()
         self._state = StreamState.STARTING
         self._reason = ""
+        self.last_error: str | None = None
         self._lock = threading.Lock()
         self.expected_frames: int | None = None
 
@@ -101,8 +107,21 @@ class StreamStatus:
                 raise IllegalTransitionError(
                     f"stream {self.stream_id}: cannot go from {self._state} to {new}"
                 )
-            self._state = new
-            self._reason = reason
+            self._set(new, reason)
+
+    def transition_if(self, expected: set[StreamState], new: StreamState, reason: str = "") -> bool:
+        """Move to ``new`` only if the current state is in ``expected`` (atomically)."""
+        with self._lock:
+            if self._state not in expected or new not in _ALLOWED[self._state]:
+                return False
+            self._set(new, reason)
+            return True
+
+    def _set(self, new: StreamState, reason: str) -> None:
+        self._state = new
+        self._reason = reason
+        if new in (StreamState.ERROR, StreamState.RECONNECTING):
+            self.last_error = reason
 
     def try_transition(self, new: StreamState, reason: str = "") -> bool:
         """Like :meth:`transition`, returning False instead of raising."""

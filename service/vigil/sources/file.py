@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import av
 
@@ -30,7 +31,7 @@ class FileSource(Source):
     def __init__(self, stream_id: str, path: str | Path) -> None:
         text = str(path)
         super().__init__(stream_id, text)
-        self.path = Path(text.removeprefix("file://"))
+        self.path = Path(unquote(urlsplit(text).path)) if text.startswith("file:") else Path(text)
         self._container: av.container.InputContainer | None = None
         self._decode_errors = 0
 

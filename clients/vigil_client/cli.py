@@ -1,0 +1,226 @@
+"""``vigilctl``: manage a Vigil server's streams from the shell.
+
+Examples:
+    vigilctl streams add cam-1 rtsp://10.0.0.5/stream1 --interval 2 --max-fps 15
+    vigilctl streams list
+    vigilctl --url http://vigil:8080 --api-key "$KEY" streams stop cam-1
+    vigilctl ready && echo up
+
+Exit status: 0 on success, 1 on an error (printed as ``error: <message>`` on stderr) or a
+failed check (``health`` not ok, ``ready`` false), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from vigil_client import __version__
+from vigil_client.client import StreamInfo, VigilClient, VigilError
+
+try:
+    from rich.console import Console
+    from rich.table import Table
+except ImportError:  # rich is optional for the client; plain text then
+    Console = None  # type: ignore[assignment,misc]
+    Table = None  # type: ignore[assignment,misc]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+# This is a separate program from the service, so it reads its own two variables here
+# rather than through the service's settings.
+URL_ENV = "VIGIL_URL"
+API_KEY_ENV = "VIGIL_API_KEY"
+
+COLUMNS = ("ID", "STATE", "FPS", "FRAMES", "DROPPED", "RECONNECTS", "REASON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (defaults for ``--url``/``--api-key`` come from the environment)."""
+    parser = argparse.ArgumentParser(
+        prog="vigilctl", description="Manage the streams of a Vigil server."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--url",
+        dest="server_url",
+        metavar="URL",
+        default=os.environ.get(URL_ENV) or DEFAULT_URL,
+        help=f"server root URL (default: ${URL_ENV} or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=os.environ.get(API_KEY_ENV) or None,
+        help=f"API key sent as X-API-Key (default: ${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="request timeout (default: 10)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    streams = commands.add_parser("streams", help="add, list, inspect, start, stop, remove")
+    actions = streams.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="register a stream and start it")
+    add.add_argument("id", metavar="ID")
+    add.add_argument("source_url", metavar="URL", help="source URL (file://, rtsp://, ...)")
+    add.add_argument("--name", help="display name")
+    add.add_argument(
+        "--interval",
+        dest="inference_interval",
+        type=int,
+        metavar="N",
+        help="run inference on every N-th frame",
+    )
+    add.add_argument("--max-fps", type=float, metavar="F", help="decode at most F frames/s")
+    add.add_argument(
+        "--drop-policy", choices=("block", "drop_oldest"), help="what to do when behind"
+    )
+    add.set_defaults(handler=_streams_add)
+
+    ls = actions.add_parser("list", help="table of all streams")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.set_defaults(handler=_streams_list)
+
+    for name, handler, text in (
+        ("get", _streams_get, "print one stream as JSON"),
+        ("rm", _streams_rm, "stop a stream and remove it"),
+        ("start", _streams_start, "start a stopped stream"),
+        ("stop", _streams_stop, "stop a stream (it stays registered)"),
+    ):
+        sub = actions.add_parser(name, help=text)
+        sub.add_argument("id", metavar="ID")
+        sub.set_defaults(handler=handler)
+
+    health = commands.add_parser("health", help="print the health report; exit 1 unless ok")
+    health.set_defaults(handler=_health)
+    ready = commands.add_parser("ready", help="exit 0 if the server is ready, else 1")
+    ready.set_defaults(handler=_ready)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``vigilctl``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage error (2) or --help/--version (0)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        with VigilClient(args.server_url, api_key=args.api_key, timeout_s=args.timeout_s) as client:
+            return args.handler(client, args)
+    except VigilError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _streams_add(client: VigilClient, args: argparse.Namespace) -> int:
+    options = {
+        key: value
+        for key in ("name", "inference_interval", "max_fps", "drop_policy")
+        if (value := getattr(args, key)) is not None
+    }
+    info = client.add_stream(args.id, args.source_url, **options)
+    print(f"added stream {info.id} ({info.state})")
+    return 0
+
+
+def _streams_list(client: VigilClient, args: argparse.Namespace) -> int:
+    streams = client.list_streams()
+    if args.json:
+        _print_json([s.to_dict() for s in streams])
+    elif not streams:
+        print("no streams")
+    else:
+        print_streams_table(streams, sys.stdout)
+    return 0
+
+
+def _streams_get(client: VigilClient, args: argparse.Namespace) -> int:
+    _print_json(client.get_stream(args.id).to_dict())
+    return 0
+
+
+def _streams_rm(client: VigilClient, args: argparse.Namespace) -> int:
+    client.remove_stream(args.id)
+    print(f"removed stream {args.id}")
+    return 0
+
+
+def _streams_start(client: VigilClient, args: argparse.Namespace) -> int:
+    info = client.start_stream(args.id)
+    print(f"{info.id}: {info.state}")
+    return 0
+
+
+def _streams_stop(client: VigilClient, args: argparse.Namespace) -> int:
+    info = client.stop_stream(args.id)
+    print(f"{info.id}: {info.state}")
+    return 0
+
+
+def _health(client: VigilClient, args: argparse.Namespace) -> int:
+    report = client.health()
+    _print_json(report)
+    return 0 if report.get("status") == "ok" else 1
+
+
+def _ready(client: VigilClient, args: argparse.Namespace) -> int:
+    report = client.ready()
+    if report.get("ready") is True:
+        print("ready")
+        return 0
+    print(f"not ready: {report.get('reason') or 'no reason given'}")
+    return 1
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def stream_row(info: StreamInfo) -> tuple[str, ...]:
+    """One table row: the cells under :data:`COLUMNS`."""
+    return (
+        info.id,
+        info.state,
+        f"{info.fps:.1f}",
+        str(info.frames_processed),
+        str(info.dropped_total),
+        str(info.reconnects),
+        info.reason,
+    )
+
+
+def print_streams_table(streams: Sequence[StreamInfo], out: TextIO) -> None:
+    """Print streams as a table: a rich one when rich is installed, else aligned text."""
+    rows = [stream_row(s) for s in streams]
+    if Console is not None and Table is not None:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in COLUMNS:
+            numeric = column in {"FPS", "FRAMES", "DROPPED", "RECONNECTS"}
+            table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        Console(file=out, soft_wrap=False).print(table)
+        return
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    for row in (COLUMNS, *rows):
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")

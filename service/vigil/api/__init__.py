@@ -1,0 +1,1 @@
+"""The REST control plane: FastAPI app factory, routers, request/response models, auth."""

@@ -1,0 +1,41 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from vigil import __version__
+from vigil.api import deps
+from vigil.api.routers import deepstream, health, streams
+from vigil.pipeline.manager import StreamExistsError, StreamNotFoundError
+from vigil.pipeline.stream import IllegalTransitionError
+from vigil.runtime import Runtime
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """Build the REST API over a running :class:`~vigil.runtime.Runtime`."""
+    app = FastAPI(
+        title="Vigil",
+        version=__version__,
+        description="Intelligent video analytics around NVIDIA Triton: streams in, events out.",
+    )
+    app.dependency_overrides[deps.get_runtime] = lambda: runtime
+    app.dependency_overrides[deps.get_api_settings] = lambda: runtime.settings.api
+    app.include_router(streams.router)
+    app.include_router(health.router)
+    app.include_router(deepstream.router)
+
+    @app.exception_handler(StreamNotFoundError)
+    async def _not_found(_: Request, exc: StreamNotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(StreamExistsError)
+    async def _exists(_: Request, exc: StreamExistsError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(IllegalTransitionError)
+    async def _illegal(_: Request, exc: IllegalTransitionError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+    return app

@@ -1,0 +1,66 @@
+"""Liveness, readiness, health and Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from vigil.api.deps import RuntimeDep, require_read_key
+from vigil.api.models import Health, Live, Ready
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/api/v1/live")
+async def live() -> Live:
+    """The process is up and answering."""
+    return Live()
+
+
+async def _readiness(runtime: RuntimeDep) -> tuple[bool, str]:
+    if runtime.pipeline.failure is not None:
+        return False, f"pipeline stopped: {runtime.pipeline.failure}"
+    return await runtime.triton.client.model_ready(runtime.model.name)
+
+
+@router.get(
+    "/api/v1/ready", responses={503: {"model": Ready, "description": "Not ready, with reason"}}
+)
+async def ready(runtime: RuntimeDep) -> Ready:
+    """Triton is ready, the model is loaded and the pipeline runs."""
+    ok, reason = await _readiness(runtime)
+    body = Ready(
+        ready=ok, model=runtime.model.name, model_version=runtime.model.version, reason=reason
+    )
+    if not ok:
+        return JSONResponse(body.model_dump(), status_code=503)  # type: ignore[return-value]
+    return body
+
+
+@router.get("/api/v1/health", dependencies=[Depends(require_read_key)])
+async def health(runtime: RuntimeDep) -> Health:
+    """Triton, model and streams at a glance; ``degraded`` if not ready or a stream failed."""
+    ok, reason = await _readiness(runtime)
+    states = Counter(s.state.value for s in runtime.streams.statuses())
+    triton: dict[str, str | bool] = {
+        "ready": ok,
+        "mode": "embedded" if runtime.triton.server else "external",
+        "url": runtime.triton.client.url,
+    }
+    if reason:
+        triton["reason"] = reason
+    return Health(
+        status="ok" if ok and not states.get("error") else "degraded",
+        triton=triton,
+        model=runtime.model.name,
+        streams=dict(states),
+    )
+
+
+@router.get("/metrics", dependencies=[Depends(require_read_key)], response_class=Response)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics (text exposition format)."""
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

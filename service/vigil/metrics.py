@@ -1,0 +1,107 @@
+"""Prometheus metrics.
+
+Histograms are fed from the pipeline's hot path (one observation per batch or frame).
+Per-stream figures are *not* kept as labelled metric children: a collector reads the live
+stream counters at scrape time, so a removed stream's series disappear with it and
+adding/removing cameras never grows the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vigil.pipeline.stream import StreamState, StreamStatus
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+
+
+class PipelineMetrics:
+    """The pipeline's histograms, in their own registry (one per service instance).
+
+    Attributes:
+        registry: Where every Vigil metric is registered.
+        batch_size: Frames per inference request.
+        request_seconds: Triton request latency (sent → outputs in shared memory).
+        frame_latency_seconds: Capture → events handed to the sinks.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.batch_size = Histogram(
+            "vigil_batch_size",
+            "Frames per inference request",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "vigil_triton_request_seconds",
+            "Triton inference request latency",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.frame_latency_seconds = Histogram(
+            "vigil_frame_latency_seconds",
+            "End-to-end latency, frame capture to events",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+
+class StreamCollector(Collector):
+    """Per-stream series read from the stream counters at scrape time.
+
+    Args:
+        streams: Returns the current streams.
+        queue_depths: Returns frames waiting per stream.
+    """
+
+    def __init__(
+        self,
+        streams: Callable[[], Iterable[StreamStatus]],
+        queue_depths: Callable[[], dict[str, int]],
+    ) -> None:
+        self.streams = streams
+        self.queue_depths = queue_depths
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the per-stream metric families."""
+        labels = ["stream"]
+        fps = GaugeMetricFamily("vigil_stream_fps", "Processed frames per second", labels=labels)
+        frames = CounterMetricFamily(
+            "vigil_stream_frames", "Frames processed (inferred)", labels=labels
+        )
+        decoded = CounterMetricFamily(
+            "vigil_stream_decoded_frames", "Frames decoded", labels=labels
+        )
+        drops = CounterMetricFamily(
+            "vigil_stream_dropped_frames", "Frames dropped, by reason", labels=["stream", "reason"]
+        )
+        errors = CounterMetricFamily(
+            "vigil_stream_decode_errors", "Packets that failed to decode", labels=labels
+        )
+        reconnects = CounterMetricFamily(
+            "vigil_stream_reconnects", "Reopen attempts of a live source", labels=labels
+        )
+        state = GaugeMetricFamily(
+            "vigil_stream_state", "1 for the stream's current state", labels=["stream", "state"]
+        )
+        depth = GaugeMetricFamily("vigil_queue_depth", "Frames waiting in the queue", labels=labels)
+        depths = self.queue_depths()
+        for status in self.streams():
+            sid = status.stream_id
+            stats = status.stats
+            fps.add_metric([sid], stats.fps)
+            frames.add_metric([sid], stats.frames_processed)
+            decoded.add_metric([sid], stats.frames_decoded)
+            for reason, n in stats.dropped.items():
+                drops.add_metric([sid, reason], n)
+            errors.add_metric([sid], stats.decode_errors)
+            reconnects.add_metric([sid], stats.reconnects)
+            for s in StreamState:
+                state.add_metric([sid, s.value], 1.0 if status.state is s else 0.0)
+            depth.add_metric([sid], depths.get(sid, 0))
+        yield from (fps, frames, decoded, drops, errors, reconnects, state, depth)

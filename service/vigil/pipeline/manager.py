@@ -1,0 +1,193 @@
+"""The set of streams a running pipeline serves: add, remove, change, start, stop.
+
+Every operation is a coroutine on the event loop and returns promptly: decoder threads are
+started and stopped here, but never waited for on the caller's time (a thread blocked in a
+camera read ends within the source's read timeout, and is joined in the background).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vigil.pipeline.runner import Pipeline
+from vigil.pipeline.stream import IllegalTransitionError, StreamState, StreamStatus
+from vigil.pipeline.worker import Pacing, ReconnectPolicy, StreamWorker
+from vigil.sources.base import Source
+from vigil.specs import StreamPatch, StreamSpec
+
+log = logging.getLogger(__name__)
+
+
+class StreamExistsError(ValueError):
+    """A stream with this id is already there."""
+
+
+class StreamNotFoundError(KeyError):
+    """No stream has this id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "stream not found"
+
+
+@dataclass
+class ManagedStream:
+    """A stream's spec, status and current decoder."""
+
+    spec: StreamSpec
+    status: StreamStatus
+    worker: StreamWorker | None = None
+
+
+class StreamManager:
+    """Owns the decoder threads of a pipeline's streams.
+
+    Args:
+        pipeline: The started engine the streams feed.
+        make_source: Builds a source for a spec (called for every (re)open).
+        reconnect: Reopen policy for live sources.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        make_source: Callable[[StreamSpec], Source],
+        reconnect: ReconnectPolicy,
+    ) -> None:
+        self.pipeline = pipeline
+        self.make_source = make_source
+        self.reconnect = reconnect
+        self._streams: dict[str, ManagedStream] = {}
+        self._joins: set[asyncio.Task[None]] = set()
+
+    def __contains__(self, stream_id: str) -> bool:
+        return stream_id in self._streams
+
+    def get(self, stream_id: str) -> ManagedStream:
+        """The stream with this id.
+
+        Raises:
+            StreamNotFoundError: no such stream.
+        """
+        try:
+            return self._streams[stream_id]
+        except KeyError:
+            raise StreamNotFoundError(f"no stream with id {stream_id!r}") from None
+
+    def list(self) -> list[ManagedStream]:
+        """All streams, in the order they were added."""
+        return list(self._streams.values())
+
+    def statuses(self) -> list[StreamStatus]:
+        """The status of every stream."""
+        return [m.status for m in self._streams.values()]
+
+    async def add(self, spec: StreamSpec) -> ManagedStream:
+        """Add a stream and start it.
+
+        Raises:
+            StreamExistsError: the id is taken.
+        """
+        if spec.id in self._streams:
+            raise StreamExistsError(f"stream {spec.id!r} already exists")
+        managed = ManagedStream(spec, StreamStatus(spec.id, spec.url))
+        self._start(managed)
+        self._streams[spec.id] = managed
+        return managed
+
+    async def remove(self, stream_id: str) -> None:
+        """Stop a stream and forget it.
+
+        Raises:
+            StreamNotFoundError: no such stream.
+        """
+        managed = self.get(stream_id)
+        del self._streams[stream_id]
+        self._stop(managed)
+
+    async def update(self, stream_id: str, patch: StreamPatch) -> ManagedStream:
+        """Apply a change: name, inference interval, max fps, or desired state.
+
+        Raises:
+            StreamNotFoundError: no such stream.
+            IllegalTransitionError: e.g. stopping a stopped stream.
+        """
+        managed = self.get(stream_id)
+        given = patch.model_fields_set
+        fields = {k: getattr(patch, k) for k in ("name", "inference_interval", "max_fps")}
+        changes = {k: v for k, v in fields.items() if k in given}
+        if "inference_interval" in changes and changes["inference_interval"] is None:
+            del changes["inference_interval"]
+        pacing_changed = bool({"inference_interval", "max_fps"} & changes.keys())
+        if patch.state == "stopped":
+            if managed.status.state in (StreamState.STOPPED, StreamState.ERROR):
+                raise IllegalTransitionError(
+                    f"stream {stream_id!r} is already {managed.status.state}"
+                )
+            managed.spec = managed.spec.model_copy(update=changes)
+            self._stop(managed)
+            managed.status.try_transition(StreamState.STOPPED, "stopped by request")
+        elif patch.state == "running":
+            if managed.status.state not in (StreamState.STOPPED, StreamState.ERROR):
+                raise IllegalTransitionError(
+                    f"stream {stream_id!r} is already {managed.status.state}"
+                )
+            managed.spec = managed.spec.model_copy(update=changes)
+            managed.status.transition(StreamState.STARTING)
+            self._start(managed)
+        else:
+            managed.spec = managed.spec.model_copy(update=changes)
+            if pacing_changed and managed.worker is not None:
+                managed.worker.pacing = _pacing(managed.spec)
+        return managed
+
+    async def stop_all(self, timeout_s: float = 10.0) -> None:
+        """Stop every stream and wait (bounded) for their threads."""
+        for managed in list(self._streams.values()):
+            self._stop(managed)
+        self._streams.clear()
+        if self._joins:
+            await asyncio.wait(self._joins, timeout=timeout_s)
+
+    async def wait_ended(self) -> None:
+        """Wait until every stream's decoder has ended (files at their end, failures)."""
+        for managed in list(self._streams.values()):
+            if managed.worker is not None:
+                await asyncio.to_thread(managed.worker.join)
+
+    @property
+    def threads_alive(self) -> int:
+        """Decoder threads still running (including ones being stopped)."""
+        return sum(1 for m in self._streams.values() if m.worker and m.worker.alive) + len(
+            self._joins
+        )
+
+    def _start(self, managed: ManagedStream) -> None:
+        spec = managed.spec
+        probe = self.make_source(spec)
+        queue = self.pipeline.make_queue(probe.is_live, spec.drop_policy)
+        first = [probe]
+
+        def make_source() -> Source:
+            return first.pop() if first else self.make_source(spec)
+
+        worker = StreamWorker(make_source, managed.status, queue, self.reconnect, _pacing(spec))
+        managed.worker = worker
+        self.pipeline.attach(managed.status, queue)
+        worker.start()
+
+    def _stop(self, managed: ManagedStream) -> None:
+        worker, managed.worker = managed.worker, None
+        self.pipeline.detach(managed.spec.id)
+        if worker is None:
+            return
+        worker.stop()
+        task = asyncio.create_task(asyncio.to_thread(worker.join))
+        self._joins.add(task)
+        task.add_done_callback(self._joins.discard)
+
+
+def _pacing(spec: StreamSpec) -> Pacing:
+    return Pacing(inference_interval=spec.inference_interval, max_fps=spec.max_fps)

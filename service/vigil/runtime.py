@@ -1,0 +1,119 @@
+"""Assemble a running pipeline from settings: Triton, model, parser, sinks, streams.
+
+Both ``vigil run`` (a one-shot job) and ``vigil serve`` (the service) start here; this
+module only wires components, it holds no logic of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from vigil.config import Settings
+from vigil.events.builder import EventBuilder
+from vigil.events.schema import PlaceInfo
+from vigil.events.sinks import EventSink, JsonlSink
+from vigil.infer.model import ModelInfo
+from vigil.metrics import PipelineMetrics, StreamCollector
+from vigil.parsers import make_parser
+from vigil.pipeline.manager import StreamManager
+from vigil.pipeline.runner import Pipeline
+from vigil.pipeline.worker import ReconnectPolicy
+from vigil.sources.factory import make_source
+from vigil.sources.stream import redact_url
+from vigil.triton.runtime import TritonConnection, connect
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a running Vigil needs, started and ready for streams.
+
+    Attributes:
+        settings: The settings it was built from.
+        triton: The Triton connection (embedded or external).
+        model: The loaded model.
+        pipeline: The inference engine.
+        streams: Adds, removes and changes streams.
+        metrics: Prometheus histograms and registry.
+        jsonl: The JSONL sink, if one is configured.
+    """
+
+    settings: Settings
+    triton: TritonConnection
+    model: ModelInfo
+    pipeline: Pipeline
+    streams: StreamManager
+    metrics: PipelineMetrics
+    jsonl: JsonlSink | None
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    extra_sinks: Sequence[EventSink] = (),
+    connection: TritonConnection | None = None,
+) -> AsyncIterator[Runtime]:
+    """Connect to Triton, load the model, start the pipeline; undo it all on exit.
+
+    Args:
+        settings: Vigil settings.
+        extra_sinks: Sinks besides the JSONL file.
+        connection: An open Triton connection to use instead of connecting per settings.
+
+    Raises:
+        ModelNotFoundError: the model is not in the repository (lists the available ones).
+        TritonServerError: Triton could not start or died (with its log tail).
+    """
+    if connection is not None:
+        async with _runtime(settings, connection, extra_sinks) as runtime:
+            yield runtime
+        return
+    async with connect(settings) as triton, _runtime(settings, triton, extra_sinks) as runtime:
+        yield runtime
+
+
+@asynccontextmanager
+async def _runtime(
+    settings: Settings, triton: TritonConnection, extra_sinks: Sequence[EventSink]
+) -> AsyncIterator[Runtime]:
+    model = await triton.client.load_model(settings.model.name)
+    parser = make_parser(model, settings.model.confidence_threshold)
+    sinks: list[EventSink] = list(extra_sinks)
+    jsonl = JsonlSink(settings.events.jsonl_path) if settings.events.jsonl_path else None
+    if jsonl:
+        sinks.append(jsonl)
+    builder = EventBuilder(
+        model,
+        PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),
+        settings.events.analytics_module_id,
+        video_path=lambda sid: redact_url(manager.get(sid).spec.url) if sid in manager else "",
+    )
+    metrics = PipelineMetrics()
+    pipeline = Pipeline(
+        client=triton.client,
+        model=model,
+        parser=parser,
+        events=builder,
+        sinks=sinks,
+        settings=settings.pipeline,
+        watchdog=triton.check_alive,
+        metrics=metrics,
+    )
+    reconnect = settings.sources.reconnect
+    manager = StreamManager(
+        pipeline,
+        lambda spec: make_source(spec, settings.sources),
+        ReconnectPolicy(**reconnect.model_dump()),
+    )
+    metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
+    await pipeline.start()
+    try:
+        yield Runtime(settings, triton, model, pipeline, manager, metrics, jsonl)
+    finally:
+        await manager.stop_all()
+        await pipeline.stop()

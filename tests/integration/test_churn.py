@@ -1,0 +1,73 @@
+"""100 add/remove cycles against the running service leak nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.helpers import ServiceProcess, wait_for
+from tests.support.rtsp import RtspCamera, rtsp_server_available
+
+pytestmark = pytest.mark.integration
+
+WARMUP_CYCLES, CYCLES = 10, 100
+RSS_BUDGET_MB = 20.0
+
+
+def footprint(pid: int) -> dict[str, float]:
+    """RSS (MB), threads, open fds and Vigil /dev/shm entries of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+    return {
+        "rss_mb": rss_kb / 1024,
+        "threads": len(os.listdir(f"/proc/{pid}/task")),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "shm": len([n for n in os.listdir("/dev/shm") if n.startswith("vigil_")]),
+    }
+
+
+def test_add_remove_churn_returns_to_baseline(tmp_path, short_clip, reference_model):
+    reason = rtsp_server_available()
+    if reason:
+        pytest.fail(f"GStreamer RTSP server unavailable (run `make test`): {reason}")
+    with (
+        RtspCamera(fps=10) as camera,
+        ServiceProcess(tmp_path, {"sources": {"read_timeout_s": 2}}) as svc,
+        httpx.Client(base_url=svc.url, timeout=10) as api,
+    ):
+
+        def cycle(i: int) -> None:
+            url = short_clip.as_uri() if i % 2 else camera.url
+            sid = f"churn-{i}"
+            assert api.post("/api/v1/streams", json={"id": sid, "url": url}).status_code == 201
+
+            def busy() -> bool:
+                s = api.get(f"/api/v1/streams/{sid}").json()
+                return s["frames_processed"] > 0 or s["state"] in ("stopped", "error")
+
+            assert wait_for(busy, 20, 0.05), api.get(f"/api/v1/streams/{sid}").json()
+            assert api.delete(f"/api/v1/streams/{sid}").status_code == 204
+
+        def settled() -> dict[str, float]:
+            wait_for(lambda: api.get("/api/v1/streams").json()["streams"] == [], 10)
+            wait_for(lambda: footprint(svc.pid)["threads"] <= baseline_threads, 15, 0.25)
+            return footprint(svc.pid)
+
+        for i in range(WARMUP_CYCLES):
+            cycle(i)
+        baseline_threads = 10_000
+        baseline = settled()
+        baseline_threads = baseline["threads"]
+        for i in range(WARMUP_CYCLES, WARMUP_CYCLES + CYCLES):
+            cycle(i)
+        after = settled()
+
+    growth = after["rss_mb"] - baseline["rss_mb"]
+    print(f"\nchurn: {CYCLES} cycles; baseline {baseline}; after {after}; RSS +{growth:.1f} MB")
+    assert growth <= RSS_BUDGET_MB
+    assert after["threads"] == baseline["threads"]
+    assert after["fds"] == baseline["fds"]
+    assert after["shm"] == baseline["shm"]

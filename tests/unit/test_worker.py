@@ -1,0 +1,111 @@
+import time
+
+import pytest
+
+from tests.unit.fakes import ScriptedSource
+from vigil.pipeline.queues import DropPolicy, FrameQueue
+from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.pipeline.worker import Pacing, ReconnectPolicy, StreamWorker
+
+FAST = ReconnectPolicy(initial_delay_s=0.01, max_delay_s=0.02)
+
+
+def drain(queue: FrameQueue) -> list[int]:
+    out = []
+    while (frame := queue.get_nowait()) is not None:
+        out.append(frame.frame_number)
+    return out
+
+
+def run(sources, *, policy=FAST, pacing=None, maxsize=100):
+    pacing = pacing or Pacing()
+    sources = list(sources)
+    made = []
+
+    def make():
+        made.append(sources.pop(0))
+        return made[-1]
+
+    status = StreamStatus("s", "fake://s")
+    queue = FrameQueue(maxsize, DropPolicy.BLOCK)
+    worker = StreamWorker(make, status, queue, policy, pacing)
+    worker.start()
+    assert worker.join(5)
+    return status, queue, made
+
+
+def test_file_source_ends_stopped_with_all_frames():
+    status, queue, made = run([ScriptedSource(frames=5)])
+    assert status.state is StreamState.STOPPED
+    assert status.reason == "end of stream"
+    assert drain(queue) == [0, 1, 2, 3, 4]
+    assert queue.finished
+    assert made[0].closed
+
+
+def test_file_source_error_marks_stream_error_without_retry():
+    status, _, made = run([ScriptedSource(fail_open="no such file")])
+    assert status.state is StreamState.ERROR
+    assert "no such file" in status.reason
+    assert len(made) == 1
+
+
+def test_live_source_reconnects_with_backoff_then_runs():
+    sources = [
+        ScriptedSource(live=True, frames=2, fail_after="stream ended (disconnected)"),
+        ScriptedSource(live=True, fail_open="cannot connect"),
+        ScriptedSource(live=True, frames=2),
+    ]
+    status, queue, made = run(sources, policy=ReconnectPolicy(initial_delay_s=0.01, max_attempts=5))
+    assert len(made) == 3
+    assert status.stats.reconnects == 2
+    assert status.last_error.endswith("cannot connect")
+    assert drain(queue) == [0, 1, 0, 1]
+
+
+def test_live_source_gives_up_after_max_attempts():
+    sources = [ScriptedSource(live=True, fail_open="cannot connect") for _ in range(3)]
+    status, _, made = run(sources, policy=ReconnectPolicy(initial_delay_s=0.01, max_attempts=2))
+    assert status.state is StreamState.ERROR
+    assert len(made) == 3
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(0, 0.5), (1, 1.0), (2, 2.0), (10, 2.0)])
+def test_backoff_is_exponential_and_capped(attempt, delay):
+    assert ReconnectPolicy().delay_s(attempt) == delay
+
+
+def test_inference_interval_keeps_every_nth_frame():
+    status, queue, _ = run([ScriptedSource(frames=7)], pacing=Pacing(inference_interval=3))
+    assert drain(queue) == [0, 3, 6]
+    assert status.stats.frames_skipped == 4
+    assert status.stats.frames_decoded == 7
+
+
+def test_max_fps_paces_a_file():
+    start = time.monotonic()
+    _, queue, _ = run([ScriptedSource(frames=6)], pacing=Pacing(max_fps=50))
+    assert time.monotonic() - start >= 0.09
+    assert len(drain(queue)) == 6
+
+
+def test_max_fps_skips_frames_of_a_live_source():
+    source = ScriptedSource(live=True, frames=20, delay_s=0.005)
+    status, queue, _ = run(
+        [source], policy=ReconnectPolicy(enabled=False), pacing=Pacing(max_fps=20)
+    )
+    kept = drain(queue)
+    assert 1 <= len(kept) < 10
+    assert status.stats.frames_skipped == 20 - len(kept)
+
+
+def test_stop_ends_a_blocked_worker():
+    status = StreamStatus("s", "fake://s")
+    queue = FrameQueue(1, DropPolicy.BLOCK)
+    worker = StreamWorker(lambda: ScriptedSource(frames=100), status, queue, FAST, Pacing())
+    worker.start()
+    time.sleep(0.05)
+    assert worker.alive
+    worker.stop()
+    assert worker.join(2)
+    assert status.state is StreamState.STOPPED
