@@ -102,6 +102,7 @@ format: install
 
 bench: install system-deps triton models
 	$(PY) bench/pipeline_bench.py --video $(SAMPLE)
+	$(PY) bench/service_bench.py --video $(SAMPLE)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -1,0 +1,144 @@
+"""Service benchmark: does the long-running service keep up with the one-shot job?
+
+Measured in one run, on the same files:
+
+1. ``vigil run``'s code path (:func:`vigil.jobs.run_streams`) on N file streams;
+2. ``vigil serve`` as a separate process, the same N files added through the REST API,
+   frames counted through the API until every stream has ended.
+
+Both exclude Triton's start-up: timing starts when the streams are added. The ratio
+service / run should be ≥ 0.95 (the REST layer, metrics and stream manager cost nothing
+measurable).
+
+Usage: ``python bench/service_bench.py --video vtest.avi [--streams 4] [--frames 300]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from vigil.config import Settings
+from vigil.jobs import file_spec, run_streams
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_clip(video: Path, frames: int, out: Path) -> Path:
+    """The first ``frames`` frames of ``video`` as an H.264 MP4."""
+    with av.open(str(video)) as src, av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=10)
+        first = next(src.decode(video=0))
+        stream.width, stream.height, stream.pix_fmt = first.width, first.height, "yuv420p"
+        stream.time_base = Fraction(1, 10)
+        src.seek(0)
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == frames:
+                break
+            new = frame.reformat(format="yuv420p")
+            new.pts = i
+            dst.mux(stream.encode(new))
+        dst.mux(stream.encode())
+    return out
+
+
+async def job_fps(clips: list[Path], tmp: Path) -> float:
+    """Frames/s of the one-shot job path on the clips."""
+    base = Settings()
+    settings = base.model_copy(
+        update={"events": base.events.model_copy(update={"jsonl_path": tmp / "run.jsonl"})}
+    )
+    specs = [file_spec(f"cam-{i}", str(c)) for i, c in enumerate(clips, 1)]
+    result = await run_streams(settings, specs)
+    frames = sum(s.stats.frames_processed for s in result.streams.values())
+    return frames / result.elapsed_s
+
+
+def service_fps(clips: list[Path], tmp: Path) -> float:
+    """Frames/s of `vigil serve` with the clips added over REST."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp / "vigil.yaml"
+    config.write_text(
+        yaml.safe_dump({"api": {"port": port}, "events": {"jsonl_path": str(tmp / "serve.jsonl")}})
+    )
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vigil.cli", "serve", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(base_url=url, timeout=10) as api:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if api.get("/api/v1/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            start = time.monotonic()
+            for i, clip in enumerate(clips, 1):
+                api.post("/api/v1/streams", json={"id": f"cam-{i}", "url": clip.as_uri()})
+            while True:
+                streams = api.get("/api/v1/streams").json()["streams"]
+                # a file's state turns "stopped" when its last frame is decoded; wait until
+                # every decoded frame is processed too
+                if all(
+                    s["state"] == "stopped" and s["frames_processed"] >= s["frames_decoded"]
+                    for s in streams
+                ):
+                    break
+                time.sleep(0.05)
+            elapsed = time.monotonic() - start
+            return sum(s["frames_processed"] for s in streams) / elapsed
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def main(args: argparse.Namespace) -> None:
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as name:
+        tmp = Path(name)
+        clip = make_clip(args.video, args.frames, tmp / "clip.mp4")
+        clips = [clip] * args.streams
+        run = asyncio.run(job_fps(clips, tmp))
+        served = service_fps(clips, tmp)
+    table = Table(
+        title=f"Vigil service benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.node()}, {os.cpu_count()} cores, {args.streams} streams × {args.frames} frames"
+    )
+    table.add_column("measurement")
+    table.add_column("frames/s", justify="right")
+    table.add_row("vigil run (one-shot job)", f"{run:.1f}")
+    table.add_row("vigil serve (streams added over REST)", f"{served:.1f}")
+    console.print(table)
+    console.print(f"service / run = [bold]{served / run:.2f}[/bold] (target ≥ 0.95)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--video", type=Path, required=True)
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=300)
+    main(parser.parse_args())
