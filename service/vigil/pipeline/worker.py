@@ -21,6 +21,8 @@ from vigil.sources.errors import SourceError
 
 log = logging.getLogger(__name__)
 
+WARN_EVERY_S = 60.0
+
 
 @dataclass(frozen=True)
 class ReconnectPolicy:
@@ -85,6 +87,7 @@ class StreamWorker:
         self.pacing = pacing
         self._stop = threading.Event()
         self._failures = 0
+        self._last_warning = 0.0
         self._thread = threading.Thread(
             target=self._run, name=f"decode-{status.stream_id}", daemon=True
         )
@@ -130,9 +133,19 @@ class StreamWorker:
                     self._failures += 1
                     self.status.stats.reconnects += 1
                     self.status.try_transition(StreamState.RECONNECTING, str(e))
-                    log.warning(
-                        "stream %s: %s; reconnecting in %.1f s", self.status.stream_id, e, delay
+                    # one warning when an outage starts, then one a minute: no log flood
+                    now = time.monotonic()
+                    quiet = self._failures > 1 and now - self._last_warning < WARN_EVERY_S
+                    log.log(
+                        logging.DEBUG if quiet else logging.WARNING,
+                        "stream %s: %s; reconnecting in %.1f s (attempt %d)",
+                        self.status.stream_id,
+                        e,
+                        delay,
+                        self._failures,
                     )
+                    if not quiet:
+                        self._last_warning = now
                     if self._stop.wait(delay):
                         return
                 finally:
