@@ -163,3 +163,22 @@ def test_health_ready_live_and_metrics(api):
     finally:
         api.delete("/api/v1/streams/metered")
     assert 'stream="metered"' not in api.get("/metrics").text, "removed streams leave no series"
+
+
+def test_deepstream_documented_bodies_work_against_the_real_service(api):
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data" / "deepstream"
+    add = (data / "add_file.json").read_bytes()
+    remove = (data / "remove.json").read_bytes()
+    # sent as DeepStream's documented curl sends them (form content type, raw JSON)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    added = api.post("/api/v1/stream/add", content=add, headers=headers)
+    assert added.status_code == 200, added.text
+    assert added.json()["reason"] == "STREAM_ADD_SUCCESS"
+    info = api.get("/api/v1/stream/get-stream-info").json()
+    assert info["reason"] == "GET_LIVE_STREAM_INFO_SUCCESS"
+    assert any(c["camera_name"] for c in info["stream-info"]["stream-info"])
+    removed = api.post("/api/v1/stream/remove", content=remove, headers=headers)
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["reason"] == "STREAM_REMOVE_SUCCESS"
