@@ -24,10 +24,8 @@ def rows(model: type[BaseModel], prefix: str = "VIGIL_") -> Iterator[tuple[str, 
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from rows(annotation, var + "__")
             continue
-        if name == "cache_dir":
-            default = "~/.cache/vigil"
-        elif field.default_factory is not None:
-            default = str(field.default_factory())
+        if field.default_factory is not None:
+            default = str(field.default_factory()).replace(str(Path.home()), "~")
         elif field.default is PydanticUndefined or field.default is None:
             default = "(unset)"
         else:

@@ -126,6 +126,80 @@ class EventSettings(_Model):
     analytics_module_id: str = Field("vigil-detector", description="`analyticsModule.id`")
 
 
+class KafkaSecuritySettings(_Model):
+    """TLS and SASL for the Kafka connection. Secrets come from the environment or files."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security.protocol"
+    )
+    ca_file: Path | None = Field(None, description="CA bundle that signed the brokers' certs")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS)")
+    key_file: Path | None = Field(None, description="Client private key (mutual TLS)")
+    key_password: SecretStr | None = Field(None, description="Password of the client key")
+    check_hostname: bool = Field(True, description="Verify the broker's host name")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (secret)")
+    sasl_password_file: Path | None = Field(
+        None, description="Read the SASL password from this file instead (e.g. a mounted secret)"
+    )
+
+
+class OutboxSettings(_Model):
+    """The durable local store between the pipeline and the Kafka producer."""
+
+    enabled: bool = Field(True, description="Store events on disk until the broker acks them")
+    path: Path | None = Field(None, description="SQLite file (default: <data_dir>/outbox.db)")
+    max_bytes: int = Field(1 << 30, ge=1 << 20, description="Disk budget of stored events")
+    full_policy: Literal["drop_oldest", "reject_new"] = Field(
+        "drop_oldest", description="When the budget is used up (every drop is counted)"
+    )
+    warn_ratio: float = Field(0.8, gt=0, le=1, description="Warn when this full")
+    synchronous: Literal["normal", "full"] = Field(
+        "normal", description="SQLite sync: normal survives crashes, full power loss too"
+    )
+
+
+class KafkaCommandSettings(_Model):
+    """Cloud-to-device commands consumed from Kafka."""
+
+    enabled: bool = Field(False, description="Consume commands")
+    topic: str = Field("vigil-commands", min_length=1, description="Commands topic")
+    group_id: str = Field("vigil", min_length=1, description="Consumer group")
+    dead_letter_topic: str = Field(
+        "vigil-commands-dlq", min_length=1, description="Rejected commands go here, with reason"
+    )
+    max_message_bytes: int = Field(65536, ge=256, description="Larger commands are rejected")
+
+
+class KafkaSettings(_Model):
+    """Events to Kafka (unset bootstrap_servers: no Kafka, events go to the JSONL file)."""
+
+    bootstrap_servers: str | None = Field(None, description="host:port[,host:port...]")
+    topic: str = Field("vigil-events", min_length=1, description="Events topic")
+    payload_schema: Literal["full", "minimal"] = Field(
+        "full", description="DeepStream nvmsgconv schema of the payload"
+    )
+    client_id: str = Field("vigil", description="Kafka client id")
+    partitions: int = Field(
+        3, ge=1, le=1000, description="Partitions when Vigil creates the topic (key = sensor)"
+    )
+    create_topics: bool = Field(True, description="Create missing topics (events, commands, DLQ)")
+    linger_ms: int = Field(20, ge=0, le=10_000, description="Producer batching delay")
+    max_batch_bytes: int = Field(1 << 20, ge=1024, description="Producer batch size")
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = Field(
+        "gzip", description="Producer compression"
+    )
+    enable_idempotence: bool = Field(True, description="Idempotent producer (acks=all)")
+    request_timeout_ms: int = Field(15_000, ge=1000, description="Broker request timeout")
+    retry_backoff_max_s: float = Field(10.0, gt=0, description="Reconnect backoff cap")
+    security: KafkaSecuritySettings = KafkaSecuritySettings()
+    outbox: OutboxSettings = OutboxSettings()
+    commands: KafkaCommandSettings = KafkaCommandSettings()
+
+
 class Settings(BaseSettings):
     """Root settings object. Build with ``Settings()``; override with ``model_copy``."""
 
@@ -134,6 +208,10 @@ class Settings(BaseSettings):
     )
 
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Artifact cache")
+    data_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".local" / "state" / "vigil",
+        description="State that must survive restarts (the Kafka outbox)",
+    )
     run_dir: Path | None = Field(
         None, description="Triton log and materialized repository go here (default: a temp dir)"
     )
@@ -143,6 +221,7 @@ class Settings(BaseSettings):
     triton: TritonSettings = TritonSettings()
     pipeline: PipelineSettings = PipelineSettings()
     sources: SourceSettings = SourceSettings()
+    kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
     model: ModelSettings = ModelSettings()
     events: EventSettings = EventSettings()

@@ -105,3 +105,73 @@ class StreamCollector(Collector):
                 state.add_metric([sid, s.value], 1.0 if status.state is s else 0.0)
             depth.add_metric([sid], depths.get(sid, 0))
         yield from (fps, frames, decoded, drops, errors, reconnects, state, depth)
+
+
+class KafkaCollector(Collector):
+    """Kafka producer, outbox and command-consumer figures, read at scrape time.
+
+    Args:
+        publisher: The events publisher (counters).
+        buffer_stats: Returns ``(depth, bytes_used, dropped)`` of the outbox.
+        commands: Returns ``(applied by result, rejected by reason, consumer lag)``, or None
+            when no command consumer runs.
+    """
+
+    def __init__(
+        self,
+        publisher: object,
+        buffer_stats: Callable[[], tuple[int, int, dict[str, int]]],
+        commands: Callable[[], tuple[dict[str, int], dict[str, int], int]] | None = None,
+    ) -> None:
+        self.publisher = publisher
+        self.buffer_stats = buffer_stats
+        self.commands = commands
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the Kafka metric families."""
+        counters = self.publisher.counters  # type: ignore[attr-defined]
+        depth, used, dropped = self.buffer_stats()
+        yield CounterMetricFamily(
+            "vigil_kafka_events_stored", "Events stored for Kafka", value=counters.stored
+        )
+        yield CounterMetricFamily(
+            "vigil_kafka_events_acked", "Events acknowledged by the broker", value=counters.acked
+        )
+        yield CounterMetricFamily(
+            "vigil_kafka_send_failures",
+            "Event sends that failed (the events stay in the outbox and are retried)",
+            value=counters.send_failures,
+        )
+        lost = CounterMetricFamily(
+            "vigil_kafka_events_dropped",
+            "Events dropped by the outbox's full policy, by reason",
+            labels=["reason"],
+        )
+        for reason, n in dropped.items():
+            lost.add_metric([reason], n)
+        yield lost
+        yield GaugeMetricFamily("vigil_kafka_outbox_records", "Events waiting", value=depth)
+        yield GaugeMetricFamily("vigil_kafka_outbox_bytes", "Bytes waiting", value=used)
+        yield GaugeMetricFamily(
+            "vigil_kafka_connected", "1 if the producer is connected", value=int(counters.connected)
+        )
+        if self.commands is None:
+            return
+        applied, rejected, lag = self.commands()
+        done = CounterMetricFamily(
+            "vigil_commands_applied", "Commands applied, by result", labels=["result"]
+        )
+        for result, n in applied.items():
+            done.add_metric([result], n)
+        yield done
+        refused = CounterMetricFamily(
+            "vigil_commands_rejected",
+            "Commands sent to the dead-letter topic, by reason",
+            labels=["reason"],
+        )
+        for reason, n in rejected.items():
+            refused.add_metric([reason], n)
+        yield refused
+        yield GaugeMetricFamily(
+            "vigil_commands_consumer_lag", "Command messages not consumed yet", value=lag
+        )

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
+from vigil.events.c2d import make_command_consumer
+from vigil.events.kafka import make_kafka_sink
 from vigil.events.schema import PlaceInfo
 from vigil.events.sinks import EventSink, JsonlSink
 from vigil.infer.model import ModelInfo
-from vigil.metrics import PipelineMetrics, StreamCollector
+from vigil.metrics import KafkaCollector, PipelineMetrics, StreamCollector
 from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
@@ -87,6 +89,9 @@ async def _runtime(
     jsonl = JsonlSink(settings.events.jsonl_path) if settings.events.jsonl_path else None
     if jsonl:
         sinks.append(jsonl)
+    kafka = make_kafka_sink(settings) if settings.kafka.bootstrap_servers else None
+    if kafka:
+        sinks.append(kafka)
     builder = EventBuilder(
         model,
         PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),
@@ -111,9 +116,22 @@ async def _runtime(
         ReconnectPolicy(**reconnect.model_dump()),
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
+    commands = make_command_consumer(settings, manager) if kafka else None
+    if kafka:
+        metrics.registry.register(
+            KafkaCollector(
+                kafka.publisher, kafka.buffer_stats, commands.figures if commands else None
+            )
+        )
     await pipeline.start()
+    if kafka:
+        kafka.publisher.start()
+    if commands:
+        commands.start()
     try:
         yield Runtime(settings, triton, model, pipeline, manager, metrics, jsonl)
     finally:
+        if commands:
+            await commands.close()
         await manager.stop_all()
         await pipeline.stop()

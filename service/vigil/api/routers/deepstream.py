@@ -54,20 +54,23 @@ source ids have no counterpart in Vigil.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections.abc import Callable, Coroutine, Sequence
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from vigil.api.deps import RuntimeDep, require_read_key, require_write_key
+from vigil.deepstream import (
+    StreamAddRequest,
+    StreamRemoveRequest,
+    stream_id_for,
+)
 from vigil.pipeline.manager import StreamExistsError, StreamNotFoundError
 from vigil.sources.errors import SourceError
 from vigil.specs import StreamSpec
@@ -76,10 +79,6 @@ log = logging.getLogger(__name__)
 
 STREAM_ID_HEADER = "X-Vigil-Stream-Id"
 
-_VALID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_INVALID_RUN = re.compile(r"[^A-Za-z0-9._-]+")
-_MAX_ID = 64
-_HASH_HEX = 8
 
 # DeepStream's own reason strings (nvmultiurisrcbin), which clients match on.
 _ADD_OK = "STREAM_ADD_SUCCESS"
@@ -93,104 +92,6 @@ _SOURCE_FAILED = "Failed to add source stream"
 
 # Where the fields of a StreamSpec came from in a DeepStream body.
 _SPEC_FIELD = {"id": "value.camera_id", "url": "value.camera_url", "name": "value.camera_name"}
-
-
-def stream_id_for(camera_id: str) -> str:
-    """The Vigil stream id that stands for a DeepStream ``camera_id``.
-
-    Ids that are valid Vigil ids are returned unchanged; others are mapped as the module
-    docstring describes. The result is always a valid id, and mapping it again returns it.
-
-    Example:
-        >>> stream_id_for("uniqueSensorID1")
-        'uniqueSensorID1'
-        >>> stream_id_for("0:tienda").startswith("0_tienda-")
-        True
-    """
-    if len(camera_id) <= _MAX_ID and _VALID_ID.fullmatch(camera_id):
-        return camera_id
-    digest = hashlib.sha256(camera_id.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
-    stem = _INVALID_RUN.sub("_", camera_id).lstrip("._-")[: _MAX_ID - _HASH_HEX - 1]
-    return f"{stem or 'camera'}-{digest}"
-
-
-# ---------------------------------------------------------------------------- request bodies
-
-
-class CameraMetadata(BaseModel):
-    """``value.metadata``: what the sender knows of the stream (informational only)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    resolution: str | None = Field(None, max_length=64, examples=["1920 x1080"])
-    codec: str | None = Field(None, max_length=64, examples=["h264"])
-    framerate: float | str | None = Field(
-        None, description="Frames per second (DeepStream reads it as text)", examples=[30]
-    )
-
-
-class SensorHeaders(BaseModel):
-    """``headers``: who sent the change and when (informational only)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    source: str | None = Field(None, max_length=256, examples=["vst"])
-    created_at: str | None = Field(None, max_length=64, examples=["2021-06-01T14:34:13.417Z"])
-
-
-class _Camera(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    camera_id: str = Field(
-        min_length=1,
-        max_length=1024,
-        description="Sensor id, any text; mapped to a Vigil stream id (see module docs)",
-        examples=["uniqueSensorID1"],
-    )
-    camera_name: str = Field("", max_length=256, examples=["front_door"])
-    metadata: CameraMetadata | None = None
-
-
-class CameraAdd(_Camera):
-    """``value`` of an add request."""
-
-    camera_url: str = Field(
-        min_length=1,
-        max_length=2048,
-        description="file:///path, rtsp(s)://..., http(s)://... or test://pattern",
-        examples=["rtsp://camera.local:554/stream1"],
-    )
-    change: Literal["camera_add", "camera_streaming"] = Field(
-        description="'camera_add' ('camera_streaming' is an add too, as in DeepStream)"
-    )
-
-
-class CameraRemove(_Camera):
-    """``value`` of a remove request."""
-
-    camera_url: str = Field(
-        "", max_length=2048, description="Ignored: the stream is found by camera_id"
-    )
-    change: Literal["camera_remove"]
-
-
-class _SensorRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    key: str = Field("sensor", max_length=64, description="'sensor' in DeepStream's examples")
-    headers: SensorHeaders | None = None
-
-
-class StreamAddRequest(_SensorRequest):
-    """Body of ``POST /api/v1/stream/add``."""
-
-    value: CameraAdd = Field(validation_alias=AliasChoices("value", "event"))
-
-
-class StreamRemoveRequest(_SensorRequest):
-    """Body of ``POST /api/v1/stream/remove``."""
-
-    value: CameraRemove = Field(validation_alias=AliasChoices("value", "event"))
 
 
 # ----------------------------------------------------------------------------------- replies

@@ -1,0 +1,705 @@
+"""Cloud-to-device commands: parse, validate and apply one raw message; build dead letters.
+
+This module knows nothing of Kafka. A consumer hands each message's value to
+:meth:`CommandProcessor.process`, which applies it or raises :class:`CommandRejected` with one
+of :data:`REJECTION_REASONS`; the consumer then publishes :func:`dead_letter_record` for the
+rejected ones.
+
+Accepted messages (UTF-8 JSON objects, at most ``max_message_bytes``):
+
+DeepStream smart record (``deepstream-test5``'s ``[message-consumer]``, parsed by
+``nvds_c2d_parse_cloud_message`` in ``apps-common/src/deepstream_c2d_msg_util.c``, and by
+Service Maker's ``Cloud2DeviceReceiver::handleMessage``)::
+
+    {"command": "start-recording", "start": "2020-05-18T20:02:00.051Z",
+     "end": "2020-05-18T20:02:02.851Z", "sensor": {"id": "cam-1"}}
+    {"command": "stop-recording", "sensor": {"id": "cam-1"}}
+
+Read as DeepStream reads it:
+
+* ``command`` may be left out: DeepStream then takes the message for ``start-recording``.
+  Vigil does so when the object has a ``sensor`` member (every message DeepStream accepts has).
+* ``sensor.id`` is required: a non-empty string (surrounding whitespace is dropped, as test5
+  does). It names a stream, mapped like a DeepStream ``camera_id``
+  (:func:`~vigil.deepstream.stream_id_for`); an unknown one is rejected.
+* ``start`` is required for ``start-recording``; ``end`` is optional (left out: record until a
+  ``stop-recording``, or the recorder's default duration). Both are UTC times of the form
+  ``YYYY-MM-DDTHH:MM:SS`` with optional fraction and zone (``Z``, ``+HH:MM``). A start in the
+  past reaches back into the recorder's cache; DeepStream starts a future one now. An ``end``
+  before ``start`` is taken as no end, as DeepStream clamps the duration to zero.
+* Unknown members are ignored (DeepStream reads only the ones above).
+
+Differences, all on the strict side: a zone offset is honoured (DeepStream ignores it and
+reads the time as UTC), and a malformed ``start``/``end`` on ``stop-recording`` is refused
+(DeepStream does not read them there; Vigil passes them to the recorder).
+
+Stream add/remove, in Vigil's form (``stream`` is the body of ``POST /api/v1/streams``)::
+
+    {"command": "add-stream", "stream": {"id": "cam-1", "url": "rtsp://host/stream"}}
+    {"command": "remove-stream", "id": "cam-1"}
+
+or in DeepStream's (the body of ``POST /api/v1/stream/add`` or ``/remove``, recognised by
+``"key": "sensor"``; ``value.change`` says which)::
+
+    {"key": "sensor", "value": {"camera_id": "cam-1", "camera_url": "rtsp://host/stream",
+     "change": "camera_add"}, "headers": {...}}
+
+Model swap::
+
+    {"command": "swap-model", "model": "detector", "version": 3, "allow_replan": false}
+
+Any of them may carry ``"command_id"`` (1-128 characters): with an
+:class:`AppliedCommandStore` configured, a command with an id is applied at most once.
+Vigil's own forms and DeepStream's sensor form refuse unknown members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from vigil.deepstream import StreamAddRequest, StreamRemoveRequest, stream_id_for
+from vigil.pipeline.manager import StreamExistsError, StreamNotFoundError
+from vigil.specs import StreamId, StreamSpec
+
+log = logging.getLogger(__name__)
+
+RejectionReason = Literal[
+    "oversize",
+    "invalid_json",
+    "not_an_object",
+    "unknown_command",
+    "invalid_fields",
+    "unknown_sensor",
+    "stream_exists",
+    "stream_not_found",
+    "unsupported",
+    "handler_failed",
+]
+REJECTION_REASONS: tuple[str, ...] = get_args(RejectionReason)
+"""Every reason :class:`CommandRejected` can give, e.g. for metrics labels."""
+
+CommandKind = Literal[
+    "start-recording", "stop-recording", "add-stream", "remove-stream", "swap-model"
+]
+COMMAND_KINDS: tuple[str, ...] = get_args(CommandKind)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+DEAD_LETTER_KEEP_BYTES = 4 * 1024
+DEAD_LETTER_SCHEMA = "vigil.dead-letter/1"
+
+_ADD_CHANGES = ("camera_add", "camera_streaming")
+_REMOVE_CHANGE = "camera_remove"
+# Where the fields of a StreamSpec came from in a DeepStream sensor body.
+_SENSOR_SPEC_FIELD = {
+    "id": "value.camera_id",
+    "url": "value.camera_url",
+    "name": "value.camera_name",
+}
+
+
+class CommandRejected(Exception):  # noqa: N818 (a rejection, not an error in Vigil)
+    """A message that cannot be applied; it should go to the dead-letter topic.
+
+    Attributes:
+        reason: One of :data:`REJECTION_REASONS`.
+        detail: What was wrong, for people (e.g. ``"sensor.id: Field required"``).
+    """
+
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: RejectionReason = reason
+        self.detail = detail
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+def _utc_time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be a string like 2020-05-18T20:02:00.051Z")
+    if not _TIMESTAMP.fullmatch(value):
+        raise ValueError(f"must be a UTC time like 2020-05-18T20:02:00.051Z, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise ValueError(f"not a valid time: {e}") from None
+    # DeepStream reads every time as UTC.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?", re.ASCII
+)
+
+UtcTime = Annotated[
+    datetime,
+    BeforeValidator(_utc_time),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+    Field(examples=["2020-05-18T20:02:00.051Z"]),
+]
+
+CommandId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        description="Makes the command idempotent: one with an id already applied is skipped",
+        examples=["7f3c2a9e-2d4b-4c1e-9a57-0c2f1e8b6d11"],
+    ),
+]
+
+
+def _model_version(value: object) -> int | Literal["latest"]:
+    if value == "latest":
+        return "latest"
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"must be an integer >= 1 or 'latest', got {value!r}")
+
+
+ModelVersion = Annotated[
+    int | Literal["latest"],
+    PlainValidator(_model_version),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "latest"}]}),
+]
+
+
+class SensorRef(BaseModel):
+    """``sensor`` of a smart-record command (DeepStream reads only ``id``)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="The sensor (stream) id; mapped like a DeepStream camera_id",
+        examples=["cam-1"],
+    )
+
+
+class SmartRecordCommand(BaseModel):
+    """DeepStream's smart-record cloud-to-device message (unknown members ignored, as there)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    command: Literal["start-recording", "stop-recording"] = Field(
+        "start-recording", description="Left out: start-recording, as in DeepStream"
+    )
+    start: UtcTime | None = Field(
+        None, description="Required to start: when the recording begins (past: from the cache)"
+    )
+    end: UtcTime | None = Field(
+        None, description="When it ends; left out: at stop-recording (or the default duration)"
+    )
+    sensor: SensorRef
+    command_id: CommandId | None = None
+
+    @model_validator(mode="after")
+    def _check_times(self) -> SmartRecordCommand:
+        if self.command == "start-recording" and self.start is None:
+            raise ValueError("start: Field required (start-recording needs it)")
+        if self.start is not None and self.end is not None and self.end < self.start:
+            # DeepStream clamps the negative duration to 0, which records until stopped.
+            log.warning("smart record end %s is before start %s: ignored", self.end, self.start)
+            self.end = None
+        return self
+
+
+class AddStreamCommand(BaseModel):
+    """Add a stream (``stream`` is the body of ``POST /api/v1/streams``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Literal["add-stream"]
+    stream: StreamSpec
+    command_id: CommandId | None = None
+
+
+class RemoveStreamCommand(BaseModel):
+    """Remove a stream by its Vigil id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Literal["remove-stream"]
+    id: StreamId
+    command_id: CommandId | None = None
+
+
+class SwapModelCommand(BaseModel):
+    """Replace the model the pipeline serves with another version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Literal["swap-model"]
+    model: str = Field(
+        min_length=1, max_length=256, description="Model name in the repository", examples=["ssd"]
+    )
+    version: ModelVersion = Field(description="Version number (>= 1) or 'latest'")
+    allow_replan: StrictBool = Field(
+        False, description="Allow a swap that changes the pipeline's input plan"
+    )
+    command_id: CommandId | None = None
+
+
+class DeepStreamSensorAdd(StreamAddRequest):
+    """DeepStream's ``stream/add`` body, received as a command."""
+
+    command_id: CommandId | None = None
+
+
+class DeepStreamSensorRemove(StreamRemoveRequest):
+    """DeepStream's ``stream/remove`` body, received as a command."""
+
+    command_id: CommandId | None = None
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_COMMAND_MODELS: dict[str, type[BaseModel]] = {
+    "start-recording": SmartRecordCommand,
+    "stop-recording": SmartRecordCommand,
+    "add-stream": AddStreamCommand,
+    "remove-stream": RemoveStreamCommand,
+    "swap-model": SwapModelCommand,
+}
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """What :meth:`CommandProcessor.process` did with a message.
+
+    Attributes:
+        kind: The command applied (DeepStream sensor bodies count as add/remove-stream).
+        target: The stream id (recording, add, remove) or model name (swap).
+        result: ``"applied"``, or ``"duplicate"`` when its ``command_id`` was applied before.
+        command_id: The message's ``command_id``, if it had one.
+    """
+
+    kind: CommandKind
+    target: str
+    result: Literal["applied", "duplicate"]
+    command_id: str | None = None
+
+
+# -------------------------------------------------------------------------------- interfaces
+
+
+class StreamControl(Protocol):
+    """Adds and removes streams (:class:`~vigil.pipeline.manager.StreamManager` is one)."""
+
+    async def add(self, spec: StreamSpec) -> object:
+        """Add and start a stream; raises ``StreamExistsError`` if the id is taken."""
+        ...
+
+    async def remove(self, stream_id: str) -> None:
+        """Stop and forget a stream; raises ``StreamNotFoundError`` if there is none."""
+        ...
+
+    def __contains__(self, stream_id: str) -> bool: ...
+
+
+class RecordingHandler(Protocol):
+    """Starts and stops smart recording of a stream.
+
+    ``sensor_id`` is the Vigil stream id; times are timezone-aware UTC. ``start`` may lie in the
+    past (record from the cache, as far back as it reaches) or in the future (DeepStream starts
+    at once); ``end`` is ``None`` for "until stopped (or the default duration)" and never
+    before ``start``. ``start_recording`` always gets a ``start``.
+    """
+
+    async def start_recording(
+        self, sensor_id: str, start: datetime | None, end: datetime | None
+    ) -> None: ...
+
+    async def stop_recording(
+        self, sensor_id: str, start: datetime | None, end: datetime | None
+    ) -> None: ...
+
+
+class ModelLifecycle(Protocol):
+    """Swaps the served model for another version."""
+
+    async def swap(self, model: str, version: int | Literal["latest"], allow_replan: bool) -> None:
+        """Raise to refuse (its message becomes the rejection's detail)."""
+        ...
+
+
+class AppliedCommandStore(Protocol):
+    """Remembers the ids of applied commands. Synchronous (it may do I/O): the processor calls
+    it through ``asyncio.to_thread``."""
+
+    def seen(self, command_id: str) -> bool: ...
+
+    def mark(self, command_id: str) -> None: ...
+
+
+# --------------------------------------------------------------------------------- processor
+
+
+@dataclass(frozen=True)
+class _Action:
+    kind: CommandKind
+    target: str
+    command_id: str | None
+    apply: Callable[[], Awaitable[None]]  # raises CommandRejected
+
+
+class CommandProcessor:
+    """Parses, validates and applies cloud-to-device commands, one raw message at a time.
+
+    Args:
+        streams: Adds and removes streams; also answers whether a recording's sensor exists.
+        recording: Smart record; ``None``: recording commands are rejected as ``unsupported``.
+        models: Model swaps; ``None``: ``swap-model`` is rejected as ``unsupported``.
+        applied: Remembers applied ``command_id``s; ``None``: ids are checked but not
+            remembered (every delivery is applied).
+        max_message_bytes: Larger messages are rejected as ``oversize`` before parsing.
+
+    Example::
+
+        processor = CommandProcessor(manager, recording=None, models=None, applied=None)
+        await processor.process(b'{"command": "remove-stream", "id": "cam-1"}')
+        # CommandOutcome(kind='remove-stream', target='cam-1', result='applied', command_id=None)
+    """
+
+    def __init__(
+        self,
+        streams: StreamControl,
+        *,
+        recording: RecordingHandler | None,
+        models: ModelLifecycle | None,
+        applied: AppliedCommandStore | None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        if max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes}")
+        self.streams = streams
+        self.recording = recording
+        self.models = models
+        self.applied = applied
+        self.max_message_bytes = max_message_bytes
+        self._id_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def process(self, raw: bytes) -> CommandOutcome:
+        """Apply one message.
+
+        Returns:
+            What was applied, or that the command's id was applied before.
+
+        Raises:
+            CommandRejected: The message is invalid, or applying it failed; nothing was
+                marked as applied.
+            Exception: Whatever the :class:`AppliedCommandStore` raises (the message may or may
+                not have been applied: don't commit its offset).
+        """
+        action = self._parse(raw)
+        if action.command_id is None or self.applied is None:
+            await action.apply()
+            return self._done(action, "applied")
+        async with self._exclusive(action.command_id):
+            if await asyncio.to_thread(self.applied.seen, action.command_id):
+                return self._done(action, "duplicate")
+            await action.apply()
+            await asyncio.to_thread(self.applied.mark, action.command_id)
+        return self._done(action, "applied")
+
+    def _done(self, action: _Action, result: Literal["applied", "duplicate"]) -> CommandOutcome:
+        log.info("command %s %s: %s (id %s)", action.kind, action.target, result, action.command_id)
+        return CommandOutcome(action.kind, action.target, result, action.command_id)
+
+    @asynccontextmanager
+    async def _exclusive(self, command_id: str) -> AsyncIterator[None]:
+        # Two deliveries of one id at once must not both pass seen() before either is marked.
+        lock, users = self._id_locks.get(command_id, (asyncio.Lock(), 0))
+        self._id_locks[command_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._id_locks[command_id]
+            if users == 1:
+                del self._id_locks[command_id]
+            else:
+                self._id_locks[command_id] = (lock, users - 1)
+
+    # --- parsing
+
+    def _parse(self, raw: bytes) -> _Action:
+        body = _decode(raw, self.max_message_bytes)
+        command = body.get("command")
+        if "command" not in body:
+            if body.get("key") == "sensor":
+                return self._sensor_action(body)
+            if "key" in body:
+                raise CommandRejected(
+                    "unknown_command",
+                    f"no 'command', and key {_clip(repr(body['key']))} is not 'sensor'",
+                )
+            if "sensor" not in body:
+                raise CommandRejected("invalid_fields", "command: Field required")
+            command = "start-recording"  # DeepStream's default
+        if not isinstance(command, str):
+            raise CommandRejected(
+                "invalid_fields",
+                f"command: Input should be a valid string, got {_clip(repr(command))}",
+            )
+        model = _COMMAND_MODELS.get(command)
+        if model is None:
+            known = ", ".join(repr(k) for k in _COMMAND_MODELS)
+            raise CommandRejected(
+                "unknown_command", f"unknown command {_clip(command)!r}; known: {known}"
+            )
+        parsed = _validate(model, body)
+        if isinstance(parsed, SmartRecordCommand):
+            return self._recording_action(parsed)
+        if isinstance(parsed, AddStreamCommand):
+            return self._add_action(parsed.stream, parsed.command_id)
+        if isinstance(parsed, RemoveStreamCommand):
+            return self._remove_action(parsed.id, parsed.command_id)
+        assert isinstance(parsed, SwapModelCommand)
+        return self._swap_action(parsed)
+
+    def _sensor_action(self, body: dict[str, Any]) -> _Action:
+        value = body.get("value", body.get("event"))
+        change = value.get("change") if isinstance(value, dict) else None
+        if isinstance(change, str) and change not in (*_ADD_CHANGES, _REMOVE_CHANGE):
+            raise CommandRejected(
+                "unknown_command",
+                f"value.change {_clip(change)!r} is not one of "
+                f"{', '.join(repr(c) for c in (*_ADD_CHANGES, _REMOVE_CHANGE))}",
+            )
+        if change == _REMOVE_CHANGE:
+            removal = _validate(DeepStreamSensorRemove, body)
+            return self._remove_action(stream_id_for(removal.value.camera_id), removal.command_id)
+        # Adds, and bodies without a usable change: the add model names what is missing.
+        addition = _validate(DeepStreamSensorAdd, body)
+        camera = addition.value
+        try:
+            spec = StreamSpec(
+                id=stream_id_for(camera.camera_id), url=camera.camera_url, name=camera.camera_name
+            )
+        except ValidationError as e:
+            raise CommandRejected(
+                "invalid_fields", _describe(e.errors(), _SENSOR_SPEC_FIELD)
+            ) from None
+        return self._add_action(spec, addition.command_id)
+
+    # --- actions
+
+    def _recording_action(self, cmd: SmartRecordCommand) -> _Action:
+        stream_id = stream_id_for(cmd.sensor.id)
+
+        async def apply() -> None:
+            recording = self.recording
+            if recording is None:
+                raise CommandRejected("unsupported", "smart recording is not configured")
+            if stream_id not in self.streams:
+                raise CommandRejected("unknown_sensor", _no_stream(stream_id, cmd.sensor.id))
+            if cmd.command == "start-recording":
+                call = recording.start_recording(stream_id, cmd.start, cmd.end)
+            else:
+                call = recording.stop_recording(stream_id, cmd.start, cmd.end)
+            await _call(call, {StreamNotFoundError: "unknown_sensor"})
+
+        return _Action(cmd.command, stream_id, cmd.command_id, apply)
+
+    def _add_action(self, spec: StreamSpec, command_id: str | None) -> _Action:
+        async def apply() -> None:
+            await _call(self.streams.add(spec), {StreamExistsError: "stream_exists"})
+
+        return _Action("add-stream", spec.id, command_id, apply)
+
+    def _remove_action(self, stream_id: str, command_id: str | None) -> _Action:
+        async def apply() -> None:
+            await _call(self.streams.remove(stream_id), {StreamNotFoundError: "stream_not_found"})
+
+        return _Action("remove-stream", stream_id, command_id, apply)
+
+    def _swap_action(self, cmd: SwapModelCommand) -> _Action:
+        async def apply() -> None:
+            if self.models is None:
+                raise CommandRejected("unsupported", "model lifecycle is not configured")
+            await _call(self.models.swap(cmd.model, cmd.version, cmd.allow_replan))
+
+        return _Action("swap-model", cmd.model, cmd.command_id, apply)
+
+
+async def _call(
+    call: Awaitable[object], known: Mapping[type[Exception], RejectionReason] | None = None
+) -> None:
+    """Await a handler: the errors in ``known`` become their reason, any other handler_failed."""
+    try:
+        await call
+    except CommandRejected:
+        raise
+    except Exception as e:
+        for error, reason in (known or {}).items():
+            if isinstance(e, error):
+                raise CommandRejected(reason, str(e)) from None
+        log.warning("command handler failed: %r", e)
+        raise CommandRejected("handler_failed", str(e) or type(e).__name__) from e
+
+
+def _decode(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    if len(raw) > max_bytes:
+        raise CommandRejected("oversize", f"message is {len(raw)} bytes; the limit is {max_bytes}")
+    if not raw.strip():
+        raise CommandRejected("invalid_json", "empty message")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CommandRejected("invalid_json", f"not UTF-8 (byte {e.start})") from None
+    try:
+        body = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as e:
+        raise CommandRejected(
+            "invalid_json", f"line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
+    except ValueError as e:  # NaN / Infinity
+        raise CommandRejected("invalid_json", str(e)) from None
+    except RecursionError:
+        raise CommandRejected("invalid_json", "nested too deeply") from None
+    if not isinstance(body, dict):
+        raise CommandRejected("not_an_object", f"expected a JSON object, got {_json_type(body)}")
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
+def _validate(model: type[_M], body: Mapping[str, Any]) -> _M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise CommandRejected("invalid_fields", _describe(e.errors())) from None
+
+
+def _describe(errors: Sequence[Any], fields: Mapping[str, str] | None = None) -> str:
+    """Pydantic errors as ``path: message`` pairs joined by ``"; "``."""
+    parts = []
+    for err in errors:
+        name = ".".join(str(p) for p in err["loc"]) or "message"
+        if fields:
+            name = fields.get(name, name)
+        cause = err.get("ctx", {}).get("error")
+        msg = str(cause) if err["type"] == "value_error" and cause is not None else err["msg"]
+        if err["type"] == "value_error" and not err["loc"] and ": " in msg:
+            parts.append(msg)  # a model validator's message names its own field
+            continue
+        if err["type"] in ("literal_error", "string_type", "int_type", "bool_type"):
+            msg = f"{msg}, got {_clip(repr(err['input']))}"
+        parts.append(f"{name}: {msg}")
+    return "; ".join(parts)
+
+
+def _no_stream(stream_id: str, sensor_id: str) -> str:
+    if stream_id == sensor_id:
+        return f"no stream {stream_id!r}"
+    return f"no stream {stream_id!r} (mapped from sensor.id {_clip(sensor_id)!r})"
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------ dead letters
+
+
+def dead_letter_record(
+    raw: bytes,
+    reason: str,
+    detail: str,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    received_at: datetime,
+    oversize_keep_bytes: int = DEAD_LETTER_KEEP_BYTES,
+) -> bytes:
+    """A JSON document that says why a message was rejected and holds the message.
+
+    The message is kept as text when it is valid UTF-8, otherwise base64. An ``oversize``
+    message is cut to its first ``oversize_keep_bytes`` bytes (``message.truncated`` says so;
+    a UTF-8 character is never split); others are kept whole.
+
+    Example::
+
+        record = dead_letter_record(b"[1]", "not_an_object", "expected a JSON object, got an array",
+                                    topic="vigil.commands", partition=0, offset=7, received_at=now)
+        json.loads(record)["message"]
+        # {'encoding': 'utf-8', 'size_bytes': 3, 'kept_bytes': 3, 'truncated': False, 'data': '[1]'}
+
+    Args:
+        raw: The message value as received.
+        reason: The rejection's reason (one of :data:`REJECTION_REASONS`).
+        detail: The rejection's detail.
+        topic: Where the message came from.
+        partition: Its partition.
+        offset: Its offset.
+        received_at: When it was received (a naive time is taken as UTC).
+        oversize_keep_bytes: How much of an oversize message to keep.
+
+    Returns:
+        The document, UTF-8 JSON.
+    """
+    kept = raw[:oversize_keep_bytes] if reason == "oversize" else raw
+    truncated = len(kept) < len(raw)
+    try:
+        # Incremental: a multi-byte character cut by truncation is dropped, not an error.
+        text = codecs.getincrementaldecoder("utf-8")().decode(kept, final=not truncated)
+    except UnicodeDecodeError:
+        encoding, data, kept_bytes = "base64", base64.b64encode(kept).decode("ascii"), len(kept)
+    else:
+        encoding, data, kept_bytes = "utf-8", text, len(text.encode("utf-8"))
+    if received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)
+    record = {
+        "schema": DEAD_LETTER_SCHEMA,
+        "reason": reason,
+        "detail": detail,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "received_at": received_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "message": {
+            "encoding": encoding,
+            "size_bytes": len(raw),
+            "kept_bytes": kept_bytes,
+            "truncated": kept_bytes < len(raw),
+            "data": data,
+        },
+    }
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,528 @@
+"""Events to Kafka, never lost: an outbox in front of an idempotent producer.
+
+The pipeline hands each frame's events to :class:`KafkaSink`, which serializes them (nvmsgconv
+full or minimal schema, key = sensor id so a camera's events stay in order) and stores them in
+the outbox — durable SQLite by default — before returning. A :class:`KafkaPublisher` task moves
+records from the outbox to the broker and deletes them only once the broker has acknowledged
+them (``acks=all``). While the broker is away, events accumulate within the outbox's disk
+budget and are sent in order when it returns; after a crash, whatever was not acknowledged is
+sent on the next start. Delivery is at-least-once: ``messageid`` lets consumers de-duplicate.
+
+Ordering: records are grouped by partition, and each partition's records go out as explicit
+batches, one at a time — a batch is appended whole or not at all, and the next batch of that
+partition is not sent before the previous one is acknowledged. So a failure can cause a
+re-send of a batch, never a reordering within a sensor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner
+
+from vigil.config import KafkaSecuritySettings, KafkaSettings, Settings
+from vigil.events.outbox import FullPolicy, Outbox
+from vigil.events.schema import Event, to_json_line
+from vigil.events.sinks import EventSink
+
+log = logging.getLogger(__name__)
+
+WINDOW_RECORDS = 2000
+WINDOW_BYTES = 8 << 20
+WARN_EVERY_S = 60.0
+
+
+class KafkaConfigError(ValueError):
+    """The Kafka settings cannot work (a missing certificate file, a password file, ...)."""
+
+
+# --- client options ------------------------------------------------------------------------
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        raise KafkaConfigError(f"cannot read {what} from {path}: {e.strerror}") from e
+
+
+def ssl_context(security: KafkaSecuritySettings) -> ssl.SSLContext | None:
+    """The TLS context for SSL / SASL_SSL, or None for plaintext protocols.
+
+    Raises:
+        KafkaConfigError: a certificate or key file cannot be loaded (named).
+    """
+    if security.protocol not in ("SSL", "SASL_SSL"):
+        return None
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(security, name)
+        if path is not None and not path.is_file():
+            raise KafkaConfigError(f"kafka.security.{name}: no such file {path}")
+    try:
+        context = create_ssl_context(
+            cafile=str(security.ca_file) if security.ca_file else None,
+            certfile=str(security.cert_file) if security.cert_file else None,
+            keyfile=str(security.key_file) if security.key_file else None,
+            password=security.key_password.get_secret_value() if security.key_password else None,
+        )
+    except (ssl.SSLError, OSError) as e:
+        raise KafkaConfigError(f"kafka.security: cannot load TLS files: {e}") from e
+    context.check_hostname = security.check_hostname
+    return context
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection options shared by producer, consumer and admin client (secrets included).
+
+    Never log the result: use :func:`describe_options`.
+    """
+    security = settings.security
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": security.protocol,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    context = ssl_context(security)
+    if context is not None:
+        options["ssl_context"] = context
+    if security.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        if security.sasl_mechanism is None or not security.sasl_username:
+            raise KafkaConfigError(
+                f"kafka.security: {security.protocol} needs sasl_mechanism and sasl_username"
+            )
+        if security.sasl_password_file is not None:
+            password = _read_secret_file(security.sasl_password_file, "the SASL password")
+        elif security.sasl_password is not None:
+            password = security.sasl_password.get_secret_value()
+        else:
+            raise KafkaConfigError("kafka.security: sasl_password or sasl_password_file is needed")
+        options.update(
+            sasl_mechanism=security.sasl_mechanism,
+            sasl_plain_username=security.sasl_username,
+            sasl_plain_password=password,
+        )
+    return options
+
+
+def producer_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Options of the events producer."""
+    return {
+        **client_options(settings),
+        "acks": "all",
+        "enable_idempotence": settings.enable_idempotence,
+        "linger_ms": settings.linger_ms,
+        "max_batch_size": settings.max_batch_bytes,
+        "compression_type": None if settings.compression == "none" else settings.compression,
+    }
+
+
+def describe_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options with secrets masked, fit for a log line."""
+    return {k: ("***" if "password" in k or k == "ssl_context" else v) for k, v in options.items()}
+
+
+# --- buffers -------------------------------------------------------------------------------
+
+
+class RecordBuffer(Protocol):
+    """What the publisher needs of an outbox (durable or in memory)."""
+
+    def append(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> int: ...
+    def peek(self, limit: int, max_bytes: int | None = None) -> list[Any]: ...
+    def ack(self, seqs: Iterable[int]) -> int: ...
+    def depth(self) -> int: ...
+    def bytes_used(self) -> int: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """A record of the in-memory buffer (same fields the publisher reads from the outbox)."""
+
+    seq: int
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class MemoryBuffer:
+    """The outbox's interface without durability (``kafka.outbox.enabled: false``).
+
+    Bounded by ``max_bytes`` (the oldest records go first, counted); everything in it is lost
+    if the process dies. Exists for deployments that prefer speed and for the outbox on/off
+    benchmark.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: deque[MemoryRecord] = deque()
+        self._bytes = 0
+        self._seq = 0
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def append(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> int:
+        with self._lock:
+            for topic, key, value in records:
+                self._seq += 1
+                self._items.append(MemoryRecord(self._seq, topic, key, value))
+                self._bytes += _size(topic, key, value)
+            while self._bytes > self.max_bytes and self._items:
+                old = self._items.popleft()
+                self._bytes -= _size(old.topic, old.key, old.value)
+                self.dropped += 1
+            return len(records)
+
+    def peek(self, limit: int, max_bytes: int | None = None) -> list[MemoryRecord]:
+        with self._lock:
+            out, total = [], 0
+            for record in self._items:
+                size = _size(record.topic, record.key, record.value)
+                if out and (len(out) >= limit or (max_bytes and total + size > max_bytes)):
+                    break
+                out.append(record)
+                total += size
+            return out
+
+    def ack(self, seqs: Iterable[int]) -> int:
+        done = set(seqs)
+        with self._lock:
+            kept = deque(r for r in self._items if r.seq not in done)
+            removed = len(self._items) - len(kept)
+            self._items = kept
+            self._bytes = sum(_size(r.topic, r.key, r.value) for r in kept)
+            return removed
+
+    def depth(self) -> int:
+        return len(self._items)
+
+    def bytes_used(self) -> int:
+        return self._bytes
+
+    def close(self) -> None:
+        pass
+
+
+def _size(topic: str, key: bytes | None, value: bytes) -> int:
+    return len(topic) + len(key or b"") + len(value)
+
+
+# --- publisher -----------------------------------------------------------------------------
+
+
+@dataclass
+class KafkaCounters:
+    """What the publisher did (read by the metrics collector)."""
+
+    stored: int = 0
+    acked: int = 0
+    send_failures: int = 0
+    connected: bool = False
+    last_error: str = ""
+
+
+class KafkaPublisher:
+    """Moves records from a buffer to Kafka, in order, deleting them once acknowledged.
+
+    Args:
+        settings: Kafka settings.
+        buffer: The outbox (or a :class:`MemoryBuffer`).
+    """
+
+    def __init__(self, settings: KafkaSettings, buffer: RecordBuffer) -> None:
+        self.settings = settings
+        self.buffer = buffer
+        self.counters = KafkaCounters()
+        self._producer: AIOKafkaProducer | None = None
+        self._partitions: dict[str, list[int]] = {}
+        self._partitioner = DefaultPartitioner()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._failures = 0
+        self._last_warning = 0.0
+
+    def notify(self) -> None:
+        """New records are in the buffer."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the background task (it connects, and reconnects, by itself)."""
+        self._task = asyncio.create_task(self._run(), name="kafka-publisher")
+
+    async def close(self, flush_timeout_s: float = 5.0) -> None:
+        """Try to send what is buffered (bounded), then stop. Unsent records stay stored."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), flush_timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        await self._drop_producer()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self._producer is None:
+                    await self._connect()
+                records = await asyncio.to_thread(self.buffer.peek, WINDOW_RECORDS, WINDOW_BYTES)
+                if not records:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), 1.0)
+                    continue
+                await self._send(records)
+                if self._failures:
+                    log.warning(
+                        "Kafka at %s is back; sending resumed", self.settings.bootstrap_servers
+                    )
+                self._failures = 0
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, OSError, ssl.SSLError, KafkaConfigError) as e:
+                if self._closing:
+                    return
+                await self._on_failure(e)
+
+    async def _on_failure(self, error: BaseException) -> None:
+        self.counters.connected = False
+        self.counters.last_error = _describe_error(error)
+        delay = min(self.settings.retry_backoff_max_s, 0.5 * 2**self._failures)
+        self._failures += 1
+        now = time.monotonic()
+        quiet = self._failures > 1 and now - self._last_warning < WARN_EVERY_S
+        log.log(
+            logging.DEBUG if quiet else logging.ERROR,
+            "cannot deliver events to Kafka at %s: %s; %d events kept in the outbox, "
+            "retrying in %.1f s (attempt %d)",
+            self.settings.bootstrap_servers,
+            self.counters.last_error,
+            await asyncio.to_thread(self.buffer.depth),
+            delay,
+            self._failures,
+        )
+        if not quiet:
+            self._last_warning = now
+        await self._drop_producer()
+        await asyncio.sleep(delay)
+
+    async def _connect(self) -> None:
+        options = producer_options(self.settings)
+        log.info("connecting to Kafka: %s", describe_options(options))
+        producer = AIOKafkaProducer(**options)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
+        self._partitions.clear()
+        if self.settings.create_topics:
+            await ensure_topics(self.settings, [self.settings.topic])
+        self.counters.connected = True
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), 5)
+            except (KafkaError, OSError, TimeoutError):
+                log.debug("producer stop failed", exc_info=True)
+
+    async def _partitions_of(self, topic: str) -> list[int]:
+        assert self._producer is not None
+        if topic not in self._partitions:
+            parts = await self._producer.partitions_for(topic)
+            if not parts:
+                raise KafkaError(f"topic {topic!r} has no partitions")
+            self._partitions[topic] = sorted(parts)
+        return self._partitions[topic]
+
+    async def _send(self, records: Sequence[Any]) -> None:
+        by_partition: dict[tuple[str, int], list[Any]] = {}
+        for record in records:
+            parts = await self._partitions_of(record.topic)
+            partition = self._partitioner(record.key, parts, parts)
+            by_partition.setdefault((record.topic, partition), []).append(record)
+        results = await asyncio.gather(
+            *(self._send_partition(t, p, recs) for (t, p), recs in by_partition.items())
+        )
+        acked = [seq for seqs, _ in results for seq in seqs]
+        if acked:
+            await asyncio.to_thread(self.buffer.ack, acked)
+            self.counters.acked += len(acked)
+        errors = [error for _, error in results if error is not None]
+        if errors:
+            self.counters.send_failures += len(records) - len(acked)
+            raise errors[0]
+
+    async def _send_partition(
+        self, topic: str, partition: int, records: list[Any]
+    ) -> tuple[list[int], BaseException | None]:
+        """Send one partition's records as consecutive batches, each acknowledged before the
+        next goes out. Returns the acknowledged seqs, and the error that stopped it (its
+        records and the later ones stay buffered, in order)."""
+        assert self._producer is not None
+        acked: list[int] = []
+        pending = deque(records)
+        while pending:
+            batch = self._producer.create_batch()
+            seqs = []
+            while pending:
+                record = pending[0]
+                meta = batch.append(
+                    key=record.key, value=record.value, timestamp=None, headers=_HEADERS
+                )
+                if meta is None:
+                    break
+                seqs.append(record.seq)
+                pending.popleft()
+            if not seqs:
+                size = len(pending[0].value)
+                return acked, KafkaError(f"a {size}-byte record exceeds kafka.max_batch_bytes")
+            batch.close()
+            try:
+                future = await self._producer.send_batch(batch, topic, partition=partition)
+                await future
+            except (KafkaError, OSError) as e:
+                return acked, e
+            acked.extend(seqs)
+        return acked, None
+
+
+_HEADERS = [("content-type", b"application/json")]
+
+
+async def ensure_topics(settings: KafkaSettings, topics: Iterable[str]) -> None:
+    """Create the topics that do not exist yet (the broker may have lost them)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(t, settings.partitions, 1) for t in missing])
+                log.info("created Kafka topics %s", missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def _describe_error(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"TLS certificate verification failed ({cause or text}); check kafka.security.ca_file"
+        )
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS handshake failed: {cause}"
+    return text
+
+
+# --- sink ----------------------------------------------------------------------------------
+
+
+class KafkaSink(EventSink):
+    """Stores each frame's events in the outbox and wakes the publisher.
+
+    Args:
+        settings: Kafka settings (topic, payload schema, outbox).
+        buffer: Where records wait for the broker.
+        publisher: Sends them.
+    """
+
+    def __init__(
+        self, settings: KafkaSettings, buffer: RecordBuffer, publisher: KafkaPublisher
+    ) -> None:
+        self.settings = settings
+        self.buffer = buffer
+        self.publisher = publisher
+        self.rejected: Counter[str] = Counter()
+
+    def serialize(self, events: Sequence[Event]) -> list[tuple[str, bytes | None, bytes]]:
+        """Kafka records for one frame's events (key = sensor id)."""
+        if not events:
+            return []
+        topic = self.settings.topic
+        if self.settings.payload_schema == "minimal":
+            message = Event.minimal_for_frame(events)
+            return [(topic, events[0].sensor.id.encode(), to_json_line(message).encode())]
+        return [(topic, e.sensor.id.encode(), to_json_line(e).encode()) for e in events]
+
+    async def emit(self, events: Sequence[Event]) -> None:
+        """Store the frame's events durably, then return."""
+        records = self.serialize(events)
+        if not records:
+            return
+        stored = await asyncio.to_thread(self.buffer.append, records)
+        self.publisher.counters.stored += stored
+        self.publisher.notify()
+
+    def buffer_stats(self) -> tuple[int, int, dict[str, int]]:
+        """``(depth, bytes, dropped by reason)`` of the buffer, for metrics."""
+        if isinstance(self.buffer, Outbox):
+            stats = self.buffer.stats
+            dropped = {
+                "outbox_full_oldest": stats.dropped_oldest,
+                "outbox_full_new": stats.rejected_new,
+            }
+            return stats.depth, stats.bytes_used, dropped
+        assert isinstance(self.buffer, MemoryBuffer)
+        return self.buffer.depth(), self.buffer.bytes_used(), {"buffer_full": self.buffer.dropped}
+
+    async def close(self) -> None:
+        """Flush what the broker takes within a few seconds; the rest stays stored."""
+        await self.publisher.close()
+        await asyncio.to_thread(self.buffer.close)
+
+
+def make_kafka_sink(settings: Settings) -> KafkaSink:
+    """The Kafka sink with its buffer (durable outbox unless disabled) and publisher.
+
+    Raises:
+        KafkaConfigError: the TLS/SASL settings cannot work (checked before anything starts).
+        OutboxError: the outbox file cannot be opened.
+    """
+    kafka = settings.kafka
+    client_options(kafka)  # fail fast on missing certificate or password files
+    box = kafka.outbox
+    buffer: RecordBuffer
+    if box.enabled:
+        buffer = Outbox(
+            box.path or settings.data_dir / "outbox.db",
+            max_bytes=box.max_bytes,
+            full_policy=FullPolicy(box.full_policy),
+            warn_ratio=box.warn_ratio,
+            synchronous=box.synchronous,
+        )
+        if buffer.depth():
+            log.warning(
+                "outbox %s holds %d events not yet acknowledged by Kafka; sending them first",
+                buffer.path,
+                buffer.depth(),
+            )
+    else:
+        buffer = MemoryBuffer(box.max_bytes)
+    return KafkaSink(kafka, buffer, KafkaPublisher(kafka, buffer))
