@@ -19,6 +19,7 @@ LIBPYTHON   := /usr/lib/x86_64-linux-gnu/libpython$(PYVER).so.1.0
 
 include make/models.mk
 include make/rtsp.mk
+include make/kafka.mk
 
 .PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench clean
 
@@ -80,7 +81,7 @@ triton: $(TRITON_STAMP) $(TRITON_PY_STAMP)
 demo: install system-deps triton models
 	$(VENV)/bin/vigil run --source cam-1=$(SAMPLE) --source cam-2=$(SAMPLE) --out out/demo-events.jsonl
 
-test: install system-deps rtsp-deps triton models
+test: install system-deps rtsp-deps kafka-test-deps triton models
 	$(VENV)/bin/ruff check service clients tests bench scripts
 	$(VENV)/bin/ruff format --check service clients tests bench scripts
 	$(PY) -m pytest tests
@@ -88,7 +89,7 @@ test: install system-deps rtsp-deps triton models
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-test-integration: install system-deps rtsp-deps triton models
+test-integration: install system-deps rtsp-deps kafka-test-deps triton models
 	$(PY) -m pytest tests/integration
 
 # --- development ----------------------------------------------------------------------------

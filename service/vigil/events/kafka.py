@@ -8,6 +8,10 @@ them (``acks=all``). While the broker is away, events accumulate within the outb
 budget and are sent in order when it returns; after a crash, whatever was not acknowledged is
 sent on the next start. Delivery is at-least-once: ``messageid`` lets consumers de-duplicate.
 
+Acknowledged means acknowledged by a broker that still has the topic: after each window the
+publisher checks that the topic exists before deleting anything, because a broker that
+restarted empty may acknowledge writes to a topic it no longer has.
+
 Ordering: records are grouped by partition, and each partition's records go out as explicit
 batches, one at a time — a batch is appended whole or not at all, and the next batch of that
 partition is not sent before the previous one is acknowledged. So a failure can cause a
@@ -30,7 +34,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -249,6 +253,7 @@ class KafkaPublisher:
         self.buffer = buffer
         self.counters = KafkaCounters()
         self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
         self._wake = asyncio.Event()
@@ -256,6 +261,7 @@ class KafkaPublisher:
         self._closing = False
         self._failures = 0
         self._last_warning = 0.0
+        self._idempotent = settings.enable_idempotence
 
     def notify(self) -> None:
         """New records are in the buffer."""
@@ -290,7 +296,16 @@ class KafkaPublisher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), 1.0)
                     continue
-                await self._send(records)
+                # aiokafka can wait forever on a broker that came back empty (metadata of a
+                # lost topic, a node "not ready"); bound every window, then start over with a
+                # fresh producer, which refreshes metadata and recreates lost topics.
+                window_timeout_s = self.settings.request_timeout_ms / 1000 * 3
+                try:
+                    await asyncio.wait_for(self._send(records), window_timeout_s)
+                except TimeoutError:
+                    raise KafkaError(
+                        f"no acknowledgement within {window_timeout_s:.0f} s"
+                    ) from None
                 if self._failures:
                     log.warning(
                         "Kafka at %s is back; sending resumed", self.settings.bootstrap_servers
@@ -301,6 +316,11 @@ class KafkaPublisher:
             except (KafkaError, OSError, ssl.SSLError, KafkaConfigError) as e:
                 if self._closing:
                     return
+                await self._on_failure(e)
+            except Exception as e:  # never let the publisher die: events would pile up unsent
+                if self._closing:
+                    return
+                log.exception("unexpected error in the Kafka publisher")
                 await self._on_failure(e)
 
     async def _on_failure(self, error: BaseException) -> None:
@@ -327,20 +347,49 @@ class KafkaPublisher:
 
     async def _connect(self) -> None:
         options = producer_options(self.settings)
-        log.info("connecting to Kafka: %s", describe_options(options))
+        options["enable_idempotence"] = self._idempotent
+        log.log(
+            logging.DEBUG if self._failures else logging.INFO,
+            "connecting to Kafka: %s",
+            describe_options(options),
+        )
         producer = AIOKafkaProducer(**options)
         try:
             await producer.start()
-        except BaseException:
+        except (KafkaConnectionError, OSError, ssl.SSLError):
             await producer.stop()
             raise
+        except KafkaError as e:
+            await producer.stop()
+            if not self._idempotent:
+                raise
+            # The broker refused InitProducerId: it has no idempotent producers (Tansu, old
+            # brokers). Ordering does not depend on it here (one acknowledged batch at a time
+            # per partition); only broker-side de-duplication of retries is lost.
+            log.warning(
+                "Kafka at %s does not support idempotent producers (%s); continuing without",
+                self.settings.bootstrap_servers,
+                e,
+            )
+            self._idempotent = False
+            return await self._connect()
         self._producer = producer
         self._partitions.clear()
         if self.settings.create_topics:
             await ensure_topics(self.settings, [self.settings.topic])
         self.counters.connected = True
 
+    async def _topics_exist(self, topics: set[str]) -> bool:
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(**client_options(self.settings))
+            await self._admin.start()
+        return topics <= set(await self._admin.list_topics())
+
     async def _drop_producer(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await admin.close()
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
@@ -367,6 +416,10 @@ class KafkaPublisher:
             *(self._send_partition(t, p, recs) for (t, p), recs in by_partition.items())
         )
         acked = [seq for seqs, _ in results for seq in seqs]
+        if acked and not await self._topics_exist({r.topic for r in records}):
+            # A broker that restarted empty (Tansu keeps nothing) acknowledges writes to a
+            # topic it no longer has and drops them. Keep the records, recreate, resend.
+            raise KafkaError("the topic is gone (broker restarted empty?); recreating it")
         if acked:
             await asyncio.to_thread(self.buffer.ack, acked)
             self.counters.acked += len(acked)
@@ -429,8 +482,32 @@ async def ensure_topics(settings: KafkaSettings, topics: Iterable[str]) -> None:
         await admin.close()
 
 
+class _ConnectErrorFilter(logging.Filter):
+    """Keeps aiokafka's per-attempt "Unable connect to ..." errors out of the log.
+
+    aiokafka logs one ERROR for every failed connection attempt (a log flood while a broker
+    is away or a certificate is wrong); the publisher logs one clear error per outage
+    instead, and takes the reason it reports from the last of these lines.
+    """
+
+    last_reason = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Unable connect to"):
+            _ConnectErrorFilter.last_reason = message.partition(": ")[2] or message
+            return False
+        return True
+
+
+logging.getLogger("aiokafka").addFilter(_ConnectErrorFilter())
+
+
 def _describe_error(error: BaseException) -> str:
     text = str(error) or type(error).__name__
+    if isinstance(error, KafkaConnectionError) and _ConnectErrorFilter.last_reason:
+        text = f"{text}: {_ConnectErrorFilter.last_reason}"
+        _ConnectErrorFilter.last_reason = ""
     cause = error.__cause__ or error.__context__
     if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
         return (

@@ -38,6 +38,7 @@ class JsonlSink(EventSink):
         """Write one line per event."""
         if events:
             self._file.write("".join(to_json_line(e) + "\n" for e in events))
+            self._file.flush()  # a frame's events reach the file (not the disk) at once
             self.written += len(events)
 
     async def close(self) -> None:

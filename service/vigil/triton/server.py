@@ -13,9 +13,9 @@ process is ours to clean up on every exit path:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,8 +35,6 @@ from vigil.triton.errors import (
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
-
 
 @dataclass(frozen=True)
 class TritonPorts:
@@ -54,9 +52,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _death_signal_prefix() -> list[str]:
+    """``setpriv --pdeathsig KILL --`` when util-linux's setpriv is there, else nothing."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 def _http_ok(url: str) -> bool:
@@ -171,15 +170,16 @@ class EmbeddedTriton:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting Triton (grpc %s, log %s)", self.grpc_url, self.log_path)
         with self.log_path.open("ab") as log_file:
-            # PR_SET_PDEATHSIG fires when the *thread* that forked exits: start from the
-            # thread that lives as long as Vigil does (the caller's), never from a pool.
+            # Triton gets SIGKILL if Vigil dies (PR_SET_PDEATHSIG, set by util-linux's
+            # setpriv rather than a Python preexec_fn: no Python code runs between fork and
+            # exec, which gRPC's fork handlers do not survive). The death signal fires when
+            # the *thread* that started it exits: start from the caller's long-lived thread.
             self._proc = subprocess.Popen(
-                self.command(),
+                [*_death_signal_prefix(), *self.command()],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                preexec_fn=_die_with_parent,
                 start_new_session=True,  # Ctrl-C reaches Vigil, which stops Triton in order
             )
         try:
