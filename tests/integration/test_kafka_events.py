@@ -115,7 +115,7 @@ async def test_broker_unreachable_for_30s_loses_nothing_and_keeps_order(
     specs = [s.model_copy(update={"inference_interval": 2}) for s in specs]
     job = asyncio.create_task(run_streams(settings, specs))
     jsonl = settings.events.jsonl_path
-    while not (jsonl.exists() and jsonl.stat().st_size > 50_000):  # events flowing
+    while not (jsonl.exists() and jsonl.stat().st_size > 50_000):  # noqa: ASYNC110 - events flow
         await asyncio.sleep(0.2)
     broker.pause()
     paused_at = time.time()
@@ -145,7 +145,7 @@ async def test_broker_restart_recreates_topics_and_loses_nothing_unacknowledged(
     spec = file_spec("cam-a", str(sample_video)).model_copy(update={"max_fps": 15})
     runtimes: list[Runtime] = []
     job = asyncio.create_task(run_streams(settings, [spec], on_start=runtimes.append))
-    while not runtimes or sink_of(runtimes[0]).publisher.counters.acked < 200:
+    while not runtimes or sink_of(runtimes[0]).publisher.counters.acked < 200:  # noqa: ASYNC110
         await asyncio.sleep(0.2)
     publisher = sink_of(runtimes[0]).publisher
     broker.kill()

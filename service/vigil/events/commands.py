@@ -512,11 +512,12 @@ class CommandProcessor:
         stream_id = stream_id_for(cmd.sensor.id)
 
         async def apply() -> None:
+            # a command naming a camera that does not exist is wrong whatever is configured
+            if stream_id not in self.streams:
+                raise CommandRejected("unknown_sensor", _no_stream(stream_id, cmd.sensor.id))
             recording = self.recording
             if recording is None:
                 raise CommandRejected("unsupported", "smart recording is not configured")
-            if stream_id not in self.streams:
-                raise CommandRejected("unknown_sensor", _no_stream(stream_id, cmd.sensor.id))
             if cmd.command == "start-recording":
                 call = recording.start_recording(stream_id, cmd.start, cmd.end)
             else:
