@@ -150,7 +150,11 @@ class KafkaCollector(Collector):
         for reason, n in dropped.items():
             lost.add_metric([reason], n)
         yield lost
-        yield GaugeMetricFamily("vigil_kafka_outbox_records", "Events waiting", value=depth)
+        yield GaugeMetricFamily(
+            "vigil_kafka_outbox_batches",
+            "Stored batches waiting for the broker (one per inference batch with events)",
+            value=depth,
+        )
         yield GaugeMetricFamily("vigil_kafka_outbox_bytes", "Bytes waiting", value=used)
         yield GaugeMetricFamily(
             "vigil_kafka_connected", "1 if the producer is connected", value=int(counters.connected)

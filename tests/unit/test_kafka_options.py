@@ -125,3 +125,15 @@ def test_memory_buffer_keeps_order_acks_subsets_and_bounds_bytes():
     assert buffer.bytes_used() <= 100
     assert buffer.dropped >= 1
     assert buffer.peek(10)[-1].value[:1] == b"w"
+
+
+@pytest.mark.parametrize(
+    "records",
+    [[], [(None, b"")], [(b"cam-1", b'{"a":1}'), (None, b"x" * 70_000), (b"", b"y")]],
+)
+def test_pack_unpack_round_trip(records):
+    from vigil.events.kafka import pack_records, unpack_records
+
+    assert unpack_records(pack_records(records)) == [
+        (k if k is not None else None, v) for k, v in records
+    ]

@@ -1,4 +1,4 @@
-"""Where events go. Every sink takes a frame's events in pipeline order."""
+"""Where events go. Every sink takes each inference batch's events in pipeline order."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class EventSink(ABC):
 
     @abstractmethod
     async def emit(self, events: Sequence[Event]) -> None:
-        """Accept the events of one frame (possibly none)."""
+        """Accept the events of one inference batch (several frames, in order; maybe none)."""
 
     @abstractmethod
     async def close(self) -> None:

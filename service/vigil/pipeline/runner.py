@@ -238,10 +238,14 @@ class Pipeline:
                 detections = self.parser.parse(outputs, [(f.width, f.height) for f in batch])
             finally:
                 ring.release(slot)
+            # One emit per inference batch (frames in order): sinks such as the Kafka outbox
+            # then store a whole batch in one transaction.
+            events = [
+                e for f, d in zip(batch, detections, strict=True) for e in self.events.build(f, d)
+            ]
+            for sink in self.sinks:
+                await sink.emit(events)
             for frame, dets in zip(batch, detections, strict=True):
-                events = self.events.build(frame, dets)
-                for sink in self.sinks:
-                    await sink.emit(events)
                 now = time.monotonic()
                 self.metrics.frame_latency_seconds.observe(time.time() - frame.capture_time_s)
                 status = self.streams.get(frame.stream_id)
