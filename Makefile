@@ -101,9 +101,10 @@ format: install
 	$(VENV)/bin/ruff format service clients tests bench scripts
 	$(VENV)/bin/ruff check --fix service clients tests bench scripts
 
-bench: install system-deps triton models
+bench: install system-deps kafka-test-deps triton models
 	$(PY) bench/pipeline_bench.py --video $(SAMPLE)
 	$(PY) bench/service_bench.py --video $(SAMPLE)
+	$(PY) bench/kafka_bench.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
