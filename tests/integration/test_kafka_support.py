@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -232,14 +232,11 @@ async def test_tls_when_client_trusts_the_ca_then_aiokafka_produces_and_confluen
 
 
 async def test_tls_when_client_trusts_another_ca_then_certificate_verification_fails(
-    tls_kafka, caplog
+    tls_kafka,
 ):
     ssl_context = create_ssl_context(**tls_kafka.certs.client_ssl(wrong_ca=True))
     started = time.monotonic()
-    with (
-        caplog.at_level(logging.ERROR, logger="aiokafka"),
-        pytest.raises(KafkaConnectionError),
-    ):
+    with pytest.raises(KafkaConnectionError):
         async with started_producer(
             tls_kafka.bootstrap,
             security_protocol="SSL",
@@ -248,8 +245,14 @@ async def test_tls_when_client_trusts_another_ca_then_certificate_verification_f
         ):
             pass
     assert time.monotonic() - started < 5
-    # aiokafka raises "Unable to bootstrap"; the reason is only in its log.
-    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+    # aiokafka raises "Unable to bootstrap" and logs the reason, but Vigil's Kafka module
+    # filters those per-attempt lines (and reports them itself), so check the handshake.
+    host, port = tls_kafka.bootstrap.split(":")
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        ssl_context.wrap_socket(raw, server_hostname=host)
 
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="certificate verify failed"):
