@@ -43,28 +43,25 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
+
+from tests.support.process import ServerProcess, free_port, tail
 
 HOST = "127.0.0.1"
 TANSU_VERSION = "0.6.0"
 STUNNEL = "stunnel4"
 OPENSSL = "openssl"
 HINT = "run `make kafka-test-deps`"
-_PR_SET_PDEATHSIG = 1
 # Environment variables Tansu reads as defaults for its flags; a stray one from the
 # developer's shell must not change the test broker.
 _TANSU_ENV = (
@@ -100,192 +97,7 @@ def kafka_available() -> str | None:
     return None
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: SIGKILL it when the process that started it dies, so
-    # a crashed test run leaves no server behind, even a stopped (SIGSTOP) one.
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
-def _all_threads_stopped(pid: int) -> bool:
-    """True when every live thread of ``pid`` is in state T (stopped), per /proc."""
-    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        try:
-            state = stat.read_text().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            continue  # a thread that just exited
-        if state not in ("T", "t", "Z", "X"):
-            return False
-    return True
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:]) or "(empty)"
-
-
-class _ServerProcess:
-    """Start/stop/kill/pause of one server subprocess whose stderr goes to a temp file."""
-
-    name = "server"
-    stop_timeout_s = 5.0
-
-    def __init__(self, start_timeout_s: float) -> None:
-        self.start_timeout_s = start_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the running server, None when stopped."""
-        return self._process.pid if self.running else None  # type: ignore[union-attr]
-
-    @property
-    def running(self) -> bool:
-        """True while the server process exists (even paused)."""
-        return self._process is not None and self._process.poll() is None
-
-    def stop(self, timeout_s: float | None = None) -> None:
-        """SIGTERM, then SIGKILL after ``timeout_s``; idempotent, works while paused.
-
-        Args:
-            timeout_s: Grace period; None means the class's ``stop_timeout_s``.
-        """
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.send_signal(signal.SIGCONT)  # a paused server handles SIGTERM only now
-            try:
-                process.wait(timeout=self.stop_timeout_s if timeout_s is None else timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._reap()
-
-    def kill(self) -> None:
-        """SIGKILL, like a crash or a lost machine; idempotent."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-        self._reap()
-
-    def pause(self, timeout_s: float = 2.0) -> None:
-        """SIGSTOP: open connections stay open and nothing answers.
-
-        Returns once every thread of the server is stopped: the signal alone returns
-        before a server busy on another core has stopped, and it may still answer a request.
-
-        Raises:
-            RuntimeError: not running, or not all threads stopped within ``timeout_s``.
-        """
-        if self._process is None or not self.running:
-            raise RuntimeError(f"the {self.name} is not running")
-        self._process.send_signal(signal.SIGSTOP)
-        deadline = time.monotonic() + timeout_s
-        while not _all_threads_stopped(self._process.pid):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the {self.name} did not stop within {timeout_s:g} s")
-            time.sleep(0.005)
-
-    def resume(self) -> None:
-        """SIGCONT after :meth:`pause`; no-op when not running."""
-        if self._process is not None and self.running:
-            self._process.send_signal(signal.SIGCONT)
-
-    def stderr_text(self) -> str:
-        """What the server wrote to stderr since its last start (for failure messages)."""
-        if self._stderr is None:
-            return ""
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    # --- internals ------------------------------------------------------------------------
-
-    def _spawn(self, command: list[str], env: dict[str, str] | None = None) -> None:
-        self._reap()
-        # Kept open across calls (closed by _reap), read back for error messages.
-        self._stderr = tempfile.TemporaryFile(prefix=f"{self.name}-", suffix=".log")  # noqa: SIM115
-        try:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=self._stderr,
-                stderr=self._stderr,
-                env=env,
-                preexec_fn=_die_with_parent,
-            )
-        except OSError as e:
-            raise RuntimeError(f"cannot run {command[0]}: {e}; {HINT}") from e
-
-    def _wait_until(self, ready: Callable[[], str | None], what: str) -> None:
-        """Poll ``ready()`` (None when ready, else why not) until ``start_timeout_s``.
-
-        Kills the process and raises RuntimeError with its log on failure.
-        """
-        process = self._process
-        assert process is not None
-        deadline = time.monotonic() + self.start_timeout_s
-        try:
-            while True:
-                code = process.poll()
-                if code is not None:
-                    raise RuntimeError(
-                        f"{self.name} exited with status {code} before it could {what}; "
-                        f"output:\n{self._log_tail()}"
-                    )
-                why = ready()
-                if why is None:
-                    return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{self.name} did not {what} within {self.start_timeout_s:g} s "
-                        f"(last: {why}); output:\n{self._log_tail()}"
-                    )
-                time.sleep(0.05)
-        except BaseException:
-            self.kill()
-            raise
-
-    def _log_tail(self) -> str:
-        return _tail(self.stderr_text())
-
-    def _reap(self) -> None:
-        """Forget a process that has exited and close its log."""
-        process = self._process
-        if process is not None and process.poll() is not None:
-            self._process = None
-        if self._process is None and self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-
-class TansuBroker(_ServerProcess):
+class TansuBroker(ServerProcess):
     """One Tansu broker (in-memory storage) listening on ``127.0.0.1:PORT``.
 
     The first :meth:`start` takes a free port (unless ``port`` is given); later starts reuse
@@ -302,6 +114,7 @@ class TansuBroker(_ServerProcess):
         start_timeout_s: Longest wait for the broker to answer.
     """
 
+    install_hint = HINT
     name = "tansu"
     # On SIGTERM Tansu waits 5 s for open client connections before it exits; it keeps
     # nothing on disk, so a short grace period loses nothing.
@@ -526,7 +339,7 @@ def _openssl(*args: str | Path) -> None:
         raise RuntimeError(f"cannot run {OPENSSL}: {e}; {HINT}") from e
     if result.returncode != 0:
         raise RuntimeError(
-            f"openssl {args[0]} failed with status {result.returncode}:\n{_tail(result.stderr)}"
+            f"openssl {args[0]} failed with status {result.returncode}:\n{tail(result.stderr)}"
         )
 
 
@@ -562,7 +375,7 @@ def _make_leaf(
     return cert, key
 
 
-class TlsTerminator(_ServerProcess):
+class TlsTerminator(ServerProcess):
     """stunnel accepting TLS on ``127.0.0.1:PORT`` and forwarding plain TCP to a broker.
 
     Presents ``certs.server_cert``; when ``require_client_cert`` is true, a client without a
@@ -581,6 +394,7 @@ class TlsTerminator(_ServerProcess):
         start_timeout_s: Longest wait for the port to accept connections.
     """
 
+    install_hint = HINT
     name = "stunnel"
 
     def __init__(
@@ -693,8 +507,8 @@ class TlsTerminator(_ServerProcess):
         except OSError as e:
             return str(e)
 
-    def _log_tail(self) -> str:
-        return f"stderr:\n{_tail(self.stderr_text())}\nlog:\n{_tail(self.log_text())}"
+    def _logtail(self) -> str:
+        return f"stderr:\n{tail(self.stderr_text())}\nlog:\n{tail(self.log_text())}"
 
     def _cleanup_dir(self) -> None:
         if self._dir is not None and not self.running:

@@ -18,21 +18,17 @@ Example::
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import selectors
-import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO
+
+from tests.support.process import HOST, ServerProcess
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-HOST = "127.0.0.1"
 MOUNT = "/cam"
 # GStreamer elements the server uses; a missing one means a missing Debian package.
 REQUIRED_ELEMENTS = (
@@ -56,7 +52,6 @@ Gst.init(None)
 missing = [e for e in {elements!r} if Gst.ElementFactory.find(e) is None]
 print(" ".join(missing))
 """
-_PR_SET_PDEATHSIG = 1
 
 
 @functools.cache
@@ -88,17 +83,7 @@ def rtsp_server_available() -> str | None:
     return None
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: SIGKILL it when the process that started it dies, so
-    # a crashed test run leaves no camera behind, even a stopped (SIGSTOP) one.
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
-class RtspCamera:
+class RtspCamera(ServerProcess):
     """One RTSP camera served on ``rtsp://127.0.0.1:PORT/cam``.
 
     The first :meth:`start` takes a free port (unless ``port`` is given); later starts reuse
@@ -117,6 +102,9 @@ class RtspCamera:
         start_timeout_s: Longest wait for the server to say READY.
     """
 
+    name = "RTSP server"
+    install_hint = "install the Debian packages with `make rtsp-deps`"
+
     def __init__(
         self,
         port: int | None = None,
@@ -134,9 +122,7 @@ class RtspCamera:
         self.width = width
         self.height = height
         self.codec = codec
-        self.start_timeout_s = start_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
+        super().__init__(start_timeout_s)
 
     @property
     def url(self) -> str:
@@ -144,16 +130,6 @@ class RtspCamera:
         if self.port is None:
             raise RuntimeError("the camera has no port before its first start()")
         return f"rtsp://{HOST}:{self.port}{MOUNT}"
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the running server, None when stopped."""
-        return self._process.pid if self.running else None  # type: ignore[union-attr]
-
-    @property
-    def running(self) -> bool:
-        """True while the server process exists (even frozen)."""
-        return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
         """Start the server and wait until it listens; no-op if it runs.
@@ -164,9 +140,6 @@ class RtspCamera:
         """
         if self.running:
             return
-        self._reap()
-        # Kept open across calls (closed by _reap), read back for error messages.
-        self._stderr = tempfile.TemporaryFile(prefix="rtsp-server-", suffix=".log")  # noqa: SIM115
         command = [
             SYSTEM_PYTHON,
             str(SERVER_SCRIPT),
@@ -186,39 +159,13 @@ class RtspCamera:
             str(self.fps),
             "--exit-on-stdin-eof",
         ]
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            preexec_fn=_die_with_parent,
-        )
+        self._spawn(command, pipes=True)
+        assert self._process is not None
         try:
             self.port = self._wait_ready(self._process)
         except BaseException:
             self.kill()
             raise
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout_s``; idempotent."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.send_signal(signal.SIGCONT)  # a frozen server handles SIGTERM only now
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._reap()
-
-    def kill(self) -> None:
-        """SIGKILL, like a camera that crashes or loses power; idempotent."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-        self._reap()
 
     def restart(self) -> None:
         """Stop (if running) and start again on the same port."""
@@ -227,34 +174,11 @@ class RtspCamera:
 
     def freeze(self) -> None:
         """SIGSTOP: the connection stays open and nothing more is sent."""
-        if self._process is None or not self.running:
-            raise RuntimeError("the camera is not running")
-        self._process.send_signal(signal.SIGSTOP)
+        self.pause()
 
     def thaw(self) -> None:
         """SIGCONT after :meth:`freeze`; no-op when not running."""
-        if self._process is not None and self.running:
-            self._process.send_signal(signal.SIGCONT)
-
-    def stderr_text(self) -> str:
-        """What the server wrote to stderr so far (for failure messages)."""
-        if self._stderr is None:
-            return ""
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def __enter__(self) -> RtspCamera:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self.resume()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -291,15 +215,3 @@ class RtspCamera:
                 for line in lines:
                     if line.startswith(b"READY "):
                         return int(line.split()[1])
-
-    def _reap(self) -> None:
-        """Forget a process that has exited and close its pipes and log."""
-        process = self._process
-        if process is not None and process.poll() is not None:
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    pipe.close()
-            self._process = None
-        if self._process is None and self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
