@@ -14,15 +14,13 @@ atomically.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Literal
 
 from vigil.events.outbox import (
-    OutboxClosedError,
+    SqliteFile,
     check_application,
-    connect,
     transaction,
     translate_errors,
 )
@@ -36,7 +34,7 @@ CREATE TABLE IF NOT EXISTS applied_commands (
 """
 
 
-class AppliedCommands:
+class AppliedCommands(SqliteFile):
     """Command ids marked as applied, the newest ``max_entries`` of them kept across restarts.
 
     Its own SQLite file (WAL, exclusive locking: one owning process, like ``Outbox``); one
@@ -56,6 +54,8 @@ class AppliedCommands:
         OutboxError: It could not be opened for another reason.
     """
 
+    _what = "the command-id store"
+
     def __init__(
         self,
         path: Path,
@@ -65,10 +65,8 @@ class AppliedCommands:
     ) -> None:
         if max_entries <= 0:
             raise ValueError(f"max_entries must be positive, not {max_entries}")
-        self.path = Path(path)
         self.max_entries = max_entries
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = connect(self.path, synchronous)
+        self._open(path, synchronous)
         try:
             with translate_errors(self.path, "open"), transaction(self._conn):
                 check_application(self._conn, self.path)
@@ -119,25 +117,6 @@ class AppliedCommands:
     def __len__(self) -> int:
         with self._lock:
             return self._count
-
-    def close(self) -> None:
-        """Close the file (idempotent)."""
-        with self._lock:
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                with translate_errors(self.path, "close"):
-                    conn.close()
-
-    def __enter__(self) -> AppliedCommands:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _require_open(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise OutboxClosedError(self.path, "closed")
-        return self._conn
 
     def _prune(self, conn: sqlite3.Connection, count: int) -> int:
         """Forget the oldest ids beyond ``max_entries``; returns how many."""

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,48 @@ CREATE TABLE IF NOT EXISTS outbox (
 _INSERT = "INSERT INTO outbox (topic, key, value, created_at, size) VALUES (?, ?, ?, ?, ?)"
 
 
-class Outbox:
+class SqliteFile:
+    """A Vigil SQLite file with one connection behind a lock; closed idempotently.
+
+    Subclasses call :meth:`_open` in ``__init__`` and use the connection from
+    :meth:`_require_open` with ``self._lock`` held.
+    """
+
+    path: Path
+    _what = "the file"
+
+    def _open(self, path: Path, synchronous: Literal["normal", "full"]) -> sqlite3.Connection:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = connect(self.path, synchronous)
+        return self._conn
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._conn is None
+
+    def close(self) -> None:
+        """Close the file (idempotent); what it stores stays for the next open."""
+        with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                with translate_errors(self.path, "close"):
+                    conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise OutboxClosedError(self.path, f"{self._what} is closed")
+        return self._conn
+
+
+class Outbox(SqliteFile):
     """A bounded, durable FIFO of Kafka records in one SQLite file.
 
     Durability: the file is in WAL mode and every ``append`` is one transaction. With
@@ -283,6 +324,8 @@ class Outbox:
         OutboxError: It could not be opened for another reason (permissions, full disk...).
     """
 
+    _what = "the outbox"
+
     def __init__(
         self,
         path: Path,
@@ -296,17 +339,15 @@ class Outbox:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
         if not 0.0 < warn_ratio <= 1.0:
             raise ValueError(f"warn_ratio must be in (0, 1], not {warn_ratio}")
-        self.path = Path(path)
         self.max_bytes = max_bytes
         self.full_policy = FullPolicy(full_policy)
         self.warn_ratio = warn_ratio
-        self._lock = threading.Lock()
         self._appended = self._acked = self._dropped_oldest = self._rejected_new = 0
         self._near_full_warned = False
         self._burst_losses = 0  # > 0 while a policy burst is under way
         self._oversize_unlogged = 0
         self._oversize_logged_at = -_OVERSIZE_LOG_INTERVAL_S
-        self._conn: sqlite3.Connection | None = connect(self.path, synchronous)
+        self._open(path, synchronous)
         try:
             with translate_errors(self.path, "open"), transaction(self._conn):
                 check_application(self._conn, self.path)
@@ -510,25 +551,6 @@ class Outbox:
         with self._lock:
             return self._bytes_used >= self.warn_ratio * self.max_bytes
 
-    @property
-    def closed(self) -> bool:
-        """Whether ``close()`` was called."""
-        return self._conn is None
-
-    def close(self) -> None:
-        """Close the file (idempotent). Stored records stay for the next open."""
-        with self._lock:
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                with translate_errors(self.path, "close"):
-                    conn.close()
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (
             f"Outbox({str(self.path)!r}, depth={self._depth}, bytes_used={self._bytes_used}, "
@@ -536,11 +558,6 @@ class Outbox:
         )
 
     # -- internals (called with self._lock held) ----------------------------------------------
-
-    def _require_open(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise OutboxClosedError(self.path, "the outbox is closed")
-        return self._conn
 
     def _delete_oldest(self, conn: sqlite3.Connection, need: int) -> tuple[int, int]:
         """Delete the oldest records until ``need`` bytes are freed; returns (count, bytes)."""
