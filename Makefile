@@ -42,14 +42,7 @@ install: $(VENV)/.installed
 # Debian packages: the sample video (opencv-doc) and the libpython that Triton's Python
 # backend stub links against. Installed only when missing.
 system-deps:
-	@missing=""; \
-	[ -f $(SAMPLE) ] || missing="$$missing opencv-doc"; \
-	[ -f $(LIBPYTHON) ] || missing="$$missing libpython$(PYVER)"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	@scripts/apt-install-missing.sh opencv-doc libpython$(PYVER)
 
 sample: system-deps
 

