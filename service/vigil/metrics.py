@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vigil.events.kafka import KafkaCounters
 from vigil.pipeline.stream import StreamState, StreamStatus
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
@@ -111,7 +112,7 @@ class KafkaCollector(Collector):
     """Kafka producer, outbox and command-consumer figures, read at scrape time.
 
     Args:
-        publisher: The events publisher (counters).
+        counters: The events publisher's counters (updated in place).
         buffer_stats: Returns ``(depth, bytes_used, dropped)`` of the outbox.
         commands: Returns ``(applied by result, rejected by reason, consumer lag)``, or None
             when no command consumer runs.
@@ -119,17 +120,17 @@ class KafkaCollector(Collector):
 
     def __init__(
         self,
-        publisher: object,
+        counters: KafkaCounters,
         buffer_stats: Callable[[], tuple[int, int, dict[str, int]]],
         commands: Callable[[], tuple[dict[str, int], dict[str, int], int]] | None = None,
     ) -> None:
-        self.publisher = publisher
+        self.counters = counters
         self.buffer_stats = buffer_stats
         self.commands = commands
 
     def collect(self) -> Iterator[Metric]:
         """Yield the Kafka metric families."""
-        counters = self.publisher.counters  # type: ignore[attr-defined]
+        counters = self.counters
         depth, used, dropped = self.buffer_stats()
         yield CounterMetricFamily(
             "vigil_kafka_events_stored", "Events stored for Kafka", value=counters.stored

@@ -6,6 +6,7 @@ module only wires components, it holds no logic of its own.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -93,7 +94,7 @@ async def _runtime(
         model,
         PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),
         settings.events.analytics_module_id,
-        video_path=lambda sid: redact_url(manager.get(sid).spec.url) if sid in manager else "",
+        video_path=lambda sid: _redacted(manager.get(sid).spec.url) if sid in manager else "",
     )
     metrics = PipelineMetrics()
     pipeline = Pipeline(
@@ -117,7 +118,9 @@ async def _runtime(
     if kafka:
         metrics.registry.register(
             KafkaCollector(
-                kafka.publisher, kafka.buffer_stats, commands.figures if commands else None
+                kafka.publisher.counters,
+                kafka.buffer_stats,
+                commands.figures if commands else None,
             )
         )
     await pipeline.start()
@@ -132,3 +135,9 @@ async def _runtime(
             await commands.close()
         await manager.stop_all()
         await pipeline.stop()
+
+
+@functools.lru_cache(maxsize=4096)
+def _redacted(url: str) -> str:
+    # the event builder asks for every frame; parse each URL once
+    return redact_url(url)

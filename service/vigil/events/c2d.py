@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from vigil.config import KafkaSettings, Settings
 from vigil.events.applied import AppliedCommands
@@ -120,8 +121,8 @@ class CommandConsumer:
             await consumer.stop()
             await dead_letters.stop()
 
-    async def _handle(self, message: object, dead_letters: AIOKafkaProducer) -> None:
-        raw = message.value or b""  # type: ignore[attr-defined]
+    async def _handle(self, message: ConsumerRecord, dead_letters: AIOKafkaProducer) -> None:
+        raw = message.value or b""
         try:
             outcome = await self.processor.process(raw)
         except CommandRejected as e:
@@ -131,15 +132,15 @@ class CommandConsumer:
                 raw,
                 e.reason,
                 e.detail,
-                topic=message.topic,  # type: ignore[attr-defined]
-                partition=message.partition,  # type: ignore[attr-defined]
-                offset=message.offset,  # type: ignore[attr-defined]
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
                 received_at=datetime.now(UTC),
             )
             await dead_letters.send_and_wait(
                 self.settings.commands.dead_letter_topic,
                 record,
-                key=message.key,  # type: ignore[attr-defined]
+                key=message.key,
                 headers=[("reason", e.reason.encode())],
             )
             return
