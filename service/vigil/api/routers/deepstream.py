@@ -234,15 +234,11 @@ def _as_json(request: Request) -> Request:
 
 router = APIRouter(tags=["deepstream"], route_class=_DeepStreamRoute)
 
-_FAILURES: dict[int | str, dict[str, Any]] = {
-    400: {"model": DeepStreamReply, "description": "The body is not JSON"},
-    422: {"model": DeepStreamReply, "description": "Invalid body or camera_url"},
-}
 
-_LEGACY_FAILURES: dict[int | str, dict[str, Any]] = {
-    400: {"model": LegacyReply, "description": "The body is not JSON"},
-    422: {"model": LegacyReply, "description": "Invalid body or camera_url"},
-}
+def _failures(reply: type[BaseModel], more: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the failures an add/remove can answer with."""
+    described = {400: "The body is not JSON", 422: "Invalid body or camera_url", **more}
+    return {code: {"model": reply, "description": text} for code, text in described.items()}
 
 
 async def _add(body: StreamAddRequest, runtime: RuntimeDep, outcome: _Outcome) -> JSONResponse:
@@ -280,10 +276,7 @@ async def _remove(
     "/api/v1/stream/add",
     dependencies=[Depends(require_write_key)],
     response_model=DeepStreamReply,
-    responses={
-        **_FAILURES,
-        409: {"model": DeepStreamReply, "description": "A stream with this camera_id exists"},
-    },
+    responses=_failures(DeepStreamReply, {409: "A stream with this camera_id exists"}),
 )
 async def add_stream(body: StreamAddRequest, runtime: RuntimeDep) -> JSONResponse:
     """Add a camera and start processing it (DeepStream's ``stream/add``)."""
@@ -294,10 +287,7 @@ async def add_stream(body: StreamAddRequest, runtime: RuntimeDep) -> JSONRespons
     "/api/v1/stream/remove",
     dependencies=[Depends(require_write_key)],
     response_model=DeepStreamReply,
-    responses={
-        **_FAILURES,
-        404: {"model": DeepStreamReply, "description": "No stream has this camera_id"},
-    },
+    responses=_failures(DeepStreamReply, {404: "No stream has this camera_id"}),
 )
 async def remove_stream(body: StreamRemoveRequest, runtime: RuntimeDep) -> JSONResponse:
     """Stop a camera and remove it (DeepStream's ``stream/remove``)."""
@@ -330,10 +320,7 @@ async def get_stream_info(runtime: RuntimeDep) -> JSONResponse:
     dependencies=[Depends(require_write_key)],
     response_model=LegacyReply,
     deprecated=True,
-    responses={
-        **_LEGACY_FAILURES,
-        409: {"model": LegacyReply, "description": "A stream with this camera_id exists"},
-    },
+    responses=_failures(LegacyReply, {409: "A stream with this camera_id exists"}),
 )
 async def add_stream_legacy(body: StreamAddRequest, runtime: RuntimeDep) -> JSONResponse:
     """DeepStream 6.2/6.3's path and reply for ``stream/add``."""
@@ -345,10 +332,7 @@ async def add_stream_legacy(body: StreamAddRequest, runtime: RuntimeDep) -> JSON
     dependencies=[Depends(require_write_key)],
     response_model=LegacyReply,
     deprecated=True,
-    responses={
-        **_LEGACY_FAILURES,
-        404: {"model": LegacyReply, "description": "No stream has this camera_id"},
-    },
+    responses=_failures(LegacyReply, {404: "No stream has this camera_id"}),
 )
 async def remove_stream_legacy(body: StreamRemoveRequest, runtime: RuntimeDep) -> JSONResponse:
     """DeepStream 6.2/6.3's path and reply for ``stream/remove``."""
