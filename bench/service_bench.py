@@ -25,37 +25,20 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import httpx
 import yaml
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.clips import make_clip
 from vigil.config import Settings
 from vigil.jobs import file_spec, run_streams
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_clip(video: Path, frames: int, out: Path) -> Path:
-    """The first ``frames`` frames of ``video`` as an H.264 MP4."""
-    with av.open(str(video)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=10)
-        first = next(src.decode(video=0))
-        stream.width, stream.height, stream.pix_fmt = first.width, first.height, "yuv420p"
-        stream.time_base = Fraction(1, 10)
-        src.seek(0)
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == frames:
-                break
-            new = frame.reformat(format="yuv420p")
-            new.pts = i
-            dst.mux(stream.encode(new))
-        dst.mux(stream.encode())
-    return out
 
 
 async def job_fps(clips: list[Path], tmp: Path) -> float:

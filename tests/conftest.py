@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import pytest
 
+from tests.support.clips import make_clip
 from vigil.config import Settings
 
 # Test helpers start servers with a Python preexec_fn; gRPC's fork handlers (the Triton
@@ -32,19 +31,7 @@ def sample_video() -> Path:
 @pytest.fixture(scope="session")
 def short_clip(sample_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 40 frames of vtest.avi re-encoded as H.264 MP4 (made with PyAV)."""
-    out = tmp_path_factory.mktemp("clips") / "short.mp4"
-    with av.open(str(sample_video)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 768, 576, "yuv420p"
-        stream.time_base = Fraction(1, 10)
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == 40:
-                break
-            new = frame.reformat(format="yuv420p")
-            new.pts = i
-            dst.mux(stream.encode(new))
-        dst.mux(stream.encode())
-    return out
+    return make_clip(sample_video, 40, tmp_path_factory.mktemp("clips") / "short.mp4")
 
 
 @pytest.fixture

@@ -9,33 +9,15 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from tests.unit.test_client import stream_json as client_stream_json
 from vigil_client import VigilClient, cli
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def stream_json(stream_id: str = "cam-1", **overrides) -> dict:
-    data = {
-        "id": stream_id,
-        "url": "rtsp://10.0.0.5/stream1",
-        "name": "",
-        "inference_interval": 1,
-        "max_fps": None,
-        "drop_policy": None,
-        "state": "running",
-        "reason": "",
-        "fps": 14.84,
-        "frames_decoded": 1200,
-        "frames_processed": 600,
-        "frames_skipped": 600,
-        "dropped": {"queue_full": 3, "stale": 1},
-        "decode_errors": 0,
-        "reconnects": 2,
-        "last_error": None,
-        "latency_ms": {"p50": 41.5, "p99": 88.0},
-    }
-    data.update(overrides)
-    return data
+    defaults = {"name": "", "inference_interval": 1, "max_fps": None, "drop_policy": None}
+    return client_stream_json(stream_id, **{"fps": 14.84, **defaults, **overrides})
 
 
 class FakeServer:
