@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,13 @@ class Frame:
             raise ValueError(
                 f"Frame.image must be uint8 (H, W, 3); got {self.image.dtype} {self.image.shape}"
             )
+
+    @classmethod
+    def captured_now(
+        cls, stream_id: str, frame_number: int, pts_s: float | None, image: np.ndarray
+    ) -> Frame:
+        """A frame whose capture and decode times are now (what live and file sources use)."""
+        return cls(stream_id, frame_number, pts_s, time.time(), time.monotonic(), image)
 
     @property
     def width(self) -> int:

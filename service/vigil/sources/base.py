@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import av
+
 from vigil.frame import Frame
 
 
@@ -54,3 +56,9 @@ class Source(ABC):
     def decode_errors(self) -> int:
         """Packets that failed to decode and were skipped."""
         return 0
+
+
+def frame_from_av(stream_id: str, frame_number: int, decoded: av.VideoFrame) -> Frame:
+    """A :class:`Frame` (RGB, stamped now) from a frame PyAV decoded."""
+    pts_s = float(decoded.time) if decoded.time is not None else None
+    return Frame.captured_now(stream_id, frame_number, pts_s, decoded.to_ndarray(format="rgb24"))

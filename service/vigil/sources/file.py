@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 import av
 
 from vigil.frame import Frame
-from vigil.sources.base import Source, VideoInfo
+from vigil.sources.base import Source, VideoInfo, frame_from_av
 from vigil.sources.errors import SourceError
 
 # A corrupt packet is skipped and counted; this many failures in a row end the stream.
@@ -90,15 +89,7 @@ class FileSource(Source):
                     continue
                 consecutive_errors = 0
                 for vf in decoded:
-                    image = vf.to_ndarray(format="rgb24")
-                    yield Frame(
-                        stream_id=self.stream_id,
-                        frame_number=number,
-                        pts_s=float(vf.time) if vf.time is not None else None,
-                        capture_time_s=time.time(),
-                        decoded_monotonic_s=time.monotonic(),
-                        image=image,
-                    )
+                    yield frame_from_av(self.stream_id, number, vf)
                     number += 1
         except av.FFmpegError as e:
             raise SourceError(str(self.path), f"read failed: {e}") from e

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import av
 
 from vigil.frame import Frame
-from vigil.sources.base import Source, VideoInfo
+from vigil.sources.base import Source, VideoInfo, frame_from_av
 from vigil.sources.errors import SourceError
 from vigil.sources.file import MAX_CONSECUTIVE_DECODE_ERRORS
 
@@ -199,14 +199,7 @@ class NetworkSource(Source):
         number = 0
         while True:
             for vf in self._decoded():
-                yield Frame(
-                    stream_id=self.stream_id,
-                    frame_number=number,
-                    pts_s=float(vf.time) if vf.time is not None else None,
-                    capture_time_s=time.time(),
-                    decoded_monotonic_s=time.monotonic(),
-                    image=vf.to_ndarray(format="rgb24"),
-                )
+                yield frame_from_av(self.stream_id, number, vf)
                 number += 1
 
     def close(self) -> None:

@@ -80,14 +80,7 @@ class TestPatternSource(Source):
             elif now - due > period_s:
                 due = now  # behind: carry on from now rather than burst
             image = _draw_box(background, number)
-            yield Frame(
-                stream_id=self.stream_id,
-                frame_number=number,
-                pts_s=number * period_s,
-                capture_time_s=time.time(),
-                decoded_monotonic_s=time.monotonic(),
-                image=image,
-            )
+            yield Frame.captured_now(self.stream_id, number, number * period_s, image)
             number += 1
             due += period_s
 
