@@ -112,7 +112,29 @@ class ModelSettings(_Model):
     """Which model runs, and its post-processing."""
 
     name: str = Field("ssd_mobilenet_v2_coco", description="Model name in the repository")
+    version: int | Literal["latest"] = Field(
+        "latest",
+        description="Version to serve at start-up (a version swapped in later is remembered "
+        "in data_dir and wins over this)",
+    )
     confidence_threshold: float = Field(0.4, ge=0, le=1, description="Drop detections below")
+    max_upload_bytes: int = Field(
+        4 << 30, gt=0, description="Largest model file or archive accepted by upload or path"
+    )
+    import_roots: list[Path] = Field(
+        default_factory=list,
+        description="Server-side model paths (REST, Kafka, OTA) must lie under one of these "
+        "directories (empty: any absolute path)",
+    )
+    ota_override_file: Path | None = Field(
+        None,
+        description="Watch this file (also a Kubernetes ConfigMap mount) naming a model "
+        "version or file; a change swaps the model (`vigil serve --ota-override`)",
+    )
+    ota_poll_s: float = Field(1.0, gt=0, le=60, description="How often the OTA file is checked")
+    warmup_rounds: int = Field(
+        2, ge=1, le=100, description="Requests a new version runs before it takes traffic"
+    )
 
 
 class EventSettings(_Model):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -28,6 +28,10 @@ class PipelineMetrics:
         batch_size: Frames per inference request.
         request_seconds: Triton request latency (sent → outputs in shared memory).
         frame_latency_seconds: Capture → events handed to the sinks.
+        frames_by_version: Frames inferred, per model and version (versions are few, and a
+            swap's series are what shows it happened).
+        swaps: Model swaps by result (ok, failed, rejected).
+        swap_seconds: Swap duration, request → first frame emitted on the new version.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -48,6 +52,21 @@ class PipelineMetrics:
             "vigil_frame_latency_seconds",
             "End-to-end latency, frame capture to events",
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.frames_by_version = Counter(
+            "vigil_model_frames",
+            "Frames inferred, per model version",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.swaps = Counter(
+            "vigil_model_swaps", "Model swaps by result", ["result"], registry=self.registry
+        )
+        self.swap_seconds = Histogram(
+            "vigil_model_swap_seconds",
+            "Model swap duration, request to first frame on the new version",
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120),
             registry=self.registry,
         )
 

@@ -6,11 +6,13 @@ module only wires components, it holds no logic of its own.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
@@ -19,6 +21,8 @@ from vigil.events.kafka import make_kafka_sink
 from vigil.events.schema import PlaceInfo
 from vigil.events.sinks import EventSink, JsonlSink
 from vigil.infer.model import ModelInfo
+from vigil.infer.registry import ModelFormat, ModelRegistry, RegistryError
+from vigil.lifecycle import ModelCommands, ModelLifecycle, read_state
 from vigil.metrics import KafkaCollector, PipelineMetrics, StreamCollector
 from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
@@ -43,6 +47,8 @@ class Runtime:
         streams: Adds, removes and changes streams.
         metrics: Prometheus histograms and registry.
         jsonl: The JSONL sink, if one is configured.
+        registry: Models and versions in the repository.
+        models: Swaps and rolls back the served model version.
     """
 
     settings: Settings
@@ -52,6 +58,8 @@ class Runtime:
     streams: StreamManager
     metrics: PipelineMetrics
     jsonl: JsonlSink | None
+    registry: ModelRegistry
+    models: ModelLifecycle
 
 
 @asynccontextmanager
@@ -84,7 +92,15 @@ async def open_runtime(
 async def _runtime(
     settings: Settings, triton: TritonConnection, extra_sinks: Sequence[EventSink]
 ) -> AsyncIterator[Runtime]:
-    model = await triton.client.load_model(settings.model.name)
+    registry = ModelRegistry(
+        settings.triton.model_repository,
+        publish=triton.publish,
+        loadable={ModelFormat.ONNX, ModelFormat.PYTHON} if triton.embedded else None,
+        max_upload_bytes=settings.model.max_upload_bytes,
+        import_roots=settings.model.import_roots,
+    )
+    state_file = settings.data_dir / "model-state.json"
+    model = await _load_serving_model(settings, triton, registry, state_file)
     parser = make_parser(model, settings.model.confidence_threshold)
     # Kafka first: an event is in the durable outbox before any other sink has seen it.
     kafka = make_kafka_sink(settings) if settings.kafka.bootstrap_servers else None
@@ -114,7 +130,17 @@ async def _runtime(
         ReconnectPolicy(**reconnect.model_dump()),
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
-    commands = make_command_consumer(settings, manager) if kafka else None
+    lifecycle = ModelLifecycle(
+        registry=registry,
+        client=triton.client,
+        pipeline=pipeline,
+        make_parser=lambda info: make_parser(info, settings.model.confidence_threshold),
+        metrics=metrics,
+        state_file=state_file,
+        configured_model=settings.model.name,
+        warmup_rounds=settings.model.warmup_rounds,
+    )
+    commands = make_command_consumer(settings, manager, ModelCommands(lifecycle)) if kafka else None
     if kafka:
         metrics.registry.register(
             KafkaCollector(
@@ -129,12 +155,39 @@ async def _runtime(
     if commands:
         commands.start()
     try:
-        yield Runtime(settings, triton, model, pipeline, manager, metrics, jsonl)
+        yield Runtime(
+            settings, triton, model, pipeline, manager, metrics, jsonl, registry, lifecycle
+        )
     finally:
         if commands:
             await commands.close()
         await manager.stop_all()
         await pipeline.stop()
+
+
+async def _load_serving_model(
+    settings: Settings, triton: TritonConnection, registry: ModelRegistry, state_file: Path
+) -> ModelInfo:
+    """Load the version to serve: the one last swapped in (if it still exists), else the
+    configured one."""
+    name, version = settings.model.name, settings.model.version
+    persisted = read_state(state_file, name)
+    if persisted is not None:
+        model, number = persisted.serving
+        try:
+            registry.resolve(model, number)
+        except RegistryError as e:
+            log.warning(
+                "not serving the remembered %s:%d (%s); using the configuration", model, number, e
+            )
+        else:
+            log.info("serving %s:%d, the version last swapped in", model, number)
+            name, version = model, number
+    with contextlib.suppress(RegistryError):
+        registry.sweep_staging()
+    if version == "latest":
+        return await triton.client.load_model(name)
+    return await triton.client.load_model(name, int(version))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -101,17 +101,31 @@ class FakeRecorder:
         self.calls.append((what, sensor_id, start, end))
 
 
+class ModelRefused(Exception):
+    """What FakeModels raises for a refused model request."""
+
+
 class FakeModels:
-    """ModelLifecycle that records swaps; can fail."""
+    """ModelLifecycle that records swaps and added versions; can fail."""
+
+    rejections: tuple[type[Exception], ...] = (ModelRefused,)
 
     def __init__(self, fail: Exception | None = None) -> None:
         self.swaps: list[tuple[str, int | Literal["latest"], bool]] = []
+        self.added: list[tuple[str, str, str | None, bool, bool]] = []
         self.fail = fail
 
     async def swap(self, model: str, version: int | Literal["latest"], allow_replan: bool) -> None:
         if self.fail is not None:
             raise self.fail
         self.swaps.append((model, version, allow_replan))
+
+    async def add_version(
+        self, model: str, path: str, sha256: str | None, swap: bool, allow_replan: bool
+    ) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.added.append((model, path, sha256, swap, allow_replan))
 
 
 class FakeStore:
@@ -334,6 +348,18 @@ async def test_swap_model(message: dict[str, Any], expected: tuple[Any, ...]) ->
     assert models.swaps == [expected]
 
 
+async def test_add_model_version_passes_path_checksum_and_swap() -> None:
+    models = FakeModels()
+    digest = "ab" * 32
+    body = {"command": "add-model-version", "model": "ssd", "path": "/srv/new.onnx",
+            "sha256": digest, "swap": True, "command_id": "v7"}  # fmt: skip
+
+    outcome = await processor(models=models).process(encode(body))
+
+    assert outcome == CommandOutcome("add-model-version", "ssd", "applied", "v7")
+    assert models.added == [("ssd", "/srv/new.onnx", digest, True, False)]
+
+
 # -------------------------------------------------------------------------------- rejections
 
 _ADD_FILE = json.loads((DATA / "add_file.json").read_bytes())
@@ -411,6 +437,16 @@ REJECTIONS: list[tuple[str, bytes, dict[str, Any], str, str]] = [
     ("models-raise", b'{"command": "swap-model", "model": "m", "version": 1}',
      {"models": FakeModels(RuntimeError("model m has no version 1"))}, "handler_failed",
      "no version 1"),
+    ("model-refused", b'{"command": "swap-model", "model": "m", "version": 2}',
+     {"models": FakeModels(ModelRefused("m version 2 is not compatible: input x"))},
+     "model_rejected", "not compatible"),
+    ("version-refused",
+     encode({"command": "add-model-version", "model": "m", "path": "/srv/m.onnx"}),
+     {"models": FakeModels(ModelRefused("sha256 mismatch"))}, "model_rejected", "sha256"),
+    ("version-bad-sha", encode({"command": "add-model-version", "model": "m", "path": "/p",
+                                "sha256": "xyz"}), {}, "invalid_fields", "sha256"),
+    ("version-no-path", encode({"command": "add-model-version", "model": "m"}), {},
+     "invalid_fields", "path"),
     ("source-fails", encode({"command": "add-stream", "stream": {"id": "a", "url": "rtsp://h/p"}}),
      {"streams": FakeStreams(fail_add=SourceError("rtsp://h/p", "connection refused"))},
      "handler_failed", "connection refused"),

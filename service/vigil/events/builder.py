@@ -46,6 +46,10 @@ class EventBuilder:
         )
         self.video_path = video_path
 
+    def for_model(self, model: ModelInfo) -> EventBuilder:
+        """A builder like this one for events of another model (version)."""
+        return EventBuilder(model, self.place, self.module.id, self.video_path)
+
     @staticmethod
     @functools.lru_cache(maxsize=4096)  # bounded: streams come and go
     def _sensor(stream_id: str) -> SensorInfo:

@@ -25,6 +25,7 @@ from vigil.events.applied import AppliedCommands
 from vigil.events.commands import (
     CommandProcessor,
     CommandRejected,
+    ModelLifecycle,
     StreamControl,
     dead_letter_record,
 )
@@ -156,16 +157,18 @@ class CommandConsumer:
         self.lag = lag
 
 
-def make_command_consumer(settings: Settings, streams: StreamControl) -> CommandConsumer | None:
+def make_command_consumer(
+    settings: Settings, streams: StreamControl, models: ModelLifecycle | None = None
+) -> CommandConsumer | None:
     """The command consumer, if ``kafka.commands.enabled``: streams come and go through
-    ``streams``; recording and model swaps are refused (``unsupported``) until those
-    features exist; command ids are remembered in ``<data_dir>/commands.db``."""
+    ``streams``, model versions through ``models``; recording is refused (``unsupported``)
+    until that feature exists; command ids are remembered in ``<data_dir>/commands.db``."""
     if not settings.kafka.commands.enabled:
         return None
     processor = CommandProcessor(
         streams,
         recording=None,
-        models=None,
+        models=models,
         applied=AppliedCommands(settings.data_dir / "commands.db"),
         max_message_bytes=settings.kafka.commands.max_message_bytes,
     )

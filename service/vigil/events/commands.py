@@ -44,9 +44,11 @@ or in DeepStream's (the body of ``POST /api/v1/stream/add`` or ``/remove``, reco
     {"key": "sensor", "value": {"camera_id": "cam-1", "camera_url": "rtsp://host/stream",
      "change": "camera_add"}, "headers": {...}}
 
-Model swap::
+Model swap, and adding a version from a path on the server (optionally swapping to it)::
 
     {"command": "swap-model", "model": "detector", "version": 3, "allow_replan": false}
+    {"command": "add-model-version", "model": "detector", "path": "/models/new.onnx",
+     "sha256": "...", "swap": true}
 
 Any of them may carry ``"command_id"`` (1-128 characters): with an
 :class:`AppliedCommandStore` configured, a command with an id is applied at most once.
@@ -95,13 +97,19 @@ RejectionReason = Literal[
     "stream_exists",
     "stream_not_found",
     "unsupported",
+    "model_rejected",
     "handler_failed",
 ]
 REJECTION_REASONS: tuple[str, ...] = get_args(RejectionReason)
 """Every reason :class:`CommandRejected` can give, e.g. for metrics labels."""
 
 CommandKind = Literal[
-    "start-recording", "stop-recording", "add-stream", "remove-stream", "swap-model"
+    "start-recording",
+    "stop-recording",
+    "add-stream",
+    "remove-stream",
+    "swap-model",
+    "add-model-version",
 ]
 COMMAND_KINDS: tuple[str, ...] = get_args(CommandKind)
 
@@ -263,6 +271,24 @@ class SwapModelCommand(BaseModel):
     command_id: CommandId | None = None
 
 
+class AddModelVersionCommand(BaseModel):
+    """Add a model version from a file or directory on the server; optionally swap to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Literal["add-model-version"]
+    model: str = Field(min_length=1, max_length=256, description="Model name in the repository")
+    path: str = Field(
+        min_length=1, max_length=4096, description="Absolute path of the model file or directory"
+    )
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$", description="Expected SHA-256 of the model file"
+    )
+    swap: StrictBool = Field(False, description="Swap to the new version once it is added")
+    allow_replan: StrictBool = Field(False, description="With swap: allow re-planning")
+    command_id: CommandId | None = None
+
+
 class DeepStreamSensorAdd(StreamAddRequest):
     """DeepStream's ``stream/add`` body, received as a command."""
 
@@ -283,6 +309,7 @@ _COMMAND_MODELS: dict[str, type[BaseModel]] = {
     "add-stream": AddStreamCommand,
     "remove-stream": RemoveStreamCommand,
     "swap-model": SwapModelCommand,
+    "add-model-version": AddModelVersionCommand,
 }
 
 
@@ -339,11 +366,20 @@ class RecordingHandler(Protocol):
 
 
 class ModelLifecycle(Protocol):
-    """Swaps the served model for another version."""
+    """Adds model versions and swaps the served model for another version."""
 
     async def swap(self, model: str, version: int | Literal["latest"], allow_replan: bool) -> None:
         """Raise to refuse (its message becomes the rejection's detail)."""
         ...
+
+    async def add_version(
+        self, model: str, path: str, sha256: str | None, swap: bool, allow_replan: bool
+    ) -> None:
+        """Add a version from a server-side path (and swap to it); raise to refuse."""
+        ...
+
+    #: Exceptions meaning "the model request was refused" (dead-lettered as model_rejected).
+    rejections: tuple[type[Exception], ...]
 
 
 class AppliedCommandStore(Protocol):
@@ -478,6 +514,8 @@ class CommandProcessor:
             return self._add_action(parsed.stream, parsed.command_id)
         if isinstance(parsed, RemoveStreamCommand):
             return self._remove_action(parsed.id, parsed.command_id)
+        if isinstance(parsed, AddModelVersionCommand):
+            return self._add_version_action(parsed)
         assert isinstance(parsed, SwapModelCommand)
         return self._swap_action(parsed)
 
@@ -542,9 +580,22 @@ class CommandProcessor:
         async def apply() -> None:
             if self.models is None:
                 raise CommandRejected("unsupported", "model lifecycle is not configured")
-            await _call(self.models.swap(cmd.model, cmd.version, cmd.allow_replan))
+            known = dict.fromkeys(self.models.rejections, "model_rejected")
+            await _call(self.models.swap(cmd.model, cmd.version, cmd.allow_replan), known)
 
         return _Action("swap-model", cmd.model, cmd.command_id, apply)
+
+    def _add_version_action(self, cmd: AddModelVersionCommand) -> _Action:
+        async def apply() -> None:
+            if self.models is None:
+                raise CommandRejected("unsupported", "model lifecycle is not configured")
+            known = dict.fromkeys(self.models.rejections, "model_rejected")
+            call = self.models.add_version(
+                cmd.model, cmd.path, cmd.sha256, cmd.swap, cmd.allow_replan
+            )
+            await _call(call, known)
+
+        return _Action("add-model-version", cmd.model, cmd.command_id, apply)
 
 
 async def _call(

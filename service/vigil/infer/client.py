@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -82,8 +83,13 @@ class TritonClient:
             return False, f"Triton at {self.url} does not answer: {e}"
         return True, ""
 
-    async def load_model(self, name: str) -> ModelInfo:
+    async def load_model(self, name: str, version: int | None = None) -> ModelInfo:
         """Load ``name`` (explicit model control) and describe it.
+
+        Args:
+            name: Model name.
+            version: Load exactly this version (None: Triton's version policy, by default
+                the newest).
 
         Raises:
             ModelNotFoundError: the repository has no such model (lists the ones it has).
@@ -92,20 +98,88 @@ class TritonClient:
         available = await self.available_models()
         if name not in available:
             raise ModelNotFoundError(name, available)
+        if version is None:
+            try:
+                await self._client.load_model(name, client_timeout=600)
+            except InferenceServerException as e:
+                raise ModelLoadError(f"Triton could not load model {name!r}: {e.message()}") from e
+            return await self.model_info(name)
+        await self.load_versions(name, [version])
+        return await self.model_info(name, version)
+
+    async def load_versions(self, name: str, versions: list[int]) -> None:
+        """Make exactly ``versions`` of ``name`` loaded.
+
+        Triton reloads the model with a version policy naming those versions; versions that
+        stay loaded keep serving while the others load, and versions left out are unloaded
+        once their requests finish. This is how a new version is loaded *beside* the serving
+        one, and how the old one is unloaded afterwards.
+
+        Raises:
+            ModelLoadError: Triton failed to load one of them (Triton's message).
+        """
+        wanted = {str(int(v)) for v in versions}
+        try:
+            config = (await self._client.get_model_config(name, as_json=True))["config"]
+        except InferenceServerException:
+            # Not loaded yet: a plain load reads config.pbtxt (whatever backend the repository
+            # holds, materialized or not), and is all that is needed if it gives `wanted`.
+            config = await self._load_default(name)
+        states = (await self.loaded_versions()).get(name, {})
+        ready = {v for v, state in states.items() if state == "READY"}
+        if ready == wanted:
+            return
+        config["version_policy"] = {"specific": {"versions": sorted(int(v) for v in wanted)}}
+        try:
+            await self._client.load_model(name, config=json.dumps(config), client_timeout=600)
+        except InferenceServerException as e:
+            shown = ", ".join(sorted(wanted))
+            raise ModelLoadError(
+                f"Triton could not load {name!r} version {shown}: {e.message()}"
+            ) from e
+
+    async def _load_default(self, name: str) -> dict[str, Any]:
         try:
             await self._client.load_model(name, client_timeout=600)
+            return (await self._client.get_model_config(name, as_json=True))["config"]
         except InferenceServerException as e:
             raise ModelLoadError(f"Triton could not load model {name!r}: {e.message()}") from e
-        return await self.model_info(name)
 
-    async def model_info(self, name: str) -> ModelInfo:
-        """Describe a loaded model from its Triton config."""
+    async def unload_model(self, name: str) -> None:
+        """Unload every version of ``name``; errors are logged, not raised (cleanup)."""
+        try:
+            await self._client.unload_model(name, client_timeout=60)
+        except (TimeoutError, InferenceServerException) as e:
+            log.warning("unloading %s failed: %s", name, e)
+
+    async def loaded_versions(self) -> dict[str, dict[str, str]]:
+        """Model name → version → Triton's state (READY, LOADING, UNAVAILABLE, ...)."""
+        try:
+            index = await self._client.get_model_repository_index(as_json=True)
+        except InferenceServerException as e:
+            raise InferError(f"cannot list models at {self.url}: {e.message()}") from e
+        states: dict[str, dict[str, str]] = {}
+        for entry in index.get("models", []):
+            if entry.get("version"):
+                states.setdefault(entry["name"], {})[entry["version"]] = entry.get("state", "")
+        return states
+
+    async def model_info(self, name: str, version: int | None = None) -> ModelInfo:
+        """Describe a loaded model from its Triton config.
+
+        Args:
+            name: Model name.
+            version: The version requests will go to (None: the newest loaded one). Its
+                own ``labels.txt``, if the version directory has one, replaces the model's.
+        """
         try:
             config = await self._client.get_model_config(name, as_json=True)
             metadata = await self._client.get_model_metadata(name, as_json=True)
         except InferenceServerException as e:
             raise InferError(f"cannot describe model {name!r}: {e.message()}") from e
-        info = ModelInfo.from_config(config["config"], self.repository)
+        info = ModelInfo.from_config(config["config"], self.repository, version)
+        if version is not None:
+            return dataclasses.replace(info, version=str(version))
         versions = sorted(metadata.get("versions", []), key=lambda v: int(v) if v.isdigit() else 0)
         return dataclasses.replace(info, version=versions[-1] if versions else "")
 

@@ -53,15 +53,23 @@ class ModelInfo:
         raise KeyError(f"model {self.name} has no output {name!r}")
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], repository: Path | None) -> ModelInfo:
-        """Build from Triton's model config (JSON form) and the local repository's labels."""
+    def from_config(
+        cls, config: dict[str, Any], repository: Path | None, version: int | None = None
+    ) -> ModelInfo:
+        """Build from Triton's model config (JSON form) and the local repository's labels.
+
+        A version directory's own labels file (same name) replaces the model's.
+        """
         name = config["name"]
         parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         labels: list[str] = []
         label_file = parameters.get("vigil.labels")
         if label_file and repository is not None:
-            path = repository / name / label_file
-            if path.is_file():
+            candidates = [repository / name / label_file]
+            if version is not None:
+                candidates.insert(0, repository / name / str(version) / label_file)
+            path = next((p for p in candidates if p.is_file()), None)
+            if path is not None:
                 labels = [line.strip() for line in path.read_text().splitlines()]
         return cls(
             name=name,

@@ -12,6 +12,13 @@ Tasks on the event loop:
 
 Streams are attached and detached while the engine runs (their decoder threads are managed
 by :class:`~vigil.pipeline.manager.StreamManager`); neither pauses the other streams.
+
+Everything that depends on the model — preprocessing, the shared-memory ring, the parser,
+the event builder — is bundled in a :class:`Route`. A hot swap prepares and warms up a new
+route beside the serving one, then :meth:`Pipeline.switch` replaces it between two batches:
+each batch is wholly on one version, so every stream changes version exactly once, at a
+frame boundary. The old route drains (its requests finish and are emitted) before it is
+retired.
 """
 
 from __future__ import annotations
@@ -19,15 +26,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from vigil.config import PipelineSettings
 from vigil.events.builder import EventBuilder
 from vigil.events.sinks import EventSink
 from vigil.frame import Frame
 from vigil.infer.client import TritonClient
-from vigil.infer.errors import InferError
+from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import Slot, SystemShmRing, new_prefix
 from vigil.metrics import PipelineMetrics
@@ -39,7 +50,60 @@ from vigil.preprocess.cpu import CpuPreprocessor, InputFormat
 
 log = logging.getLogger(__name__)
 
-_Pending = tuple[list[Frame], Slot, "asyncio.Task[None]", float]
+
+@dataclass(eq=False)
+class Route:
+    """Where batches go: one model version with its preprocessing, ring, parser and events.
+
+    Attributes:
+        model: The model version requests go to.
+        parser: Its output parser.
+        events: Builds its events (``analyticsModule.version`` is this version).
+        preprocess: Writes frames into its input tensor.
+        ring: Shared-memory slots for its requests (shared with the previous route when
+            the tensors are the same).
+        inflight: Requests started and not yet emitted.
+        emitted: Frames emitted on this route.
+        first_emit: Done when the first batch of this route has been emitted.
+    """
+
+    model: ModelInfo
+    parser: Parser
+    events: EventBuilder
+    preprocess: CpuPreprocessor
+    ring: SystemShmRing
+    inflight: int = 0
+    emitted: int = 0
+    first_emit: asyncio.Future[float] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    @property
+    def label(self) -> str:
+        """``name:version`` for logs."""
+        return f"{self.model.name}:{self.model.version}"
+
+    def started(self) -> None:
+        """A request on this route was started."""
+        self.inflight += 1
+        self._idle.clear()
+
+    def finished(self) -> None:
+        """A request on this route was emitted (or lost)."""
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def drained(self) -> None:
+        """Wait until no request of this route is in flight."""
+        await self._idle.wait()
+
+
+_Pending = tuple[list[Frame], Slot, "asyncio.Task[None]", float, Route]
 
 
 class Pipeline:
@@ -69,29 +133,35 @@ class Pipeline:
         watchdog: Callable[[], None] | None = None,
         metrics: PipelineMetrics | None = None,
     ) -> None:
-        if len(model.inputs) != 1:
-            raise InferError(f"model {model.name!r} must have one image input")
+        _check_model(model)
         self.client = client
-        self.model = model
-        self.parser = parser
-        self.events = events
         self.sinks = list(sinks)
         self.settings = settings
         self.watchdog = watchdog or (lambda: None)
         self.metrics = metrics or PipelineMetrics()
-        self.max_batch = min(settings.max_batch_size, model.max_batch_size or 1)
-        self.input = model.inputs[0]
-        self.preprocess = CpuPreprocessor(InputFormat.from_tensor(self.input))
         self.streams: dict[str, StreamStatus] = {}
         self.failure: BaseException | None = None
+        self._initial = (model, parser, events)
+        self._route: Route | None = None
+        self._rings: set[SystemShmRing] = set()
         self._queues: dict[str, FrameQueue] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess")
-        self._ring: SystemShmRing | None = None
         self._batcher: Batcher | None = None
         self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._main: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._recent: deque[Frame] = deque(maxlen=settings.max_batch_size)
+
+    @property
+    def route(self) -> Route:
+        """The route new batches take."""
+        if self._route is None:
+            raise RuntimeError("start() the pipeline first")
+        return self._route
+
+    @property
+    def model(self) -> ModelInfo:
+        """The model version new batches go to."""
+        return self.route.model if self._route else self._initial[0]
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -101,24 +171,13 @@ class Pipeline:
         Raises:
             InferError: Triton cannot map the shared memory.
         """
-        self._ring = SystemShmRing(
-            new_prefix("ring"),
-            self.settings.inflight_requests,
-            self.max_batch,
-            self.model.inputs,
-            self.model.outputs,
-        )
-        try:
-            for slot in self._ring.slots:
-                await self.client.register_slot(slot)
-        except BaseException:
-            await self._release_ring()
-            raise
-        self._batcher = Batcher(self.max_batch, self.settings.batch_timeout_ms)
+        model, parser, events = self._initial
+        self._route = await self.prepare_route(model, parser, events)
+        self._batcher = Batcher(self._max_batch(model), self.settings.batch_timeout_ms)
         self._main = asyncio.create_task(self._supervise(), name="pipeline")
 
     async def stop(self) -> None:
-        """Stop the engine: drop queued frames, cancel requests, free the ring, close sinks."""
+        """Stop the engine: drop queued frames, cancel requests, free the rings, close sinks."""
         for queue in self._queues.values():
             queue.abort()
         if self._batcher is not None:
@@ -130,7 +189,8 @@ class Pipeline:
             item = self._pending.get_nowait()
             if item is not None:
                 item[2].cancel()
-        await self._release_ring()
+        for ring in list(self._rings):
+            await self._release_ring(ring)
         self._executor.shutdown(wait=True, cancel_futures=True)
         for sink in self.sinks:
             await sink.close()
@@ -153,6 +213,86 @@ class Pipeline:
         if self._main is not None:
             await asyncio.wait([self._main])
         return self.failure
+
+    # --- model routes (hot swap) -----------------------------------------------------------
+
+    async def prepare_route(
+        self, model: ModelInfo, parser: Parser, events: EventBuilder | None = None
+    ) -> Route:
+        """Build a route for ``model`` beside the serving one; nothing is routed to it yet.
+
+        The serving route's ring is reused when the tensors are the same; otherwise a new
+        ring is made and registered with Triton.
+
+        Raises:
+            UnsupportedModelError: Vigil cannot feed the model's input.
+            InferError: Triton cannot map the new ring.
+        """
+        _check_model(model)
+        preprocess = CpuPreprocessor(InputFormat.from_tensor(model.inputs[0]))
+        if events is None:
+            events = self.route.events.for_model(model)
+        current = self._route
+        if current is not None and _same_tensors(current.model, model):
+            ring = current.ring
+        else:
+            ring = await self._new_ring(model)
+        return Route(model, parser, events, preprocess, ring)
+
+    async def warm_up(self, route: Route, rounds: int = 2) -> None:
+        """Run ``rounds`` real requests on a prepared route and parse their outputs.
+
+        The inputs are the most recent frames the pipeline saw (a gray frame if none yet),
+        so the new version has run — and its parser has read its outputs — before any
+        stream depends on it.
+
+        Raises:
+            InferError: a request failed or the parser could not read the outputs.
+        """
+        frames = list(self._recent)[: self._max_batch(route.model)] or [_gray_frame()]
+        loop = asyncio.get_running_loop()
+        for _ in range(rounds):
+            slot = await route.ring.acquire()
+            try:
+                await loop.run_in_executor(
+                    self._executor,
+                    route.preprocess,
+                    frames,
+                    slot.inputs[route.model.inputs[0].name],
+                )
+                await self.client.infer(route.model, slot, len(frames))
+                outputs = {spec.name: slot.outputs[spec.name] for spec in route.model.outputs}
+                try:
+                    route.parser.parse(outputs, [(f.width, f.height) for f in frames])
+                except Exception as e:  # a parser bug or unexpected outputs: refuse the swap
+                    raise InferError(f"{route.label}: parser could not read outputs: {e}") from e
+            finally:
+                route.ring.release(slot)
+
+    def switch(self, route: Route) -> Route:
+        """Send every batch from now on to ``route``; returns the route it replaces.
+
+        The producer reads the route once per batch, so the change falls between two
+        batches.
+        """
+        old = self.route
+        self._route = route
+        if self._batcher is not None:
+            self._batcher.max_batch_size = self._max_batch(route.model)
+        log.info("routing batches to %s (was %s)", route.label, old.label)
+        return old
+
+    async def retire(self, route: Route) -> None:
+        """Wait for a replaced route's requests to be emitted, then free its ring if no
+        other route uses it."""
+        await route.drained()
+        await self.discard(route)
+
+    async def discard(self, route: Route) -> None:
+        """Free a route that is not serving (a failed swap's, or a drained one's)."""
+        in_use = {r.ring for r in (self._route,) if r is not None}
+        if route.ring not in in_use:
+            await self._release_ring(route.ring)
 
     # --- streams ---------------------------------------------------------------------------
 
@@ -200,76 +340,134 @@ class Pipeline:
             log.error("pipeline stopped: %s", self.failure)
 
     async def _produce(self) -> None:
-        if self._batcher is None or self._ring is None:
+        if self._batcher is None:
             raise RuntimeError("start() the pipeline first")
         loop = asyncio.get_running_loop()
         async for batch in self._batcher.batches():
-            slot = await self._ring.acquire()
+            ring = self.route.ring
+            slot = await ring.acquire()
+            # Read the route once the slot is ours: a swap may have happened while waiting,
+            # and the slot fits the new route only if it shares the ring.
+            route = self.route
+            if route.ring is not ring:
+                if ring in self._rings:
+                    ring.release(slot)
+                slot = await route.ring.acquire()
+            route.started()
             try:
                 await loop.run_in_executor(
-                    self._executor, self.preprocess, batch, slot.inputs[self.input.name]
+                    self._executor, route.preprocess, batch, slot.inputs[route.model.inputs[0].name]
                 )
             except BaseException:
-                self._ring.release(slot)
+                route.ring.release(slot)
+                route.finished()
                 raise
+            self._recent.extend(batch)
             self.metrics.batch_size.observe(len(batch))
-            task = asyncio.create_task(self.client.infer(self.model, slot, len(batch)))
-            self._pending.put_nowait((batch, slot, task, time.perf_counter()))
+            task = asyncio.create_task(self.client.infer(route.model, slot, len(batch)))
+            self._pending.put_nowait((batch, slot, task, time.perf_counter(), route))
 
     async def _emit(self) -> None:
-        assert self._ring is not None
-        ring = self._ring
         while (item := await self._pending.get()) is not None:
-            batch, slot, task, sent = item
+            batch, slot, task, sent, route = item
             try:
-                await task
-            except InferError as e:
-                ring.release(slot)
-                self.watchdog()
-                log.error("batch of %d frames lost: %s", len(batch), e)
-                for frame in batch:
-                    status = self.streams.get(frame.stream_id)
-                    if status is not None:
-                        status.stats.dropped["infer_error"] += 1
-                continue
-            self.metrics.request_seconds.observe(time.perf_counter() - sent)
-            try:
-                outputs = {spec.name: slot.outputs[spec.name] for spec in self.model.outputs}
-                detections = self.parser.parse(outputs, [(f.width, f.height) for f in batch])
+                await self._emit_batch(batch, slot, task, sent, route)
             finally:
-                ring.release(slot)
-            # One emit per inference batch (frames in order): sinks such as the Kafka outbox
-            # then store a whole batch in one transaction.
-            events = [
-                e for f, d in zip(batch, detections, strict=True) for e in self.events.build(f, d)
-            ]
-            for sink in self.sinks:
-                await sink.emit(events)
-            for frame, dets in zip(batch, detections, strict=True):
-                now = time.monotonic()
-                self.metrics.frame_latency_seconds.observe(time.time() - frame.capture_time_s)
+                route.finished()
+
+    async def _emit_batch(
+        self, batch: list[Frame], slot: Slot, task: asyncio.Task[None], sent: float, route: Route
+    ) -> None:
+        try:
+            await task
+        except InferError as e:
+            route.ring.release(slot)
+            self.watchdog()
+            log.error("batch of %d frames lost on %s: %s", len(batch), route.label, e)
+            for frame in batch:
                 status = self.streams.get(frame.stream_id)
-                if status is None:  # detached while in flight: events still go out
-                    continue
-                stats = status.stats
-                stats.frames_processed += 1
-                stats.last_processed_monotonic_s = now
-                stats.latencies_s.append(now - frame.decoded_monotonic_s)
-                for class_id in dets.class_id:
-                    stats.detections[self.model.label(int(class_id))] += 1
+                if status is not None:
+                    status.stats.dropped["infer_error"] += 1
+            return
+        self.metrics.request_seconds.observe(time.perf_counter() - sent)
+        try:
+            outputs = {spec.name: slot.outputs[spec.name] for spec in route.model.outputs}
+            detections = route.parser.parse(outputs, [(f.width, f.height) for f in batch])
+        finally:
+            route.ring.release(slot)
+        # One emit per inference batch (frames in order): sinks such as the Kafka outbox
+        # then store a whole batch in one transaction.
+        events = [
+            e for f, d in zip(batch, detections, strict=True) for e in route.events.build(f, d)
+        ]
+        for sink in self.sinks:
+            await sink.emit(events)
+        route.emitted += len(batch)
+        if not route.first_emit.done():
+            route.first_emit.set_result(time.monotonic())
+        self.metrics.frames_by_version.labels(route.model.name, route.model.version).inc(len(batch))
+        for frame, dets in zip(batch, detections, strict=True):
+            now = time.monotonic()
+            self.metrics.frame_latency_seconds.observe(time.time() - frame.capture_time_s)
+            status = self.streams.get(frame.stream_id)
+            if status is None:  # detached while in flight: events still go out
+                continue
+            stats = status.stats
+            stats.frames_processed += 1
+            stats.last_processed_monotonic_s = now
+            stats.latencies_s.append(now - frame.decoded_monotonic_s)
+            stats.model_version = route.model.version
+            for class_id in dets.class_id:
+                stats.detections[route.model.label(int(class_id))] += 1
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(0.5)
             self.watchdog()
 
-    async def _release_ring(self) -> None:
-        if self._ring is None:
+    # --- rings -----------------------------------------------------------------------------
+
+    def _max_batch(self, model: ModelInfo) -> int:
+        return min(self.settings.max_batch_size, model.max_batch_size or 1)
+
+    async def _new_ring(self, model: ModelInfo) -> SystemShmRing:
+        ring = SystemShmRing(
+            new_prefix("ring"),
+            self.settings.inflight_requests,
+            self._max_batch(model),
+            model.inputs,
+            model.outputs,
+        )
+        self._rings.add(ring)
+        try:
+            for slot in ring.slots:
+                await self.client.register_slot(slot)
+        except BaseException:
+            await self._release_ring(ring)
+            raise
+        return ring
+
+    async def _release_ring(self, ring: SystemShmRing) -> None:
+        if ring not in self._rings:
             return
-        for slot in self._ring.slots:
+        self._rings.discard(ring)
+        for slot in ring.slots:
             await self.client.unregister_slot(slot)
-        self._ring.close()
-        self._ring = None
+        ring.close()
+
+
+def _check_model(model: ModelInfo) -> None:
+    if len(model.inputs) != 1:
+        raise UnsupportedModelError(f"model {model.name!r} must have one image input")
+
+
+def _same_tensors(a: ModelInfo, b: ModelInfo) -> bool:
+    return (a.inputs, a.outputs, a.max_batch_size) == (b.inputs, b.outputs, b.max_batch_size)
+
+
+def _gray_frame() -> Frame:
+    """A mid-gray 640×360 frame, to warm up a model before any stream has delivered one."""
+    return Frame.captured_now("warm-up", 0, None, np.full((360, 640, 3), 128, np.uint8))
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

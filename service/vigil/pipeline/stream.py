@@ -49,6 +49,7 @@ class StreamStats:
     started_monotonic_s: float = field(default_factory=time.monotonic)
     last_processed_monotonic_s: float | None = None
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    model_version: str = ""
 
     @property
     def frames_dropped(self) -> int:

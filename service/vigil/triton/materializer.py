@@ -89,6 +89,41 @@ def materialize(source: Path, dest: Path, python_paths: list[str]) -> list[str]:
     return servable
 
 
+def materialize_version(
+    source_model: Path, dest_model: Path, version: int, python_paths: list[str]
+) -> None:
+    """Add one new version of an already materialized model to the embedded repository.
+
+    Python-backend models are links to their source directory and need nothing; an ONNX
+    model gets the version's ``model.py`` wrapper and a link to its weights.
+
+    Raises:
+        RepositoryError: the model is not materialized, or the version has no weights file.
+    """
+    if dest_model.is_symlink() or not dest_model.exists():
+        if not dest_model.exists():
+            raise RepositoryError(f"model {source_model.name} is not in the embedded repository")
+        return  # a link to the source directory: the new version is already there
+    config = read_model_config(source_model / "config.pbtxt")
+    filename = config.default_model_filename or "model.onnx"
+    weights = source_model / str(version) / filename
+    if not weights.is_file():
+        raise RepositoryError(f"version {version} of {source_model.name} has no {filename}")
+    target = dest_model / str(version)
+    if target.exists():
+        shutil.rmtree(target)
+    _materialize_onnx_version(source_model / str(version), target, filename, python_paths)
+
+
+def _materialize_onnx_version(
+    version_dir: Path, out: Path, filename: str, python_paths: list[str]
+) -> None:
+    header = f"import sys\nsys.path[:0] = {python_paths!r}\n"
+    out.mkdir()
+    (out / "model.py").write_text(header + _TEMPLATE.read_text())
+    (out / filename).symlink_to(version_dir.resolve() / filename)
+
+
 def _materialize_onnx(
     model_dir: Path, out: Path, config: model_config_pb2.ModelConfig, python_paths: list[str]
 ) -> bool:
@@ -108,12 +143,8 @@ def _materialize_onnx(
         del group.gpus[:]
     out.mkdir()
     (out / "config.pbtxt").write_text(text_format.MessageToString(config))
-    header = f"import sys\nsys.path[:0] = {python_paths!r}\n"
-    model_py = header + _TEMPLATE.read_text()
     for version in versions:
-        (out / version.name).mkdir()
-        (out / version.name / "model.py").write_text(model_py)
-        (out / version.name / filename).symlink_to(version / filename)
+        _materialize_onnx_version(version, out / version.name, filename, python_paths)
     for extra in model_dir.iterdir():
         if extra.is_file() and extra.name != "config.pbtxt":
             (out / extra.name).symlink_to(extra)

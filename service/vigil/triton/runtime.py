@@ -14,7 +14,7 @@ from pathlib import Path
 from vigil.config import Settings
 from vigil.infer.client import TritonClient
 from vigil.infer.shm import new_prefix, remove_stale_segments
-from vigil.triton.materializer import materialize
+from vigil.triton.materializer import materialize, materialize_version
 from vigil.triton.server import EmbeddedTriton, TritonPorts, reap_orphaned_backend_stubs
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,21 @@ class TritonConnection:
     Attributes:
         client: The gRPC client.
         server: The embedded server, or None for an external one.
+        publish: Makes a version added to the repository visible to the embedded server
+            (its materialized repository); None for an external server, which reads the
+            repository itself.
         check_alive: Raises :class:`~vigil.triton.errors.TritonDiedError` if the embedded
             server has died (a no-op for external servers).
     """
 
     client: TritonClient
     server: EmbeddedTriton | None
+    publish: Callable[[str, int], None] | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """Whether Vigil runs this server itself (Python backend only)."""
+        return self.server is not None
 
     @property
     def check_alive(self) -> Callable[[], None]:
@@ -63,7 +72,14 @@ async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
     reap_orphaned_backend_stubs()
     with tempfile.TemporaryDirectory(prefix="vigil-run-", dir=settings.run_dir) as tmp:
         run_dir = Path(tmp)
-        materialize(repository, run_dir / "repository", [str(settings.triton_python_env())])
+        python_paths = [str(settings.triton_python_env())]
+        materialize(repository, run_dir / "repository", python_paths)
+
+        def publish(name: str, version: int) -> None:
+            materialize_version(
+                repository / name, run_dir / "repository" / name, version, python_paths
+            )
+
         ports = None
         if triton.http_port or triton.grpc_port or triton.metrics_port:
             ports = TritonPorts(triton.http_port, triton.grpc_port, triton.metrics_port)
@@ -79,7 +95,7 @@ async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
             server.start()
             client = TritonClient(server.grpc_url, repository, triton.request_timeout_s)
             try:
-                yield TritonConnection(client, server)
+                yield TritonConnection(client, server, publish)
             finally:
                 await client.close()
         finally:
