@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--model-repository", type=Path, help="model repository directory")
     srv.add_argument("--model", help="model name in the repository")
     srv.add_argument("--out", type=Path, help="events JSONL file")
+    srv.add_argument(
+        "--ota-override",
+        type=Path,
+        metavar="FILE",
+        help="watch FILE naming a model version or file; a change hot-swaps the model",
+    )
     srv.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -87,7 +93,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             if v is not None
         }
     )
-    model = settings.model.model_copy(update={"name": args.model} if args.model else {})
+    model_update: dict[str, object] = {"name": args.model} if args.model else {}
+    if getattr(args, "ota_override", None):
+        model_update["ota_override_file"] = args.ota_override
+    model = settings.model.model_copy(update=model_update)
     events = settings.events.model_copy(update={"jsonl_path": args.out} if args.out else {})
     pipeline = settings.pipeline
     if getattr(args, "batch_size", None):

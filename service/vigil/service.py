@@ -10,6 +10,7 @@ import uvicorn
 
 from vigil.api.app import create_app
 from vigil.config import Settings
+from vigil.ota import OtaWatcher
 from vigil.runtime import open_runtime
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ async def serve(settings: Settings) -> int:
     async with open_runtime(settings) as runtime:
         for spec in settings.streams:
             await runtime.streams.add(spec)
+        ota = None
+        if settings.model.ota_override_file is not None:
+            ota = OtaWatcher(
+                settings.model.ota_override_file, runtime.models, settings.model.ota_poll_s
+            )
+            ota.start()
         app = create_app(runtime)
         config = uvicorn.Config(
             app,
@@ -60,6 +67,8 @@ async def serve(settings: Settings) -> int:
             await server.serve()
         finally:
             watcher.cancel()
+            if ota is not None:
+                await ota.close()
         if not server.started and not failed.is_set() and not received:
             log.error("the API server could not start on %s:%s", config.host, config.port)
             return EXIT_FAILED

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from vigil import __version__
 from vigil.api import deps
-from vigil.api.routers import deepstream, health, streams
+from vigil.api.routers import deepstream, health, models, streams
 from vigil.pipeline.manager import StreamExistsError, StreamNotFoundError
 from vigil.pipeline.stream import IllegalTransitionError
 from vigil.runtime import Runtime
@@ -23,6 +23,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.dependency_overrides[deps.get_runtime] = lambda: runtime
     app.dependency_overrides[deps.get_api_settings] = lambda: runtime.settings.api
     app.include_router(streams.router)
+    app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(deepstream.router)
 
