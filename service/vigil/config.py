@@ -135,6 +135,11 @@ class ModelSettings(_Model):
     warmup_rounds: int = Field(
         2, ge=1, le=100, description="Requests a new version runs before it takes traffic"
     )
+    keep_previous_loaded: bool = Field(
+        True,
+        description="After a swap, keep the replaced version loaded (memory for two "
+        "versions) so a rollback or swap back is instant",
+    )
 
 
 class EventSettings(_Model):

@@ -107,6 +107,10 @@ class ModelLifecycle:
         configured_model: The model the settings name (a persisted state for another model
             is ignored).
         warmup_rounds: Requests run on a new version before it takes traffic.
+        keep_previous: Leave the replaced version of the same model loaded, so a rollback
+            (or a swap back) needs no load at all. Triton reloads every loaded version of a
+            model whenever its version set changes, so without this each swap loads the
+            serving version a second time to drop the old one.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class ModelLifecycle:
         state_file: Path | None,
         configured_model: str,
         warmup_rounds: int = 2,
+        keep_previous: bool = True,
     ) -> None:
         self.registry = registry
         self.client = client
@@ -128,6 +133,7 @@ class ModelLifecycle:
         self.metrics = metrics
         self.state_file = state_file
         self.warmup_rounds = warmup_rounds
+        self.keep_previous = keep_previous
         serving = pipeline.model
         self._state = _State(configured_model, (serving.name, int(serving.version or 0)))
         persisted = read_state(state_file, configured_model)
@@ -309,10 +315,12 @@ class ModelLifecycle:
         loaded: list[int] = [record.from_version, target] if same_model else [target]
         route: Route | None = None
         try:
-            try:
-                await self.client.load_versions(model, loaded)
-            except ModelLoadError as e:
-                raise SwapError(str(e), 422) from e
+            states = (await self.client.loaded_versions()).get(model, {})
+            if states.get(str(target)) != "READY":  # kept loaded by an earlier swap: no load
+                try:
+                    await self.client.load_versions(model, loaded)
+                except ModelLoadError as e:
+                    raise SwapError(str(e), 422) from e
             info = await self.client.model_info(model, target)
             parser = self.make_parser(info)
             route = await self.pipeline.prepare_route(info, parser)
@@ -351,10 +359,10 @@ class ModelLifecycle:
         record.drained_frames = old.emitted - before
         await self.pipeline.retire(old)
         try:
-            if old.model.name == route.model.name:
-                await self.client.load_versions(route.model.name, [int(route.model.version)])
-            else:
+            if old.model.name != route.model.name:
                 await self.client.unload_model(old.model.name)
+            elif not self.keep_previous:
+                await self.client.load_versions(route.model.name, [int(route.model.version)])
         except InferError as e:  # the new version serves; an old one left loaded is harmless
             log.warning("swap %d: could not unload %s: %s", record.id, old.label, e)
         # With no stream attached no frame comes; the swap is done without one.

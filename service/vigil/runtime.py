@@ -139,6 +139,7 @@ async def _runtime(
         state_file=state_file,
         configured_model=settings.model.name,
         warmup_rounds=settings.model.warmup_rounds,
+        keep_previous=settings.model.keep_previous_loaded,
     )
     commands = make_command_consumer(settings, manager, ModelCommands(lifecycle)) if kafka else None
     if kafka:

@@ -249,7 +249,9 @@ class Pipeline:
         Raises:
             InferError: a request failed or the parser could not read the outputs.
         """
-        frames = list(self._recent)[: self._max_batch(route.model)] or [_gray_frame()]
+        # Two frames are enough to run every layer; a full batch would hold a shared ring
+        # slot (and the preprocessing thread) longer while streams are waiting.
+        frames = list(self._recent)[-2:] or [_gray_frame()]
         loop = asyncio.get_running_loop()
         for _ in range(rounds):
             slot = await route.ring.acquire()
