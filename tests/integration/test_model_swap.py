@@ -14,18 +14,19 @@ import shutil
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.tiny_models import VERSION_1 as TINY_V1
-from tests.support.tiny_models import expected_class, p99, tiny_detector, tiny_repository
+from tests.support.swap_models import VERSION_1 as TINY_V1
+from tests.support.swap_models import expected_class, p99, tiny_detector, tiny_repository
 from vigil.config import Settings
 from vigil.events.schema import Event
 from vigil.events.sinks import EventSink
 from vigil.infer.registry import RegistryError
+from vigil.infer.shm import SHM_DIR
 from vigil.lifecycle import SwapError
 from vigil.runtime import Runtime, open_runtime
 from vigil.specs import StreamSpec
@@ -107,6 +108,13 @@ async def _failed_inferences(runtime: Runtime, model: str) -> int:
         int(s.get("inference_stats", {}).get("fail", {}).get("count", 0))
         for s in stats.get("model_stats", [])
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_memory_left() -> Iterator[None]:
+    yield
+    left = sorted(p.name for p in SHM_DIR.glob(f"vigil_{os.getpid()}_*"))
+    assert not left, f"shared memory left behind: {left}"
 
 
 async def test_twenty_swaps_under_load_lose_nothing(swap_settings: Settings) -> None:
