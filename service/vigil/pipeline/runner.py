@@ -34,6 +34,7 @@ from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
+from vigil.pipeline.secondary import SecondaryStage
 from vigil.pipeline.stream import StreamStatus
 from vigil.preprocess.cpu import CpuPreprocessor, InputFormat
 
@@ -55,6 +56,8 @@ class Pipeline:
         watchdog: Called about twice a second and after a failed request; raising stops
             the engine with that exception (used to notice Triton dying).
         metrics: Histograms to feed (batch size, request and frame latency).
+        secondary: Classifiers on crops of the detections, run before events are built
+            (started and stopped by the caller).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Pipeline:
         settings: PipelineSettings,
         watchdog: Callable[[], None] | None = None,
         metrics: PipelineMetrics | None = None,
+        secondary: SecondaryStage | None = None,
     ) -> None:
         if len(model.inputs) != 1:
             raise InferError(f"model {model.name!r} must have one image input")
@@ -79,6 +83,7 @@ class Pipeline:
         self.settings = settings
         self.watchdog = watchdog or (lambda: None)
         self.metrics = metrics or PipelineMetrics()
+        self.secondary = secondary
         self.max_batch = min(settings.max_batch_size, model.max_batch_size or 1)
         self.input = model.inputs[0]
         self.preprocess = CpuPreprocessor(InputFormat.from_tensor(self.input))
@@ -238,6 +243,8 @@ class Pipeline:
                 detections = self.parser.parse(outputs, [(f.width, f.height) for f in batch])
             finally:
                 ring.release(slot)
+            if self.secondary is not None:
+                detections = await self.secondary.run(batch, detections)
             # One emit per inference batch (frames in order): sinks such as the Kafka outbox
             # then store a whole batch in one transaction.
             events = [
