@@ -158,22 +158,25 @@ class SecondaryClassifier:
             InferError: the classifier request failed (the caller keeps the detections).
         """
         attributes = [_attribute_column(d) for d in detections]
-        crops: list[tuple[int, int]] = []  # (frame index, row)
-        for i, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
-            rows = np.flatnonzero(self._eligible(dets))
-            if self._due(frame):
-                crops += [(i, int(r)) for r in rows]
-            else:
-                self._carry_over(frame, dets, rows, attributes[i])
+        eligible = [np.flatnonzero(self._eligible(d)) for d in detections]
+        crops = [  # (frame index, row) of every object to classify in the batch
+            (i, int(row))
+            for i, frame in enumerate(frames)
+            if self._due(frame)
+            for row in eligible[i]
+        ]
         for start in range(0, len(crops), self.max_batch):
             chunk = crops[start : start + self.max_batch]
-            for (i, row), attrs in zip(
-                chunk, await self._infer(frames, detections, chunk), strict=True
-            ):
+            results = await self._infer(frames, detections, chunk)
+            for (i, row), attrs in zip(chunk, results, strict=True):
                 attributes[i][row] = {**attributes[i][row], **attrs}
-        for frame, dets, column in zip(frames, detections, attributes, strict=True):
-            if self._due(frame) and self.settings.interval > 1:
-                self._remember(frame.stream_id, dets, column)
+        # In frame order, so a frame between due frames uses the latest earlier result
+        # even when both are in this batch.
+        for i, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
+            if not self._due(frame):
+                self._carry_over(frame, dets, eligible[i], attributes[i])
+            elif self.settings.interval > 1:
+                self._remember(frame.stream_id, dets, attributes[i])
         return [
             Detections(d.xyxy, d.confidence, d.class_id, d.tracker_id, {**d.data, ATTRIBUTES: a})
             for d, a in zip(detections, attributes, strict=True)
