@@ -132,3 +132,9 @@ def test_secondary_when_class_unknown_names_it():
 def test_secondary_settings_reject_reserved_attribute():
     with pytest.raises(pydantic.ValidationError, match="confidence"):
         SecondaryModelSettings(name="color", attribute="confidence")
+
+
+def test_secondary_when_model_cannot_batch_says_so():
+    model = ModelInfo(**{**CLASSIFIER.__dict__, "max_batch_size": 0})
+    with pytest.raises(UnsupportedModelError, match="max_batch_size"):
+        SecondaryClassifier(FakeClient(), model, PRIMARY, SecondaryModelSettings(name="color"))

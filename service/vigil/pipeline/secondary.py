@@ -90,6 +90,11 @@ class SecondaryClassifier:
                 f"secondary model {model.name!r} must have one image input and one score "
                 f"output; it has {len(model.inputs)} inputs and {len(model.outputs)} outputs"
             )
+        if model.max_batch_size < 1:
+            raise UnsupportedModelError(
+                f"secondary model {model.name!r} must batch (max_batch_size >= 1): crops of "
+                "a whole primary batch go in one request"
+            )
         self.client = client
         self.model = model
         self.settings = settings
@@ -101,7 +106,7 @@ class SecondaryClassifier:
             model, "vigil.classifier_activation", str, "none",
             lambda v: v in _ACTIVATIONS, f"one of {list(_ACTIVATIONS)}",
         )  # fmt: skip
-        self.max_batch = min(settings.max_batch, model.max_batch_size or 1)
+        self.max_batch = min(settings.max_batch, model.max_batch_size)
         self.class_ids = self._class_ids(primary, settings.operate_on_classes)
         self.failures = 0
         self.requests = 0
