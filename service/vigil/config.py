@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -142,6 +142,54 @@ class ModelSettings(_Model):
     )
 
 
+class SecondaryModelSettings(_Model):
+    """A secondary classifier run on crops of primary detections (DeepStream's secondary GIE).
+
+    Its top-1 label becomes the object attribute ``attribute`` in events (e.g. ``color`` fills
+    a vehicle's ``color``), with ``<attribute>Confidence`` beside it.
+    """
+
+    name: str = Field(min_length=1, description="Classifier model name in the repository")
+    attribute: str | None = Field(
+        None,
+        min_length=1,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Event attribute the label fills (default: the model name)",
+    )
+    operate_on_classes: list[str] = Field(
+        default_factory=list,
+        description="Primary class labels to classify (empty: every class)",
+    )
+    min_size_px: int = Field(
+        16, ge=1, le=8192, description="Skip objects narrower or shorter than this (source px)"
+    )
+    interval: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="Classify every Nth frame of a stream; frames between reuse the last "
+        "result of the same track (or the best-overlapping box of the same class)",
+    )
+    max_batch: int = Field(
+        32, ge=1, le=1024, description="Crops per inference request (capped by the model's)"
+    )
+    confidence_threshold: float = Field(
+        0.5, ge=0, le=1, description="Attach the label only when its probability reaches this"
+    )
+
+    @field_validator("attribute")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        if value == "confidence":
+            raise ValueError("'confidence' is the detector's; pick another attribute name")
+        return value
+
+    @property
+    def attribute_name(self) -> str:
+        """The event attribute this classifier fills."""
+        return self.attribute or self.name
+
+
 class EventSettings(_Model):
     """Event metadata and the local sink."""
 
@@ -254,6 +302,12 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     streams: list[StreamSpec] = Field(
         default_factory=list, description="Streams `vigil serve` starts with (config file)"
+    )
+    secondary: list[SecondaryModelSettings] = Field(
+        default_factory=list,
+        description="Secondary classifiers on crops of detections (JSON list of {name, "
+        "attribute, operate_on_classes, min_size_px, interval, max_batch, "
+        "confidence_threshold}); see docs/parsers.md",
     )
 
     @classmethod

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
+
+ATTRIBUTES: Final[str] = "attributes"
+"""``Detections.data`` key of per-object attributes from secondary models: an object array
+of ``dict[str, str]`` (e.g. ``{"color": "red"}``), which events put in the object's class
+sub-object."""
 
 
 @dataclass(frozen=True)
@@ -18,7 +23,9 @@ class Detections:
         confidence: ``float32 (N,)`` scores in [0, 1].
         class_id: ``int32 (N,)`` class ids in the model's label numbering.
         tracker_id: ``int64 (N,)`` track ids, or None until a tracker assigns them.
-        data: extra per-row columns (each an array of length N), e.g. masks.
+        data: extra per-row columns (each an array of length N). Known keys:
+            ``"masks"`` (:data:`vigil.masks.MASKS`, object array of
+            :class:`~vigil.masks.InstanceMask`) and ``"attributes"`` (:data:`ATTRIBUTES`).
 
     An empty ``Detections`` (N = 0) is a valid value: see :meth:`empty`.
     """

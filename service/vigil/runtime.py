@@ -27,6 +27,7 @@ from vigil.metrics import KafkaCollector, PipelineMetrics, StreamCollector
 from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
+from vigil.pipeline.secondary import open_secondary
 from vigil.pipeline.worker import ReconnectPolicy
 from vigil.sources.factory import make_source
 from vigil.sources.stream import redact_url
@@ -113,6 +114,7 @@ async def _runtime(
         video_path=lambda sid: _redacted(manager.get(sid).spec.url) if sid in manager else "",
     )
     metrics = PipelineMetrics()
+    secondary = await open_secondary(triton.client, model, settings.secondary)
     pipeline = Pipeline(
         client=triton.client,
         model=model,
@@ -122,6 +124,7 @@ async def _runtime(
         settings=settings.pipeline,
         watchdog=triton.check_alive,
         metrics=metrics,
+        secondary=secondary,
     )
     reconnect = settings.sources.reconnect
     manager = StreamManager(
@@ -164,6 +167,8 @@ async def _runtime(
             await commands.close()
         await manager.stop_all()
         await pipeline.stop()
+        if secondary:
+            await secondary.stop()
 
 
 async def _load_serving_model(

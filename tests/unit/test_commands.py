@@ -101,14 +101,14 @@ class FakeRecorder:
         self.calls.append((what, sensor_id, start, end))
 
 
-class ModelRefused(Exception):
+class ModelRefusedError(Exception):
     """What FakeModels raises for a refused model request."""
 
 
 class FakeModels:
     """ModelLifecycle that records swaps and added versions; can fail."""
 
-    rejections: tuple[type[Exception], ...] = (ModelRefused,)
+    rejections: tuple[type[Exception], ...] = (ModelRefusedError,)
 
     def __init__(self, fail: Exception | None = None) -> None:
         self.swaps: list[tuple[str, int | Literal["latest"], bool]] = []
@@ -438,11 +438,11 @@ REJECTIONS: list[tuple[str, bytes, dict[str, Any], str, str]] = [
      {"models": FakeModels(RuntimeError("model m has no version 1"))}, "handler_failed",
      "no version 1"),
     ("model-refused", b'{"command": "swap-model", "model": "m", "version": 2}',
-     {"models": FakeModels(ModelRefused("m version 2 is not compatible: input x"))},
+     {"models": FakeModels(ModelRefusedError("m version 2 is not compatible: input x"))},
      "model_rejected", "not compatible"),
     ("version-refused",
      encode({"command": "add-model-version", "model": "m", "path": "/srv/m.onnx"}),
-     {"models": FakeModels(ModelRefused("sha256 mismatch"))}, "model_rejected", "sha256"),
+     {"models": FakeModels(ModelRefusedError("sha256 mismatch"))}, "model_rejected", "sha256"),
     ("version-bad-sha", encode({"command": "add-model-version", "model": "m", "path": "/p",
                                 "sha256": "xyz"}), {}, "invalid_fields", "sha256"),
     ("version-no-path", encode({"command": "add-model-version", "model": "m"}), {},

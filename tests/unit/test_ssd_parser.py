@@ -61,7 +61,9 @@ def test_ssd_parser_maps_normalized_yxyx_to_source_pixels_and_thresholds():
 
 def test_make_parser_when_parser_unknown_lists_known_ones():
     model = ModelInfo(**{**SSD.__dict__, "parameters": {"vigil.parser": "yolo9000"}})
-    with pytest.raises(UnsupportedModelError, match="known parsers: ssd"):
+    with pytest.raises(
+        UnsupportedModelError, match="known parsers: detectnet_v2, ssd, yolo, yolo_seg"
+    ):
         make_parser(model, 0.5)
 
 

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from vigil.detections import Detections
+from vigil.detections import ATTRIBUTES, Detections
 from vigil.events.schema import (
     UNTRACKED_OBJECT_ID,
     AnalyticsModuleInfo,
@@ -20,10 +20,14 @@ from vigil.events.schema import (
 )
 from vigil.frame import Frame
 from vigil.infer.model import ModelInfo
+from vigil.masks import MASKS
 
 
 class EventBuilder:
     """Builds one full-schema event per detected object.
+
+    Secondary-model attributes (``data["attributes"]``) go into the object's class
+    sub-object; instance masks (``data["masks"]``) become ``object.maskoutline`` polygons.
 
     Args:
         model: The model that produced the detections (``analyticsModule``).
@@ -62,13 +66,18 @@ class EventBuilder:
         timestamp = datetime.fromtimestamp(frame.capture_time_s, UTC)
         sensor = self._sensor(frame.stream_id)
         video_path = self.video_path(frame.stream_id)
+        masks = detections.data.get(MASKS)
+        attributes = detections.data.get(ATTRIBUTES)
         events = []
-        for xyxy, confidence, class_id, tracker_id in detections:
+        for i, (xyxy, confidence, class_id, tracker_id) in enumerate(detections):
+            mask = None if masks is None else masks[i]
             obj = ObjectInfo(
                 id=UNTRACKED_OBJECT_ID if tracker_id is None else str(tracker_id),
                 class_name=self.model.label(class_id),
                 confidence=min(1.0, max(0.0, confidence)),
                 bbox=BBox.from_xyxy(*(float(v) for v in xyxy)),
+                attributes={} if attributes is None else dict(attributes[i]),
+                mask_outline=None if mask is None else mask.polygons(),
             )
             events.append(
                 Event(

@@ -312,6 +312,9 @@ class ObjectInfo(_Model):
             defines for the person / vehicle sub-object fill those members; the rest are
             added as extra string members. ``"confidence"`` is reserved; a person's
             ``"age"`` must be a non-negative integer string.
+        mask_outline: Outline of the instance mask as polygons, each a flat
+            ``[x1, y1, x2, y2, ...]`` list of at least three vertices in source pixels
+            (``object.maskoutline``); None when the model gives no mask.
     """
 
     id: str = Field(min_length=1)
@@ -319,6 +322,7 @@ class ObjectInfo(_Model):
     confidence: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
     bbox: BBox
     attributes: dict[str, str] = Field(default_factory=dict)
+    mask_outline: list[Annotated[list[_Pixel], Field(min_length=6)]] | None = None
 
     @model_validator(mode="after")
     def _check_class_and_attributes(self) -> ObjectInfo:
@@ -389,9 +393,10 @@ class ObjectInfo(_Model):
         """Return the full-schema ``object`` member.
 
         Speed, direction and orientation are 0.0 and location / coordinate are zeros, as
-        DeepStream writes them when unknown.
+        DeepStream writes them when unknown. ``maskoutline`` is written only for objects
+        with a mask.
         """
-        return {
+        body = {
             "id": self.id,
             "speed": 0.0,
             "direction": 0.0,
@@ -401,6 +406,9 @@ class ObjectInfo(_Model):
             "location": GeoLocation().model_dump(mode="json"),
             "coordinate": Coordinate().model_dump(mode="json"),
         }
+        if self.mask_outline is not None:
+            body["maskoutline"] = [list(polygon) for polygon in self.mask_outline]
+        return body
 
     def to_minimal(self) -> str:
         """Return this object as one entry of the minimal schema's ``objects`` array.

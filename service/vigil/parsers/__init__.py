@@ -5,16 +5,22 @@ from __future__ import annotations
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.parsers.base import Parser
+from vigil.parsers.detectnet_v2 import DetectNetV2Parser
 from vigil.parsers.ssd import SsdParser
+from vigil.parsers.yolo import YoloParser
+from vigil.parsers.yolo_seg import YoloSegParser
 
-PARSERS: dict[str, type[Parser]] = {SsdParser.name: SsdParser}
+PARSERS: dict[str, type[Parser]] = {
+    cls.name: cls for cls in (SsdParser, YoloParser, YoloSegParser, DetectNetV2Parser)
+}
 
 
 def make_parser(model: ModelInfo, confidence_threshold: float) -> Parser:
     """The parser the model's ``vigil.parser`` parameter names.
 
     Raises:
-        UnsupportedModelError: no parser named, or an unknown one.
+        UnsupportedModelError: no parser named, an unknown one, or outputs / parameters
+            that do not fit it (the message names the parameter).
     """
     cls = PARSERS.get(model.parser)
     if cls is None:

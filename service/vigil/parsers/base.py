@@ -1,15 +1,130 @@
-"""The parser interface: raw output tensors of a batch → one Detections per frame."""
+"""The parser interface: raw output tensors of a batch → one Detections per frame.
+
+Post-processing options are per model, read from the Triton config's ``parameters`` (so a
+model's config carries everything needed to interpret its outputs):
+
+* ``vigil.confidence``: drop detections scoring below (overrides the
+  ``model.confidence_threshold`` setting for this model);
+* ``vigil.cluster``: ``nms`` or ``none`` (DetectNet_v2 also ``dbscan``); default per parser;
+* ``vigil.nms_iou``: NMS drops a box overlapping a better box of its class by more (0.45);
+* ``vigil.max_detections``: objects kept per frame, best first (100);
+* ``vigil.dbscan_eps``: DBSCAN neighbour distance, as ``1 - IoU`` (0.3);
+* ``vigil.dbscan_min_boxes``: DBSCAN boxes in a neighbourhood that form a cluster (1).
+
+A bad value raises :class:`~vigil.infer.errors.UnsupportedModelError` naming the parameter.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
 from vigil.detections import Detections
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
+from vigil.parsers.nms import nms
+from vigil.preprocess.cpu import InputFormat
+
+T = TypeVar("T")
+
+
+class Cluster(StrEnum):
+    """How overlapping candidate boxes become objects (``vigil.cluster``)."""
+
+    NMS = "nms"
+    DBSCAN = "dbscan"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """Per-model post-processing, from the model config's parameters.
+
+    Attributes:
+        confidence: Candidates scoring below are dropped.
+        cluster: Clustering method.
+        nms_iou: NMS overlap threshold.
+        max_detections: Objects kept per frame at most.
+        dbscan_eps: DBSCAN neighbour distance (``1 - IoU``).
+        dbscan_min_boxes: DBSCAN core-box neighbourhood size.
+    """
+
+    confidence: float
+    cluster: Cluster = Cluster.NMS
+    nms_iou: float = 0.45
+    max_detections: int = 100
+    dbscan_eps: float = 0.3
+    dbscan_min_boxes: int = 1
+
+    @classmethod
+    def from_model(
+        cls,
+        model: ModelInfo,
+        default_confidence: float,
+        default_cluster: Cluster,
+        clusters: frozenset[Cluster],
+    ) -> PostprocessOptions:
+        """Read the options of ``model``.
+
+        Raises:
+            UnsupportedModelError: a value is malformed or out of range (names the parameter).
+        """
+        allowed = sorted(c.value for c in clusters)
+        return cls(
+            confidence=model_param(
+                model, "vigil.confidence", float, default_confidence,
+                lambda v: 0 <= v <= 1, "a number in [0, 1]",
+            ),
+            cluster=model_param(
+                model, "vigil.cluster", Cluster, default_cluster,
+                lambda v: v in clusters, f"one of {allowed}",
+            ),
+            nms_iou=model_param(
+                model, "vigil.nms_iou", float, 0.45, lambda v: 0 < v <= 1, "a number in (0, 1]"
+            ),
+            max_detections=model_param(
+                model, "vigil.max_detections", int, 100, lambda v: v >= 1, "an integer >= 1"
+            ),
+            dbscan_eps=model_param(
+                model, "vigil.dbscan_eps", float, 0.3, lambda v: 0 < v < 1, "a number in (0, 1)"
+            ),
+            dbscan_min_boxes=model_param(
+                model, "vigil.dbscan_min_boxes", int, 1, lambda v: v >= 1, "an integer >= 1"
+            ),
+        )  # fmt: skip
+
+
+def model_param(
+    model: ModelInfo,
+    key: str,
+    convert: Callable[[str], T],
+    default: T,
+    check: Callable[[T], bool],
+    expected: str,
+) -> T:
+    """A typed value of the model config parameter ``key`` (``default`` when absent or empty).
+
+    Raises:
+        UnsupportedModelError: the value does not convert or fails ``check``.
+    """
+    raw = model.parameters.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = convert(raw)
+    except ValueError:
+        value = None
+    if value is None or not check(value):
+        raise UnsupportedModelError(
+            f"model {model.name!r}: config parameter {key!r} = {raw!r} is invalid; "
+            f"expected {expected}"
+        )
+    return value
 
 
 class Parser(ABC):
@@ -18,15 +133,26 @@ class Parser(ABC):
     Args:
         model: The model whose outputs are parsed; implementations check in ``__init__``
             that its outputs are the ones they understand.
-        confidence_threshold: Detections scoring below are dropped.
+        confidence_threshold: Detections scoring below are dropped, unless the model's
+            ``vigil.confidence`` parameter overrides it.
+
+    Raises:
+        UnsupportedModelError: the outputs or parameters do not fit the parser.
     """
 
     #: Name used in the model config's ``vigil.parser`` parameter.
-    name: str = ""
+    name: ClassVar[str] = ""
+    #: Clustering used when ``vigil.cluster`` is not set.
+    default_cluster: ClassVar[Cluster] = Cluster.NMS
+    #: Clustering methods the parser supports.
+    clusters: ClassVar[frozenset[Cluster]] = frozenset({Cluster.NMS, Cluster.NONE})
 
     def __init__(self, model: ModelInfo, confidence_threshold: float) -> None:
         self.model = model
-        self.confidence_threshold = confidence_threshold
+        self.options = PostprocessOptions.from_model(
+            model, confidence_threshold, self.default_cluster, self.clusters
+        )
+        self.confidence_threshold = self.options.confidence
 
     @abstractmethod
     def parse(
@@ -49,9 +175,37 @@ class Parser(ABC):
                 f"lacks {missing} (it has {sorted(have)})"
             )
 
+    def _input_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the model's image input, which frames are stretched to."""
+        if len(self.model.inputs) != 1:
+            raise UnsupportedModelError(
+                f"parser {self.name!r}: model {self.model.name!r} must have one image input"
+            )
+        fmt = InputFormat.from_tensor(self.model.inputs[0])
+        return fmt.width, fmt.height
+
+    def _select(self, xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray) -> np.ndarray:
+        """Indices of the candidates to keep (NMS or none), best first, at most
+        ``max_detections``."""
+        opts = self.options
+        if opts.cluster is Cluster.NMS:
+            return nms(xyxy, scores, class_id, opts.nms_iou, opts.max_detections)
+        return np.argsort(-scores, kind="stable")[: opts.max_detections]
+
 
 def clip_boxes(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
     """Clip boxes to the frame, in place; returns ``xyxy``."""
     np.clip(xyxy[:, 0::2], 0, width - 1, out=xyxy[:, 0::2])
     np.clip(xyxy[:, 1::2], 0, height - 1, out=xyxy[:, 1::2])
     return xyxy
+
+
+def cxcywh_to_xyxy(boxes: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """Centre/size boxes ``(N, 4)`` → ``float32`` corners, scaled per axis."""
+    out = np.empty((len(boxes), 4), np.float32)
+    half_w, half_h = boxes[:, 2] / 2, boxes[:, 3] / 2
+    out[:, 0] = (boxes[:, 0] - half_w) * scale_x
+    out[:, 1] = (boxes[:, 1] - half_h) * scale_y
+    out[:, 2] = (boxes[:, 0] + half_w) * scale_x
+    out[:, 3] = (boxes[:, 1] + half_h) * scale_y
+    return out

@@ -8,7 +8,7 @@ import numpy as np
 
 from vigil.detections import Detections
 from vigil.infer.model import ModelInfo
-from vigil.parsers.base import Parser, clip_boxes
+from vigil.parsers.base import Cluster, Parser, clip_boxes
 
 
 class SsdParser(Parser):
@@ -20,6 +20,8 @@ class SsdParser(Parser):
     """
 
     name = "ssd"
+    # the graph already ran NMS; ``vigil.cluster: nms`` can add a per-class pass on top
+    default_cluster = Cluster.NONE
 
     def __init__(self, model: ModelInfo, confidence_threshold: float) -> None:
         super().__init__(model, confidence_threshold)
@@ -46,11 +48,14 @@ class SsdParser(Parser):
             xyxy[:, 1] = yxyx[:, 0] * height
             xyxy[:, 2] = yxyx[:, 3] * width
             xyxy[:, 3] = yxyx[:, 2] * height
+            score = score[keep].astype(np.float32)
+            class_id = classes[i, :n][keep].astype(np.int32)
+            chosen = self._select(xyxy, score, class_id)
             result.append(
                 Detections(
-                    xyxy=clip_boxes(xyxy, width, height),
-                    confidence=score[keep].astype(np.float32),
-                    class_id=classes[i, :n][keep].astype(np.int32),
+                    xyxy=clip_boxes(xyxy[chosen], width, height),
+                    confidence=score[chosen],
+                    class_id=class_id[chosen],
                 )
             )
         return result

@@ -45,6 +45,7 @@ from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
+from vigil.pipeline.secondary import SecondaryStage
 from vigil.pipeline.stream import StreamStatus
 from vigil.preprocess.cpu import CpuPreprocessor, InputFormat
 
@@ -119,6 +120,8 @@ class Pipeline:
         watchdog: Called about twice a second and after a failed request; raising stops
             the engine with that exception (used to notice Triton dying).
         metrics: Histograms to feed (batch size, request and frame latency).
+        secondary: Classifiers on crops of the detections, run before events are built
+            (started and stopped by the caller).
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class Pipeline:
         settings: PipelineSettings,
         watchdog: Callable[[], None] | None = None,
         metrics: PipelineMetrics | None = None,
+        secondary: SecondaryStage | None = None,
     ) -> None:
         _check_model(model)
         self.client = client
@@ -139,6 +143,7 @@ class Pipeline:
         self.settings = settings
         self.watchdog = watchdog or (lambda: None)
         self.metrics = metrics or PipelineMetrics()
+        self.secondary = secondary
         self.streams: dict[str, StreamStatus] = {}
         self.failure: BaseException | None = None
         self._initial = (model, parser, events)
@@ -397,6 +402,8 @@ class Pipeline:
             detections = route.parser.parse(outputs, [(f.width, f.height) for f in batch])
         finally:
             route.ring.release(slot)
+        if self.secondary is not None:
+            detections = await self.secondary.run(batch, detections)
         # One emit per inference batch (frames in order): sinks such as the Kafka outbox
         # then store a whole batch in one transaction.
         events = [
