@@ -98,7 +98,7 @@ bench: install system-deps kafka-test-deps triton models
 	$(PY) bench/pipeline_bench.py --video $(SAMPLE)
 	$(PY) bench/service_bench.py --video $(SAMPLE)
 	$(PY) bench/kafka_bench.py
-	$(PY) bench/swap_bench.py
+	$(PY) bench/swap_bench.py --video $(SAMPLE)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Model swap benchmark: how long a hot swap of the SSD detector takes, with streams running.
 
 A copy of the repository's SSD model gets a second version (the same weights under version
-2), then, while N live test-pattern streams run through the real embedded Triton:
+2), then, while N file streams play at camera rate through the real embedded Triton:
 
 1. a *cold* swap 1 → 2: version 2 is loaded beside version 1 (Triton reloads the model with
    both versions), warmed up, switched to; version 1 drains;
@@ -13,7 +13,7 @@ Each swap's duration is request → first frame emitted on the new version. The 
 latency p99 (capture → events) before and during the swaps, and lost frames, are printed
 too.
 
-Usage: ``python bench/swap_bench.py [--streams 2] [--fps 10]``
+Usage: ``python bench/swap_bench.py --video vtest.avi [--streams 2] [--fps 10]``
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _p99(samples: list[tuple[float, float]], start: float, end: float) -> float:
     return float(np.percentile(values, 99)) * 1000 if values else float("nan")
 
 
-async def main(streams: int, fps: float) -> None:
+async def main(video: Path, streams: int, fps: float) -> None:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="vigil-swap-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -97,9 +97,9 @@ async def main(streams: int, fps: float) -> None:
         sink = LatencySink()
         rows = []
         async with open_runtime(settings, extra_sinks=[sink]) as runtime:
-            for i in range(streams):
-                url = f"test://pattern?width=640&height=360&fps={fps}"
-                await runtime.streams.add(StreamSpec(id=f"cam-{i + 1}", url=url))
+            for i in range(streams):  # files played at `fps` (vtest.avi lasts 80 s at 10 fps)
+                spec = StreamSpec(id=f"cam-{i + 1}", url=f"file://{video}", max_fps=fps)
+                await runtime.streams.add(spec)
             await asyncio.sleep(5)
             steady_from = time.time()
             await asyncio.sleep(10)
@@ -133,7 +133,8 @@ async def main(streams: int, fps: float) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", type=Path, required=True, help="e.g. vtest.avi")
     parser.add_argument("--streams", type=int, default=2)
     parser.add_argument("--fps", type=float, default=10)
     args = parser.parse_args()
-    asyncio.run(main(args.streams, args.fps))
+    asyncio.run(main(args.video.resolve(), args.streams, args.fps))
