@@ -649,49 +649,59 @@ def _member_path(dest: Path, member: str) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class _Member:
+    """An archive member, whatever the archive format."""
+
+    name: str
+    size: int
+    kind: str  # "file", "dir" or anything else (refused)
+    open: Callable[[], Any]
+
+
+def _extract(members: list[_Member], dest: Path, limit: int) -> None:
+    """Unpack members into ``dest``: sizes checked first, paths confined, links refused."""
+    if sum(m.size for m in members) > limit:
+        raise RegistryError(f"archive content exceeds model.max_upload_bytes ({limit})", 413)
+    for m in members:
+        target = _member_path(dest, m.name)
+        if m.kind == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+        elif m.kind == "file":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.closing(m.open()) as src, target.open("wb") as out:
+                shutil.copyfileobj(src, out)
+        else:
+            raise RegistryError(f"archive member {m.name!r} is not a file or directory", 422)
+
+
 def _unzip(archive: Path, dest: Path, limit: int) -> None:
+    def kind(info: zipfile.ZipInfo) -> str:
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            return "link"
+        return "dir" if info.is_dir() else "file"
+
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            if sum(m.file_size for m in members) > limit:
-                raise RegistryError(
-                    f"archive content exceeds model.max_upload_bytes ({limit})", 413
-                )
-            for m in members:
-                target = _member_path(dest, m.filename)
-                if (m.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise RegistryError(f"archive member {m.filename!r} is a link", 422)
-                if m.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(m) as src, target.open("wb") as out:
-                    shutil.copyfileobj(src, out)
+            members = [
+                _Member(i.filename, i.file_size, kind(i), lambda i=i: zf.open(i))
+                for i in zf.infolist()
+            ]
+            _extract(members, dest, limit)
     except zipfile.BadZipFile as e:
         raise RegistryError(f"not a valid zip archive: {e}", 422) from e
 
 
 def _untar(archive: Path, dest: Path, limit: int) -> None:
+    def kind(info: tarfile.TarInfo) -> str:
+        return "dir" if info.isdir() else "file" if info.isfile() else "other"
+
     try:
         with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            if sum(m.size for m in members) > limit:
-                raise RegistryError(
-                    f"archive content exceeds model.max_upload_bytes ({limit})", 413
-                )
-            for m in members:
-                target = _member_path(dest, m.name)
-                if m.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                elif m.isfile():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    src = tf.extractfile(m)
-                    assert src is not None
-                    with contextlib.closing(src), target.open("wb") as out:
-                        shutil.copyfileobj(src, out)
-                else:
-                    raise RegistryError(
-                        f"archive member {m.name!r} is not a file or directory", 422
-                    )
+            members = [
+                _Member(i.name, i.size, kind(i), lambda i=i: tf.extractfile(i))
+                for i in tf.getmembers()
+            ]
+            _extract(members, dest, limit)
     except tarfile.TarError as e:
         raise RegistryError(f"not a valid tar archive: {e}", 422) from e

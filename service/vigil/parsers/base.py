@@ -27,6 +27,7 @@ import numpy as np
 from vigil.detections import Detections
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
+from vigil.infer.shm import TensorSpec
 from vigil.parsers.nms import nms
 from vigil.preprocess.cpu import InputFormat
 
@@ -174,6 +175,26 @@ class Parser(ABC):
                 f"parser {self.name!r} needs outputs {list(names)}; model {self.model.name!r} "
                 f"lacks {missing} (it has {sorted(have)})"
             )
+
+    def _output_of_rank(self, rank: int, param: str, what: str) -> TensorSpec:
+        """The output a ``param`` config parameter names, else the only output of ``rank``.
+
+        Raises:
+            UnsupportedModelError: the named output is missing, or there is not exactly one
+                output of that rank.
+        """
+        name = model_param(self.model, param, str, "", lambda v: True, "a name")
+        if name:
+            self._require_outputs(name)
+            return self.model.output(name)
+        candidates = [o for o in self.model.outputs if len(o.shape) == rank]
+        if len(candidates) != 1:
+            raise UnsupportedModelError(
+                f"parser {self.name!r}: model {self.model.name!r} needs one {what} "
+                f"(or {param!r} naming it); it has "
+                f"{[(o.name, list(o.shape)) for o in self.model.outputs]}"
+            )
+        return candidates[0]
 
     def _input_size(self) -> tuple[int, int]:
         """``(width, height)`` of the model's image input, which frames are stretched to."""

@@ -95,19 +95,7 @@ class YoloParser(Parser):
         return 0
 
     def _detection_output(self) -> TensorSpec:
-        outputs = [o for o in self.model.outputs if len(o.shape) == 2]
-        name = model_param(self.model, "vigil.output", str, "", lambda v: True, "a name")
-        if name:
-            self._require_outputs(name)
-            spec = self.model.output(name)
-        elif len(outputs) == 1:
-            spec = outputs[0]
-        else:
-            raise UnsupportedModelError(
-                f"parser {self.name!r}: model {self.model.name!r} needs one output of rank 2 "
-                f"per image (or 'vigil.output' naming it); it has "
-                f"{[(o.name, list(o.shape)) for o in self.model.outputs]}"
-            )
+        spec = self._output_of_rank(2, "vigil.output", "output of rank 2 per image")
         if len(spec.shape) != 2 or min(spec.shape) <= 0:
             raise UnsupportedModelError(
                 f"parser {self.name!r}: output {spec.name!r} of model {self.model.name!r} has "

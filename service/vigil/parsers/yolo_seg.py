@@ -49,20 +49,7 @@ class YoloSegParser(YoloParser):
         self.mask_logit_threshold = math.log(threshold / (1 - threshold))
 
     def _extra_columns(self) -> int:
-        model = self.model
-        protos = [o for o in model.outputs if len(o.shape) == 3]
-        name = model_param(model, "vigil.proto_output", str, "", lambda v: True, "a name")
-        if name:
-            self._require_outputs(name)
-            proto = model.output(name)
-        elif len(protos) == 1:
-            proto = protos[0]
-        else:
-            raise UnsupportedModelError(
-                f"parser {self.name!r}: model {model.name!r} needs one prototype output "
-                f"[nm, mh, mw] (or 'vigil.proto_output' naming it); it has "
-                f"{[(o.name, list(o.shape)) for o in model.outputs]}"
-            )
+        proto = self._output_of_rank(3, "vigil.proto_output", "prototype output [nm, mh, mw]")
         if len(proto.shape) != 3 or min(proto.shape) <= 0:
             raise UnsupportedModelError(
                 f"parser {self.name!r}: prototype output {proto.name!r} has shape "
