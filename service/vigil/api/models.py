@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -92,3 +92,10 @@ class Problem(BaseModel):
     """An error."""
 
     detail: str
+
+
+class InvalidRequest(BaseModel):
+    """A 422: the request's fields failed validation (a list naming each field), or its
+    content was refused (a sentence saying why)."""
+
+    detail: str | list[dict[str, Any]]

@@ -13,7 +13,7 @@ from fastapi import status as http
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.api.deps import RuntimeDep, require_read_key, require_write_key
-from vigil.api.models import Problem
+from vigil.api.models import InvalidRequest, Problem
 from vigil.infer.registry import ModelRecord, RegistryError, VersionRecord
 from vigil.lifecycle import SwapError, SwapRecord
 from vigil.runtime import Runtime
@@ -147,7 +147,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Unknown model or version"},
     409: {"model": Problem, "description": "Conflict (see detail)"},
     413: {"model": Problem, "description": "Model file too large"},
-    422: {"model": Problem, "description": "Invalid model file or request"},
+    422: {"model": InvalidRequest, "description": "Invalid model file or request"},
 }
 _SWAP_ERRORS: dict[int | str, dict[str, Any]] = {
     404: _ERRORS[404],
