@@ -99,10 +99,7 @@ class TritonClient:
         if name not in available:
             raise ModelNotFoundError(name, available)
         if version is None:
-            try:
-                await self._client.load_model(name, client_timeout=600)
-            except InferenceServerException as e:
-                raise ModelLoadError(f"Triton could not load model {name!r}: {e.message()}") from e
+            await self._load_default(name)
             return await self.model_info(name)
         await self.load_versions(name, [version])
         return await self.model_info(name, version)
@@ -139,6 +136,7 @@ class TritonClient:
             ) from e
 
     async def _load_default(self, name: str) -> dict[str, Any]:
+        """Load with the repository's own config and version policy; returns that config."""
         try:
             await self._client.load_model(name, client_timeout=600)
             return (await self._client.get_model_config(name, as_json=True))["config"]
