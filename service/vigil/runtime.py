@@ -43,7 +43,6 @@ class Runtime:
     Attributes:
         settings: The settings it was built from.
         triton: The Triton connection (embedded or external).
-        model: The loaded model.
         pipeline: The inference engine.
         streams: Adds, removes and changes streams.
         metrics: Prometheus histograms and registry.
@@ -54,13 +53,17 @@ class Runtime:
 
     settings: Settings
     triton: TritonConnection
-    model: ModelInfo
     pipeline: Pipeline
     streams: StreamManager
     metrics: PipelineMetrics
     jsonl: JsonlSink | None
     registry: ModelRegistry
     models: ModelLifecycle
+
+    @property
+    def model(self) -> ModelInfo:
+        """The model version serving now (it changes with every swap)."""
+        return self.pipeline.model
 
 
 @asynccontextmanager
@@ -159,9 +162,7 @@ async def _runtime(
     if commands:
         commands.start()
     try:
-        yield Runtime(
-            settings, triton, model, pipeline, manager, metrics, jsonl, registry, lifecycle
-        )
+        yield Runtime(settings, triton, pipeline, manager, metrics, jsonl, registry, lifecycle)
     finally:
         if commands:
             await commands.close()

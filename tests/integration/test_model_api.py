@@ -114,6 +114,8 @@ def test_models_over_rest_and_ota(tmp_path: Path) -> None:
         assert swapped.json()["state"] == "ok"
         assert swapped.json()["from_version"] == 2
         assert _serving(api) == ("tiny", 3)
+        ready = api.get("/api/v1/ready").json()  # reports the version serving now
+        assert (ready["ready"], ready["model_version"]) == (True, "3")
         again = api.post("/api/v1/models/tiny/swap", json={"version": 3})
         assert again.status_code == 409
         assert "already serving" in again.json()["detail"]
