@@ -179,12 +179,11 @@ class OtaWatcher:
                 )
             else:
                 assert override.version is not None
-                target = self.lifecycle.registry.resolve(model, override.version)
+                number = self.lifecycle.registry.resolve(model, override.version)
                 record = None
-                number = target
-                if self.lifecycle.serving != (model, target):
+                if self.lifecycle.serving != (model, number):
                     record = await self.lifecycle.swap(
-                        model, target, override.allow_replan, trigger="ota"
+                        model, number, override.allow_replan, trigger="ota"
                     )
         except (SwapError, RegistryError) as e:
             self._reject(f"OTA override {self.path}: {model} not swapped: {e}")
