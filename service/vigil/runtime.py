@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from vigil.accel import Acceleration, choose_acceleration
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
 from vigil.events.c2d import make_command_consumer
@@ -24,8 +25,7 @@ from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.worker import ReconnectPolicy
-from vigil.sources.factory import make_source
-from vigil.sources.stream import redact_url
+from vigil.sources.urls import redact_url
 from vigil.triton.runtime import TritonConnection, connect
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class Runtime:
         triton: The Triton connection (embedded or external).
         model: The loaded model.
         pipeline: The inference engine.
+        acceleration: The CPU or GPU path in use.
         streams: Adds, removes and changes streams.
         metrics: Prometheus histograms and registry.
         jsonl: The JSONL sink, if one is configured.
@@ -52,6 +53,7 @@ class Runtime:
     streams: StreamManager
     metrics: PipelineMetrics
     jsonl: JsonlSink | None
+    acceleration: Acceleration
 
 
 @asynccontextmanager
@@ -71,18 +73,26 @@ async def open_runtime(
     Raises:
         ModelNotFoundError: the model is not in the repository (lists the available ones).
         TritonServerError: Triton could not start or died (with its log tail).
+        AccelerationError: the GPU settings ask for what the host cannot give.
     """
+    acceleration = choose_acceleration(settings.gpu)
     if connection is not None:
-        async with _runtime(settings, connection, extra_sinks) as runtime:
+        async with _runtime(settings, connection, extra_sinks, acceleration) as runtime:
             yield runtime
         return
-    async with connect(settings) as triton, _runtime(settings, triton, extra_sinks) as runtime:
+    async with (
+        connect(settings, acceleration) as triton,
+        _runtime(settings, triton, extra_sinks, acceleration) as runtime,
+    ):
         yield runtime
 
 
 @asynccontextmanager
 async def _runtime(
-    settings: Settings, triton: TritonConnection, extra_sinks: Sequence[EventSink]
+    settings: Settings,
+    triton: TritonConnection,
+    extra_sinks: Sequence[EventSink],
+    acceleration: Acceleration,
 ) -> AsyncIterator[Runtime]:
     model = await triton.client.load_model(settings.model.name)
     parser = make_parser(model, settings.model.confidence_threshold)
@@ -106,11 +116,12 @@ async def _runtime(
         settings=settings.pipeline,
         watchdog=triton.check_alive,
         metrics=metrics,
+        acceleration=acceleration,
     )
     reconnect = settings.sources.reconnect
     manager = StreamManager(
         pipeline,
-        lambda spec: make_source(spec, settings.sources),
+        lambda spec: acceleration.make_source(spec, settings.sources),
         ReconnectPolicy(**reconnect.model_dump()),
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
@@ -129,7 +140,7 @@ async def _runtime(
     if commands:
         commands.start()
     try:
-        yield Runtime(settings, triton, model, pipeline, manager, metrics, jsonl)
+        yield Runtime(settings, triton, model, pipeline, manager, metrics, jsonl, acceleration)
     finally:
         if commands:
             await commands.close()

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from vigil.accel import CPU_PATH, Acceleration
 from vigil.config import PipelineSettings
 from vigil.events.builder import EventBuilder
 from vigil.events.sinks import EventSink
@@ -29,13 +30,13 @@ from vigil.frame import Frame
 from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import Slot, SystemShmRing, new_prefix
+from vigil.infer.shm import Slot, SlotRing, new_prefix
 from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
 from vigil.pipeline.stream import StreamStatus
-from vigil.preprocess.cpu import CpuPreprocessor, InputFormat
+from vigil.preprocess.base import InputFormat
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class Pipeline:
         watchdog: Called about twice a second and after a failed request; raising stops
             the engine with that exception (used to notice Triton dying).
         metrics: Histograms to feed (batch size, request and frame latency).
+        acceleration: CPU or GPU path: where the ring lives and who preprocesses
+            (default: the CPU path).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Pipeline:
         settings: PipelineSettings,
         watchdog: Callable[[], None] | None = None,
         metrics: PipelineMetrics | None = None,
+        acceleration: Acceleration = CPU_PATH,
     ) -> None:
         if len(model.inputs) != 1:
             raise InferError(f"model {model.name!r} must have one image input")
@@ -81,12 +85,13 @@ class Pipeline:
         self.metrics = metrics or PipelineMetrics()
         self.max_batch = min(settings.max_batch_size, model.max_batch_size or 1)
         self.input = model.inputs[0]
-        self.preprocess = CpuPreprocessor(InputFormat.from_tensor(self.input))
+        self.acceleration = acceleration
+        self.preprocess = acceleration.make_preprocessor(InputFormat.from_tensor(self.input))
         self.streams: dict[str, StreamStatus] = {}
         self.failure: BaseException | None = None
         self._queues: dict[str, FrameQueue] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess")
-        self._ring: SystemShmRing | None = None
+        self._ring: SlotRing | None = None
         self._batcher: Batcher | None = None
         self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._main: asyncio.Task[None] | None = None
@@ -101,7 +106,7 @@ class Pipeline:
         Raises:
             InferError: Triton cannot map the shared memory.
         """
-        self._ring = SystemShmRing(
+        self._ring = self.acceleration.make_ring(
             new_prefix("ring"),
             self.settings.inflight_requests,
             self.max_batch,
@@ -234,7 +239,7 @@ class Pipeline:
                 continue
             self.metrics.request_seconds.observe(time.perf_counter() - sent)
             try:
-                outputs = {spec.name: slot.outputs[spec.name] for spec in self.model.outputs}
+                outputs = slot.host_outputs(len(batch))
                 detections = self.parser.parse(outputs, [(f.width, f.height) for f in batch])
             finally:
                 ring.release(slot)

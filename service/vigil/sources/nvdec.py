@@ -1,0 +1,191 @@
+"""Video files decoded by the GPU's NVDEC engines (PyPI ``pynvvideocodec``); frames stay on
+the GPU.
+
+PyNvVideoCodec demuxes with its own FFmpeg and decodes with NVDEC into device memory. Each
+decoded picture is copied (device to device) into a tensor of its own, because the decoder
+reuses its surfaces, and handed on as an NV12 (or RGB) CUDA tensor; the GPU preprocessor
+converts and resizes it in the same pass that writes the model's input.
+
+A file NVDEC cannot decode (a codec the chip lacks, a corrupt header) is decoded on the CPU
+instead, with one warning naming the stream. PyNvVideoCodec and torch are imported when a
+source opens, never at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from vigil.frame import Frame, PixelFormat
+from vigil.sources.base import Source, VideoInfo
+from vigil.sources.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+# A corrupt packet is skipped and counted; this many failures in a row end the stream.
+MAX_CONSECUTIVE_DECODE_ERRORS = 25
+
+
+class NvdecUnavailableError(RuntimeError):
+    """PyNvVideoCodec cannot be used on this host (the message says why)."""
+
+
+@functools.cache
+def load_pynvvideocodec() -> ModuleType:
+    """Import PyNvVideoCodec once.
+
+    Raises:
+        NvdecUnavailableError: not installed, or the driver's video libraries are missing.
+    """
+    try:
+        import PyNvVideoCodec
+    except Exception as e:  # its import raises RuntimeError when driver libraries are missing
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NvdecUnavailableError(f"PyNvVideoCodec cannot be used: {reason}") from e
+    return PyNvVideoCodec
+
+
+def nvdec_unavailable_reason() -> str | None:
+    """None when NVDEC decoding can be used here, otherwise why not."""
+    try:
+        load_pynvvideocodec()
+    except NvdecUnavailableError as e:
+        return str(e)
+    return None
+
+
+class NvdecFileSource(Source):
+    """Frames of a local video file, decoded by NVDEC into GPU memory.
+
+    Args:
+        stream_id: Id of the stream.
+        path: Path of the file (a ``file://`` URL is accepted too).
+        device_id: CUDA device that decodes and holds the frames.
+    """
+
+    is_live = False
+
+    def __init__(self, stream_id: str, path: str | Path, device_id: int = 0) -> None:
+        text = str(path)
+        super().__init__(stream_id, text)
+        self.path = Path(unquote(urlsplit(text).path)) if text.startswith("file:") else Path(text)
+        self.device_id = device_id
+        self._demuxer: Any = None
+        self._decoder: Any = None
+        self._stream: Any = None
+        self._fps: float | None = None
+        self._cpu: Source | None = None
+        self._decode_errors = 0
+
+    @property
+    def on_gpu(self) -> bool:
+        """False once the file turned out to need CPU decoding."""
+        return self._cpu is None
+
+    @property
+    def decode_errors(self) -> int:
+        """Packets that failed to decode and were skipped."""
+        return self._cpu.decode_errors if self._cpu else self._decode_errors
+
+    def open(self) -> VideoInfo:
+        """Open the file with NVDEC (or, if NVDEC cannot decode it, on the CPU).
+
+        Raises:
+            SourceError: the file is missing or unreadable.
+        """
+        if not self.path.is_file():
+            raise SourceError(str(self.path), "no such file")
+        try:
+            nvc = load_pynvvideocodec()
+            import torch
+
+            self._demuxer = nvc.CreateDemuxer(filename=str(self.path))
+            self._decoder = nvc.CreateDecoder(
+                gpuid=self.device_id,
+                codec=self._demuxer.GetNvCodecId(),
+                cudacontext=0,
+                cudastream=0,
+                usedevicememory=True,
+            )
+            self._stream = torch.cuda.Stream(torch.device("cuda", self.device_id))
+            width, height = int(self._demuxer.Width()), int(self._demuxer.Height())
+            fps = float(self._demuxer.FrameRate())
+        except Exception as e:
+            self._release()
+            return self._open_on_cpu(f"{type(e).__name__}: {e}")
+        self._fps = fps if fps > 0 else None
+        return VideoInfo(width=width, height=height, fps=self._fps, frame_count=None)
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode the file to its end.
+
+        Raises:
+            SourceError: too many consecutive packets failed to decode, or nothing decoded.
+        """
+        if self._cpu is not None:
+            yield from self._cpu.frames()
+            return
+        if self._demuxer is None:
+            raise SourceError(str(self.path), "source is not open")
+        number = 0
+        consecutive_errors = 0
+        for packet in self._demuxer:
+            try:
+                decoded = self._decoder.Decode(packet)
+            except Exception as e:
+                self._decode_errors += 1
+                consecutive_errors += 1
+                if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                    raise SourceError(
+                        str(self.path), f"{consecutive_errors} packets in a row failed: {e}"
+                    ) from e
+                continue
+            consecutive_errors = 0
+            for picture in decoded:
+                yield self._frame(number, picture)
+                number += 1
+        if number == 0:
+            raise SourceError(str(self.path), "no frame could be decoded")
+
+    def close(self) -> None:
+        """Release the decoder; idempotent."""
+        self._release()
+        if self._cpu is not None:
+            self._cpu.close()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _frame(self, number: int, picture: Any) -> Frame:
+        import torch
+
+        with torch.cuda.stream(self._stream):
+            # the decoder reuses its surfaces: copy (device to device) before handing on
+            image = torch.from_dlpack(picture).clone()
+            self._stream.synchronize()
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        pixel_format = PixelFormat.RGB if image.ndim == 3 else PixelFormat.NV12
+        pts_s = number / self._fps if self._fps else None
+        return Frame.captured_now(self.stream_id, number, pts_s, image, pixel_format)
+
+    def _open_on_cpu(self, reason: str) -> VideoInfo:
+        from vigil.sources.file import FileSource
+
+        log.warning(
+            "stream %s: NVDEC cannot decode %s (%s); decoding it on the CPU",
+            self.stream_id,
+            self.path.name,
+            reason,
+        )
+        self._cpu = FileSource(self.stream_id, self.path)
+        return self._cpu.open()
+
+    def _release(self) -> None:
+        self._decoder = None
+        self._demuxer = None
+        self._stream = None
