@@ -62,3 +62,23 @@ def settings(tmp_path: Path) -> Settings:
             "events": base.events.model_copy(update={"jsonl_path": tmp_path / "events.jsonl"}),
         }
     )
+
+
+def gpu_missing_reason() -> str | None:
+    """None when an NVIDIA GPU is usable from this process (torch sees one), else why not."""
+    try:
+        import torch
+    except ImportError:
+        return "no GPU: PyTorch is not installed (GPU tests run on a GPU host)"
+    if not torch.cuda.is_available():
+        return "no GPU: PyTorch sees no CUDA device"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.gpu`` tests with the reason (``-ra`` prints it) without a GPU."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    reason = gpu_missing_reason() if gpu_items else None
+    if reason:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=reason))

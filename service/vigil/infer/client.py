@@ -8,6 +8,7 @@ It works the same against the embedded server and an external one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -20,7 +21,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from vigil.infer.errors import InferError, ModelLoadError, ModelNotFoundError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import Slot
+from vigil.infer.shm import NAME_PREFIX, Slot, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,28 @@ class TritonClient:
                 await self._client.unregister_system_shared_memory(name, client_timeout=5)
         except (TimeoutError, InferenceServerException) as e:
             log.debug("unregistering %s failed: %s", name, e)
+
+    async def unregister_stale_regions(self) -> list[str]:
+        """Unregister regions that a Vigil process now gone left registered; returns them.
+
+        A Vigil killed with SIGKILL cannot unregister its ring from an external Triton, which
+        would keep the dead process's CUDA allocations mapped. Region names start with
+        ``vigil_<pid>_``; those whose process no longer exists are unregistered.
+        """
+        stale = []
+        for name in await self.registered_regions():
+            owner = name.removeprefix(NAME_PREFIX).split("_", 1)[0]
+            if name.startswith(NAME_PREFIX) and owner.isdigit() and not pid_alive(int(owner)):
+                for unregister in (
+                    self._client.unregister_cuda_shared_memory,
+                    self._client.unregister_system_shared_memory,
+                ):
+                    with contextlib.suppress(InferenceServerException):
+                        await unregister(name, client_timeout=5)
+                stale.append(name)
+        if stale:
+            log.warning("unregistered %d stale shared-memory regions: %s", len(stale), stale[:5])
+        return stale
 
     async def registered_regions(self) -> list[str]:
         """Names of the shared-memory regions (system and CUDA) registered with the server."""

@@ -58,6 +58,10 @@ class TransferCounter:
             self.copies += 1
 
 
+#: Every device → host copy made by Vigil's CUDA regions in this process.
+TRANSFERS = TransferCounter()
+
+
 class CudaSharedMemoryRegion:
     """One CUDA allocation, shareable with Triton through a CUDA IPC handle.
 
@@ -65,7 +69,7 @@ class CudaSharedMemoryRegion:
         name: Name the region is registered under with Triton.
         byte_size: Size in bytes.
         device_id: CUDA device.
-        counter: Where device → host copies are counted.
+        counter: Where device → host copies are counted (default: :data:`TRANSFERS`).
 
     Raises:
         CudaSharedMemoryError: the allocation failed (out of memory, no device).
@@ -82,7 +86,7 @@ class CudaSharedMemoryRegion:
         self.name = name
         self.byte_size = byte_size
         self.device_id = device_id
-        self.counter = counter or TransferCounter()
+        self.counter = counter or TRANSFERS
         self._cudashm = cudashm
         try:
             self._handle: Any = cudashm.create_shared_memory_region(name, byte_size, device_id)
@@ -157,7 +161,8 @@ class CudaShmRing(SlotRing):
         device_id: CUDA device the slots live on.
 
     Attributes:
-        transfers: Device → host copies made for the parser (bytes and count).
+        transfers: Device → host copies made for the parser (bytes and count; shared by all
+            rings of the process: :data:`TRANSFERS`).
     """
 
     kind = "cuda"
@@ -172,7 +177,7 @@ class CudaShmRing(SlotRing):
         device_id: int = 0,
     ) -> None:
         self.device_id = device_id
-        self.transfers = TransferCounter()
+        self.transfers = TRANSFERS
         super().__init__(
             lambda i, size: CudaSharedMemoryRegion(
                 f"{prefix}_{i}", size, device_id, self.transfers

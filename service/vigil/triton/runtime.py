@@ -59,6 +59,7 @@ async def connect(
         client = TritonClient(triton.url, repository, triton.request_timeout_s)
         try:
             await client.wait_ready(triton.startup_timeout_s)
+            await client.unregister_stale_regions()
             yield TritonConnection(client, None)
         finally:
             await client.close()
