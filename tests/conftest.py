@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clips import make_clip
 from vigil.config import Settings
 
 # Test helpers start servers with a Python preexec_fn; gRPC's fork handlers (the Triton
@@ -31,6 +30,8 @@ def sample_video() -> Path:
 @pytest.fixture(scope="session")
 def short_clip(sample_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 40 frames of vtest.avi re-encoded as H.264 MP4 (made with PyAV)."""
+    from tests.support.clips import make_clip  # PyAV: not needed (nor there) on GPU hosts
+
     return make_clip(sample_video, 40, tmp_path_factory.mktemp("clips") / "short.mp4")
 
 

@@ -115,6 +115,7 @@ async def test_gpu_path_runs_streams_to_events_copying_only_outputs_to_host(
     frames = sum(s.stats.frames_processed for s in result.streams.values())
     assert not result.failed, [s.reason for s in result.failed]
     assert frames == 2 * sum(1 for _ in _count(gpu_clip))
+    assert result.events_written > 0, "the model's outputs came back empty"
     # device → host: the detector's outputs and nothing else (no pixels)
     assert cuda_shm.TRANSFERS.bytes - before == frames * OUTPUT_BYTES_PER_FRAME
     assert await registered(triton) == []
