@@ -457,6 +457,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         print(f"(a) {rows[-1].fps:,.0f} frames/s", flush=True)
 
         repository = tmp / "repository"
+        (tmp / "run").mkdir()
         peoplenet.write_repository(
             repository, weights, max_batch=args.batch, instances=args.instances
         )

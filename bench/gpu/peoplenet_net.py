@@ -47,7 +47,10 @@ class PeopleNetRN34(nn.Module):
         """``images``: (N, 3, 544, 960) in [0, 1] → coverage (N, C, 34, 60), bbox (N, 4C, 34, 60),
         both float32."""
         features = self.trunk(images)
-        return torch.sigmoid(self.coverage(features)).float(), self.bbox(features).float()
+        # C-order outputs (channels-last convolutions would hand back NHWC strides; DLPack
+        # consumers such as Triton's Python backend take C-order only)
+        coverage = torch.sigmoid(self.coverage(features)).float().contiguous()
+        return coverage, self.bbox(features).float().contiguous()
 
 
 def build(seed: int = 0) -> PeopleNetRN34:
