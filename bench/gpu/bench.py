@@ -169,6 +169,40 @@ def model_in_process(net: torch.nn.Module, batch: torch.Tensor, iterations: int)
     )
 
 
+# --- decode alone (context for (c)) --------------------------------------------------------
+
+
+def nvdec_only(clip: Path, streams: int, frames: int) -> Row:
+    """Frames/s of NVDEC alone: one Vigil NVDEC source per stream, each in its own thread, up
+    to ``frames`` frames each (what (c)'s decoders can give at most)."""
+    from vigil.sources.nvdec import NvdecFileSource
+
+    counts = [0] * streams
+
+    def worker(i: int) -> None:
+        source = NvdecFileSource(f"d{i}", clip)
+        source.open()
+        try:
+            for _ in source.frames():
+                counts[i] += 1
+                if counts[i] >= frames:
+                    break
+        finally:
+            source.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(streams)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Row(
+        f"decode only: NVDEC, {streams} streams (context)",
+        sum(counts),
+        time.perf_counter() - start,
+    )
+
+
 # --- (b) Triton + CUDA shared memory, model only --------------------------------------------
 
 
@@ -455,6 +489,13 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         del net
         torch.cuda.empty_cache()
         print(f"(a) {rows[-1].fps:,.0f} frames/s", flush=True)
+        decode = Row("", 0, 0)
+        with meter.measure(decode):
+            measured = nvdec_only(args.clip, args.streams, args.decode_frames)
+        measured.gpu_util, measured.cpu_cores = decode.gpu_util, decode.cpu_cores
+        measured.nvdec_util = decode.nvdec_util
+        report["decode_only"] = asdict(measured) | {"fps": measured.fps}
+        print(f"decode only: {measured.fps:,.0f} frames/s", flush=True)
 
         repository = tmp / "repository"
         (tmp / "run").mkdir()
@@ -573,6 +614,11 @@ def print_table(report: dict[str, object], rows: list[Row]) -> None:
         f"p99 {extra['latency_p99_ms']:.0f} ms; device→host {extra['d2h_bytes_per_frame']:,.0f} "
         f"bytes/frame (detector outputs only; a 1080p RGB frame is 6,220,800)"
     )
+    decode = report["decode_only"]
+    print(
+        f"decode only (NVDEC, context): {decode['fps']:,.0f} frames/s, "
+        f"NVDEC {decode['nvdec_util'] or 0:.0f} %, {decode['cpu_cores'] or 0:.1f} CPU cores"
+    )
     print(f"1080p30 streams sustained in real time: {report['streams_1080p30']}")
     if "realtime" in report:
         print(f"  checked: {report['realtime']}")
@@ -592,6 +638,7 @@ if __name__ == "__main__":
     parser.add_argument("--iterations", type=int, default=100, help="(a) batches timed")
     parser.add_argument("--batches", type=int, default=300, help="(b) requests")
     parser.add_argument("--naive-seconds", type=float, default=10.0)
+    parser.add_argument("--decode-frames", type=int, default=300, help="decode-only, per stream")
     parser.add_argument("--rt-seconds", type=float, default=8.0, help="0: skip the check")
     parser.add_argument("--rt-margin", type=float, default=0.9, help="share of (c) to try")
     parser.add_argument("--cupti", action="store_true", help="trace copies of a short run")
