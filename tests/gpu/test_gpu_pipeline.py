@@ -97,9 +97,14 @@ async def registered(triton: EmbeddedTriton) -> list[str]:
 
 
 def free_bytes() -> int:
+    """Free device memory, not counting what torch's caching allocator keeps for reuse."""
+    import gc
+
     import torch
 
+    gc.collect()
     torch.cuda.synchronize()
+    torch.cuda.empty_cache()
     return int(torch.cuda.mem_get_info()[0])
 
 

@@ -32,9 +32,10 @@ def cpu_frames(clip, count: int) -> list[np.ndarray]:
     return frames
 
 
-def test_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda):
+@pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "plain"])
+def test_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda, threaded):
     torch = cuda
-    source = NvdecFileSource("cam", gpu_clip)
+    source = NvdecFileSource("cam", gpu_clip, threaded=threaded)
     info = source.open()
     try:
         assert source.on_gpu
@@ -56,9 +57,10 @@ def test_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda):
     assert diff.mean() < 3.0, diff.mean()
 
 
-def test_nvdec_decodes_every_frame_of_the_file(gpu_clip):
+@pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "plain"])
+def test_nvdec_decodes_every_frame_of_the_file(gpu_clip, threaded):
     expected = int(cv2.VideoCapture(str(gpu_clip)).get(cv2.CAP_PROP_FRAME_COUNT))
-    source = NvdecFileSource("cam", gpu_clip)
+    source = NvdecFileSource("cam", gpu_clip, threaded=threaded)
     source.open()
     try:
         count = sum(1 for _ in source.frames())
@@ -66,3 +68,4 @@ def test_nvdec_decodes_every_frame_of_the_file(gpu_clip):
         source.close()
     assert count == expected
     assert source.decode_errors == 0
+    assert source.on_gpu, "NVDEC must not have fallen back to the CPU"

@@ -1,10 +1,12 @@
 """Video files decoded by the GPU's NVDEC engines (PyPI ``pynvvideocodec``); frames stay on
 the GPU.
 
-PyNvVideoCodec demuxes with its own FFmpeg and decodes with NVDEC into device memory. Each
-decoded picture is copied (device to device) into a tensor of its own, because the decoder
-reuses its surfaces, and handed on as an NV12 (or RGB) CUDA tensor; the GPU preprocessor
-converts and resizes it in the same pass that writes the model's input.
+PyNvVideoCodec demuxes with its own FFmpeg and decodes with NVDEC into device memory. By
+default its ``ThreadedDecoder`` does the demuxing and decoding in a native thread of its own
+(no Python, no GIL), a few frames ahead; this source only fetches finished pictures, a few at
+a time. They are copied (device to device, one copy per fetch) into a tensor of Vigil's own,
+because the decoder reuses its surfaces, and handed on as NV12 (or RGB) CUDA tensors; the GPU
+preprocessor converts and resizes them in the same pass that writes the model's input.
 
 A file NVDEC cannot decode (a codec the chip lacks, a corrupt header) is decoded on the CPU
 instead, with one warning naming the stream. PyNvVideoCodec and torch are imported when a
@@ -13,6 +15,7 @@ source opens, never at import time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Iterator
@@ -66,15 +69,33 @@ class NvdecFileSource(Source):
         stream_id: Id of the stream.
         path: Path of the file (a ``file://`` URL is accepted too).
         device_id: CUDA device that decodes and holds the frames.
+        threaded: Decode in PyNvVideoCodec's native thread (``ThreadedDecoder``) and fetch
+            frames in small batches; False decodes packet by packet from Python (demuxer +
+            decoder). None: :attr:`threaded_default`.
     """
 
     is_live = False
+    #: Frames the native decoder may run ahead of the pipeline (threaded mode).
+    buffer_frames = 16
+    #: Frames fetched per call (threaded mode).
+    fetch_frames = 4
+    #: Mode of sources made without an explicit ``threaded``.
+    threaded_default = True
 
-    def __init__(self, stream_id: str, path: str | Path, device_id: int = 0) -> None:
+    def __init__(
+        self,
+        stream_id: str,
+        path: str | Path,
+        device_id: int = 0,
+        *,
+        threaded: bool | None = None,
+    ) -> None:
         text = str(path)
         super().__init__(stream_id, text)
         self.path = Path(unquote(urlsplit(text).path)) if text.startswith("file:") else Path(text)
         self.device_id = device_id
+        self.threaded = self.threaded_default if threaded is None else threaded
+        self._threaded: Any = None
         self._demuxer: Any = None
         self._decoder: Any = None
         self._stream: Any = None
@@ -104,17 +125,11 @@ class NvdecFileSource(Source):
             nvc = load_pynvvideocodec()
             import torch
 
-            self._demuxer = nvc.CreateDemuxer(filename=str(self.path))
-            self._decoder = nvc.CreateDecoder(
-                gpuid=self.device_id,
-                codec=self._demuxer.GetNvCodecId(),
-                cudacontext=0,
-                cudastream=0,
-                usedevicememory=True,
-            )
             self._stream = torch.cuda.Stream(torch.device("cuda", self.device_id))
-            width, height = int(self._demuxer.Width()), int(self._demuxer.Height())
-            fps = float(self._demuxer.FrameRate())
+            if self.threaded:
+                width, height, fps = self._open_threaded(nvc)
+            else:
+                width, height, fps = self._open_plain(nvc)
         except Exception as e:
             self._release()
             return self._open_on_cpu(f"{type(e).__name__}: {e}")
@@ -129,6 +144,9 @@ class NvdecFileSource(Source):
         """
         if self._cpu is not None:
             yield from self._cpu.frames()
+            return
+        if self._threaded is not None:
+            yield from self._threaded_frames()
             return
         if self._demuxer is None:
             raise SourceError(str(self.path), "source is not open")
@@ -160,6 +178,64 @@ class NvdecFileSource(Source):
 
     # --- internals ------------------------------------------------------------------------
 
+    def _open_threaded(self, nvc: ModuleType) -> tuple[int, int, float]:
+        self._threaded = nvc.ThreadedDecoder(
+            str(self.path),
+            self.buffer_frames,
+            gpu_id=self.device_id,
+            use_device_memory=True,
+            output_color_type=nvc.OutputColorType.NATIVE,
+        )
+        meta = self._threaded.get_stream_metadata()
+        width, height = getattr(meta, "width", 0), getattr(meta, "height", 0)
+        if not (width and height):  # older metadata without sizes: ask the demuxer
+            demuxer = nvc.CreateDemuxer(filename=str(self.path))
+            width, height = demuxer.Width(), demuxer.Height()
+        return int(width), int(height), float(getattr(meta, "average_fps", 0) or 0)
+
+    def _open_plain(self, nvc: ModuleType) -> tuple[int, int, float]:
+        self._demuxer = nvc.CreateDemuxer(filename=str(self.path))
+        self._decoder = nvc.CreateDecoder(
+            gpuid=self.device_id,
+            codec=self._demuxer.GetNvCodecId(),
+            cudacontext=0,
+            cudastream=0,
+            usedevicememory=True,
+        )
+        demuxer = self._demuxer
+        return int(demuxer.Width()), int(demuxer.Height()), float(demuxer.FrameRate())
+
+    def _threaded_frames(self) -> Iterator[Frame]:
+        import torch
+
+        number = 0
+        while True:
+            try:
+                pictures = self._threaded.get_batch_frames(self.fetch_frames)
+            except Exception as e:
+                raise SourceError(str(self.path), f"decoding failed: {e}") from e
+            if not pictures:
+                break
+            with torch.cuda.stream(self._stream):
+                views = [torch.from_dlpack(p) for p in pictures]
+                try:  # one copy for the whole fetch: the decoder reuses its buffers
+                    images = list(torch.stack(views))
+                except RuntimeError:  # pictures of different sizes (a resolution change)
+                    images = [v.clone() for v in views]
+                self._stream.synchronize()
+            for image in images:
+                yield self._wrap(number, image)
+                number += 1
+        if number == 0:
+            raise SourceError(str(self.path), "no frame could be decoded")
+
+    def _wrap(self, number: int, image: Any) -> Frame:
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        pixel_format = PixelFormat.RGB if image.ndim == 3 else PixelFormat.NV12
+        pts_s = number / self._fps if self._fps else None
+        return Frame.captured_now(self.stream_id, number, pts_s, image, pixel_format)
+
     def _frame(self, number: int, picture: Any) -> Frame:
         import torch
 
@@ -167,11 +243,7 @@ class NvdecFileSource(Source):
             # the decoder reuses its surfaces: copy (device to device) before handing on
             image = torch.from_dlpack(picture).clone()
             self._stream.synchronize()
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[:, :, 0]
-        pixel_format = PixelFormat.RGB if image.ndim == 3 else PixelFormat.NV12
-        pts_s = number / self._fps if self._fps else None
-        return Frame.captured_now(self.stream_id, number, pts_s, image, pixel_format)
+        return self._wrap(number, image)
 
     def _open_on_cpu(self, reason: str) -> VideoInfo:
         from vigil.sources.file import FileSource
@@ -186,6 +258,10 @@ class NvdecFileSource(Source):
         return self._cpu.open()
 
     def _release(self) -> None:
+        if self._threaded is not None:
+            with contextlib.suppress(Exception):
+                self._threaded.end()
+        self._threaded = None
         self._decoder = None
         self._demuxer = None
         self._stream = None
