@@ -336,6 +336,26 @@ async def cupti_copies(
     return totals
 
 
+async def profile_pipeline(
+    settings: Settings, triton: TritonConnection, specs: list[StreamSpec]
+) -> list[str]:
+    """Where the event loop's time goes during a (c) run (cProfile of this thread only: the
+    decoder threads are not in it); the 25 functions with the most own time."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await run_streams(settings, specs, connection=triton)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+    lines = [line for line in text.getvalue().splitlines() if line.strip()]
+    print("\n".join(lines[:40]), flush=True)
+    return lines
+
+
 async def realtime_check(
     settings: Settings, triton: TritonConnection, uri: str, streams: int, seconds: float
 ) -> dict[str, float]:
@@ -586,11 +606,23 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             steady = float(extra["steady_fps"]) or c.fps
             streams_rt = max(1, math.floor(min(c.fps, steady) / 30.0 * args.rt_margin))
             if args.rt_seconds > 0:
+                # play N streams at 30 fps; sustained = every stream processed ≥ 29.5 fps
+                # over the window; else try 15 % fewer (3 tries at most)
                 uri = args.clip.absolute().as_uri()
-                rt = await realtime_check(settings, triton, uri, streams_rt, args.rt_seconds)
-                report["realtime"] = rt
-                print(f"# real-time check: {rt}", flush=True)
+                tries = []
+                for _ in range(3):
+                    rt = await realtime_check(settings, triton, uri, streams_rt, args.rt_seconds)
+                    tries.append(rt)
+                    print(f"# real-time check: {rt}", flush=True)
+                    if rt["min_stream_fps"] >= 29.5:
+                        break
+                    streams_rt = max(1, math.floor(streams_rt * 0.85))
+                report["realtime"] = tries
+                ok = [t for t in tries if t["min_stream_fps"] >= 29.5]
+                streams_rt = int(ok[0]["streams"]) if ok else 0
             report["streams_1080p30"] = streams_rt
+            if args.profile:
+                report["profile"] = await profile_pipeline(settings, triton, specs)
         report["triton_log_tail"] = _peoplenet_lines(tmp / "run" / "triton.log")
         counts = [
             [int(x) for x in re.findall(r"(\d+) requests, (\d+) with inputs in CPU", line)[0]]
@@ -662,8 +694,8 @@ def print_table(report: dict[str, object], rows: list[Row]) -> None:
         f"{report['gpu_path_requests_with_cpu_inputs']} of {report['gpu_path_requests']}"
     )
     print(f"1080p30 streams sustained in real time: {report['streams_1080p30']}")
-    if "realtime" in report:
-        print(f"  checked: {report['realtime']}")
+    for check in report.get("realtime", []):
+        print(f"  check: {check}")
     if "cupti" in report:
         print(f"  CUPTI memcpy bytes during a 2-stream run: {report['cupti']}")
     print(f"  Triton: {report.get('triton_log_tail')}")
@@ -684,6 +716,7 @@ if __name__ == "__main__":
     parser.add_argument("--rt-seconds", type=float, default=8.0, help="0: skip the check")
     parser.add_argument("--rt-margin", type=float, default=0.9, help="share of (c) to try")
     parser.add_argument("--cupti", action="store_true", help="trace copies of a short run")
+    parser.add_argument("--profile", action="store_true", help="cProfile a (c) run's loop")
     parser.add_argument("--cupti-clip", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("out/gpu-bench"))
     asyncio.run(main(parser.parse_args()))

@@ -78,7 +78,7 @@ class NvdecFileSource(Source):
     #: Frames the native decoder may run ahead of the pipeline (threaded mode).
     buffer_frames = 16
     #: Frames fetched per call (threaded mode).
-    fetch_frames = 4
+    fetch_frames = 8
     #: Mode of sources made without an explicit ``threaded``.
     threaded_default = True
 
