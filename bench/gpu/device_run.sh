@@ -51,5 +51,10 @@ PY
       timeout 320 python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
         2>&1 | tee "$OUT/bench.log"
       ;;
+    bench2)  # a second configuration in the same call (results in $OUT/b2)
+      mkdir -p "$OUT/b2"
+      timeout 320 python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT/b2" \
+        ${BENCH_ARGS2:-} 2>&1 | tee "$OUT/b2/bench.log"
+      ;;
   esac
 done

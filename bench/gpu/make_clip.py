@@ -4,7 +4,7 @@ People-sized boxes walking over a textured background, 30 fps, constant bitrate:
 a street camera that NVDEC and FFmpeg decode at their normal cost. The H100 has no NVENC, so
 clips are encoded here and carried to the GPU machine.
 
-Usage: ``python bench/gpu/make_clip.py OUT.mp4 [--frames 900] [--bitrate 2000000]``
+Usage: ``python bench/gpu/make_clip.py OUT.mp4 [--frames 1800] [--bitrate 2000000]``
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def make_clip(out: Path, count: int, bitrate: int) -> Path:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--frames", type=int, default=900)
+    parser.add_argument("--frames", type=int, default=1800)
     parser.add_argument("--bitrate", type=int, default=2_000_000)
     args = parser.parse_args()
     make_clip(args.out, args.frames, args.bitrate)
