@@ -101,6 +101,11 @@ class CudaSharedMemoryRegion:
             _DevicePointer(address, byte_size), device=f"cuda:{device_id}"
         )
         self._host: dict[tuple[Any, ...], torch.Tensor] = {}
+        # Copies for the parser run on a stream of their own: on the legacy default stream
+        # they would queue behind every other library's default-stream work (the video
+        # decoders'), and the event loop would wait for that too.
+        with torch.cuda.device(device_id):
+            self._copy_stream = torch.cuda.Stream(torch.device("cuda", device_id))
 
     @property
     def closed(self) -> bool:
@@ -130,7 +135,10 @@ class CudaSharedMemoryRegion:
         if host is None:
             host = torch.empty(view.shape, dtype=view.dtype, pin_memory=True)
             self._host[key] = host
-        host.copy_(view)  # synchronous: Triton has finished writing when the request returns
+        # Triton has finished writing the outputs when the request returns
+        with torch.cuda.stream(self._copy_stream):
+            host.copy_(view, non_blocking=True)
+        self._copy_stream.synchronize()
         self.counter.add(view.numel() * view.element_size())
         return host.numpy()
 
