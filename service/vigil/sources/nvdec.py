@@ -225,6 +225,10 @@ class NvdecFileSource(Source):
                 except RuntimeError:  # pictures of different sizes (a resolution change)
                     images = [v.clone() for v in views]
                 self._stream.synchronize()
+            # Let go of the decoder's pictures (and the DLPack views of them) before the next
+            # fetch: that fetch recycles their buffers, and a view released after it would
+            # hand freed memory back to the decoder (seen as a crash with two streams).
+            del views, pictures
             for image in images:
                 yield self._wrap(number, image)
                 number += 1
