@@ -112,9 +112,14 @@ async def test_gpu_path_runs_streams_to_events_copying_only_outputs_to_host(
     assert choose_acceleration(settings.gpu).on_gpu
     await registered(triton)
     before = cuda_shm.TRANSFERS.bytes
-    result = await run_streams(
-        settings, [file_spec("a", str(gpu_clip)), file_spec("b", str(gpu_clip))]
-    )
+    specs = [file_spec("a", str(gpu_clip)), file_spec("b", str(gpu_clip))]
+    addresses: list[int] = []
+
+    def on_start(runtime) -> None:
+        ring = runtime.pipeline._ring
+        addresses.extend(int(slot.region._handle._base_addr) for slot in ring.slots)
+
+    result = await run_streams(settings, specs, on_start=on_start)
     frames = sum(s.stats.frames_processed for s in result.streams.values())
     assert not result.failed, [s.reason for s in result.failed]
     assert frames == 2 * sum(1 for _ in _count(gpu_clip))
@@ -123,6 +128,8 @@ async def test_gpu_path_runs_streams_to_events_copying_only_outputs_to_host(
     assert cuda_shm.TRANSFERS.bytes - before == frames * OUTPUT_BYTES_PER_FRAME
     assert await registered(triton) == []
     assert allocated_regions() == 0
+    assert addresses
+    assert not [hex(a) for a in addresses if is_allocated(a)], "CUDA memory not freed"
 
 
 def _count(clip: Path):
