@@ -21,12 +21,13 @@ include make/models.mk
 include make/rtsp.mk
 include make/kafka.mk
 
-.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench clean
+.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage clean
 
 help:
 	@echo "make demo    install what is missing, then run vigil on the sample video (two sensors)"
 	@echo "make test    install what is missing, then lint and run the whole test suite"
 	@echo "make bench   benchmarks: decode, model-only (onnxruntime, Triton), full pipeline"
+	@echo "make bench-gpu   GPU path vs the model's limit (needs an NVIDIA GPU; docs/benchmarks.md)"
 	@echo "make install | triton | models | sample   individual set-up steps"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -99,6 +100,20 @@ bench: install system-deps kafka-test-deps triton models
 	$(PY) bench/service_bench.py --video $(SAMPLE)
 	$(PY) bench/kafka_bench.py
 	$(PY) bench/swap_bench.py --video $(SAMPLE)
+
+# GPU benchmark (docs/benchmarks.md): on a GPU host directly, or staged for the device tool.
+GPU_CLIP ?= $(VIGIL_CACHE_DIR)/gpu-stage/street_1080p30.mp4
+GPU_BENCH_ARGS ?= --streams 16 --batch 32 --naive-seconds 8 --rt-seconds 8 --cupti
+$(GPU_CLIP): | $(VENV)/.installed
+	mkdir -p $(dir $@)
+	$(PY) bench/gpu/make_clip.py $@
+
+bench-gpu: install triton $(GPU_CLIP)
+	$(PY) -m pip install -q -e '.[gpu]'
+	$(PY) bench/gpu/bench.py --clip $(GPU_CLIP) $(GPU_BENCH_ARGS)
+
+bench-gpu-stage: install $(GPU_CLIP)
+	bash bench/gpu/stage.sh
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clips import make_clip
 from vigil.config import Settings
 
 # Test helpers start servers with a Python preexec_fn; gRPC's fork handlers (the Triton
@@ -31,6 +30,8 @@ def sample_video() -> Path:
 @pytest.fixture(scope="session")
 def short_clip(sample_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 40 frames of vtest.avi re-encoded as H.264 MP4 (made with PyAV)."""
+    from tests.support.clips import make_clip  # PyAV: not needed (nor there) on GPU hosts
+
     return make_clip(sample_video, 40, tmp_path_factory.mktemp("clips") / "short.mp4")
 
 
@@ -62,3 +63,23 @@ def settings(tmp_path: Path) -> Settings:
             "events": base.events.model_copy(update={"jsonl_path": tmp_path / "events.jsonl"}),
         }
     )
+
+
+def gpu_missing_reason() -> str | None:
+    """None when an NVIDIA GPU is usable from this process (torch sees one), else why not."""
+    try:
+        import torch
+    except ImportError:
+        return "no GPU: PyTorch is not installed (GPU tests run on a GPU host)"
+    if not torch.cuda.is_available():
+        return "no GPU: PyTorch sees no CUDA device"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.gpu`` tests with the reason (``-ra`` prints it) without a GPU."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    reason = gpu_missing_reason() if gpu_items else None
+    if reason:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -76,6 +76,34 @@ class PipelineSettings(_Model):
     )
 
 
+class GpuSettings(_Model):
+    """Where pixels and tensors live: the CPU path or the GPU path (chosen in one place)."""
+
+    mode: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="auto: the GPU path when a CUDA device is usable (torch + cuda-python), "
+        "else the CPU path; gpu fails at start if it is not usable",
+    )
+    shared_memory: Literal["auto", "system", "cuda"] = Field(
+        "auto",
+        description="Tensors to Triton: auto follows mode; cuda also moves preprocessing to "
+        "the GPU",
+    )
+    decode: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="File decoding: gpu = NVDEC (PyNvVideoCodec); auto = NVDEC on the GPU path "
+        "when available; without NVDEC, CPU decoding with one log line",
+    )
+    device_id: int = Field(0, ge=0, le=63, description="CUDA device for decode, shm, preprocess")
+    triton_cuda_pool_mb: int = Field(
+        2048,
+        ge=0,
+        le=1 << 20,
+        description="Embedded Triton on the GPU path: CUDA memory pool that carries GPU "
+        "tensors to Python-backend models",
+    )
+
+
 class ReconnectSettings(_Model):
     """How live sources (RTSP, HTTP, test pattern) are reopened after a failure."""
 
@@ -295,6 +323,7 @@ class Settings(BaseSettings):
     )
     triton: TritonSettings = TritonSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    gpu: GpuSettings = GpuSettings()
     sources: SourceSettings = SourceSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()

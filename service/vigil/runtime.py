@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.accel import Acceleration, AccelerationError, choose_acceleration
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
 from vigil.events.c2d import make_command_consumer
@@ -29,8 +30,7 @@ from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.secondary import open_secondary
 from vigil.pipeline.worker import ReconnectPolicy
-from vigil.sources.factory import make_source
-from vigil.sources.stream import redact_url
+from vigil.sources.urls import redact_url
 from vigil.triton.runtime import TritonConnection, connect
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Runtime:
         settings: The settings it was built from.
         triton: The Triton connection (embedded or external).
         pipeline: The inference engine.
+        acceleration: The CPU or GPU path in use.
         streams: Adds, removes and changes streams.
         metrics: Prometheus histograms and registry.
         jsonl: The JSONL sink, if one is configured.
@@ -59,6 +60,7 @@ class Runtime:
     jsonl: JsonlSink | None
     registry: ModelRegistry
     models: ModelLifecycle
+    acceleration: Acceleration
 
     @property
     def model(self) -> ModelInfo:
@@ -83,18 +85,26 @@ async def open_runtime(
     Raises:
         ModelNotFoundError: the model is not in the repository (lists the available ones).
         TritonServerError: Triton could not start or died (with its log tail).
+        AccelerationError: the GPU settings ask for what the host cannot give.
     """
+    acceleration = choose_acceleration(settings.gpu)
     if connection is not None:
-        async with _runtime(settings, connection, extra_sinks) as runtime:
+        async with _runtime(settings, connection, extra_sinks, acceleration) as runtime:
             yield runtime
         return
-    async with connect(settings) as triton, _runtime(settings, triton, extra_sinks) as runtime:
+    async with (
+        connect(settings, acceleration) as triton,
+        _runtime(settings, triton, extra_sinks, acceleration) as runtime,
+    ):
         yield runtime
 
 
 @asynccontextmanager
 async def _runtime(
-    settings: Settings, triton: TritonConnection, extra_sinks: Sequence[EventSink]
+    settings: Settings,
+    triton: TritonConnection,
+    extra_sinks: Sequence[EventSink],
+    acceleration: Acceleration,
 ) -> AsyncIterator[Runtime]:
     registry = ModelRegistry(
         settings.triton.model_repository,
@@ -117,6 +127,11 @@ async def _runtime(
         video_path=lambda sid: _redacted(manager.get(sid).spec.url) if sid in manager else "",
     )
     metrics = PipelineMetrics()
+    if settings.secondary and acceleration.decode == "gpu":
+        # Crops are cut with OpenCV in host memory; NVDEC frames never leave the GPU.
+        raise AccelerationError(
+            "secondary: classifiers need frames in host memory; set gpu.decode to cpu"
+        )
     secondary = await open_secondary(triton.client, model, settings.secondary)
     pipeline = Pipeline(
         client=triton.client,
@@ -128,11 +143,12 @@ async def _runtime(
         watchdog=triton.check_alive,
         metrics=metrics,
         secondary=secondary,
+        acceleration=acceleration,
     )
     reconnect = settings.sources.reconnect
     manager = StreamManager(
         pipeline,
-        lambda spec: make_source(spec, settings.sources),
+        lambda spec: acceleration.make_source(spec, settings.sources),
         ReconnectPolicy(**reconnect.model_dump()),
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
@@ -162,7 +178,9 @@ async def _runtime(
     if commands:
         commands.start()
     try:
-        yield Runtime(settings, triton, pipeline, manager, metrics, jsonl, registry, lifecycle)
+        yield Runtime(
+            settings, triton, pipeline, manager, metrics, jsonl, registry, lifecycle, acceleration
+        )
     finally:
         if commands:
             await commands.close()

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from vigil.pipeline.manager import ManagedStream
-from vigil.sources.stream import redact_url
+from vigil.sources.urls import redact_url
 from vigil.specs import StreamSpec
 
 

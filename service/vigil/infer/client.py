@@ -8,6 +8,7 @@ It works the same against the embedded server and an external one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,7 +22,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from vigil.infer.errors import InferError, ModelLoadError, ModelNotFoundError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import Slot
+from vigil.infer.shm import NAME_PREFIX, Slot, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -182,24 +183,70 @@ class TritonClient:
         return dataclasses.replace(info, version=versions[-1] if versions else "")
 
     async def register_slot(self, slot: Slot) -> None:
-        """Register a ring slot's system shared-memory region with the server."""
-        region = slot.region
+        """Register a ring slot's shared-memory region (system or CUDA) with the server."""
+        region: Any = slot.region
         try:
-            await self._client.register_system_shared_memory(
-                region.name, region.key, region.byte_size
-            )
+            if region.kind == "cuda":
+                await self._client.register_cuda_shared_memory(
+                    region.name, region.raw_handle, region.device_id, region.byte_size
+                )
+            else:
+                await self._client.register_system_shared_memory(
+                    region.name, region.key, region.byte_size
+                )
         except InferenceServerException as e:
+            where = (
+                "CUDA shared memory needs Triton on the same host with the same GPU"
+                if region.kind == "cuda"
+                else "system shared memory needs Triton on the same host, sharing /dev/shm"
+            )
             raise InferError(
-                f"Triton at {self.url} cannot map shared memory {region.key}: {e.message()} "
-                "(system shared memory needs Triton on the same host, sharing /dev/shm)"
+                f"Triton at {self.url} cannot map {region.kind} shared memory {region.name}: "
+                f"{e.message()} ({where})"
             ) from e
 
     async def unregister_slot(self, slot: Slot) -> None:
         """Unregister a slot's region; errors are logged, not raised (used on cleanup)."""
+        name = slot.region.name
         try:
-            await self._client.unregister_system_shared_memory(slot.region.name, client_timeout=5)
+            if slot.region.kind == "cuda":
+                await self._client.unregister_cuda_shared_memory(name, client_timeout=5)
+            else:
+                await self._client.unregister_system_shared_memory(name, client_timeout=5)
         except (TimeoutError, InferenceServerException) as e:
-            log.debug("unregistering %s failed: %s", slot.region.name, e)
+            log.debug("unregistering %s failed: %s", name, e)
+
+    async def unregister_stale_regions(self) -> list[str]:
+        """Unregister regions that a Vigil process now gone left registered; returns them.
+
+        A Vigil killed with SIGKILL cannot unregister its ring from an external Triton, which
+        would keep the dead process's CUDA allocations mapped. Region names start with
+        ``vigil_<pid>_``; those whose process no longer exists are unregistered.
+        """
+        stale = []
+        for name in await self.registered_regions():
+            owner = name.removeprefix(NAME_PREFIX).split("_", 1)[0]
+            if name.startswith(NAME_PREFIX) and owner.isdigit() and not pid_alive(int(owner)):
+                for unregister in (
+                    self._client.unregister_cuda_shared_memory,
+                    self._client.unregister_system_shared_memory,
+                ):
+                    with contextlib.suppress(InferenceServerException):
+                        await unregister(name, client_timeout=5)
+                stale.append(name)
+        if stale:
+            log.warning("unregistered %d stale shared-memory regions: %s", len(stale), stale[:5])
+        return stale
+
+    async def registered_regions(self) -> list[str]:
+        """Names of the shared-memory regions (system and CUDA) registered with the server."""
+        try:
+            system = await self._client.get_system_shared_memory_status(as_json=True)
+            cuda = await self._client.get_cuda_shared_memory_status(as_json=True)
+        except InferenceServerException as e:
+            raise InferError(f"cannot read shared-memory status: {e.message()}") from e
+        # gRPC status messages map region name → status
+        return sorted([*system.get("regions", {}), *cuda.get("regions", {})])
 
     async def infer(self, model: ModelInfo, slot: Slot, batch: int) -> None:
         """Run ``model`` on the first ``batch`` items of ``slot``; outputs land in the slot.

@@ -1,4 +1,4 @@
-"""System shared-memory regions and the slot ring that carries tensors to Triton.
+"""Shared-memory slot rings that carry tensors to Triton, and their system-memory regions.
 
 Tensors never travel as bytes in an inference request: each request points Triton at a
 *slot*, one POSIX shared-memory region holding the batch's input tensors and room for its
@@ -9,6 +9,12 @@ from it before the slot goes back to the ring.
 Every region is named ``vigil_<pid>_<token>_...``. The process that creates a region
 removes it (:meth:`SharedMemoryRegion.close`); regions whose creating process has died
 (killed with SIGKILL, say) are removed by :func:`remove_stale_segments` at the next start.
+
+The ring logic (:class:`SlotRing`, :class:`Slot`) does not care where a region lives:
+:class:`SystemShmRing` makes POSIX regions here, :class:`~vigil.infer.cuda_shm.CudaShmRing`
+makes CUDA regions (GPU hosts). Both hand out slots whose ``inputs`` and ``outputs`` are views
+of the region (numpy arrays or CUDA tensors) and whose :meth:`Slot.host_outputs` gives the
+parser numpy arrays.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import logging
 import mmap
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -72,6 +79,27 @@ def remove_stale_segments() -> list[str]:
     return removed
 
 
+class Region(Protocol):
+    """What a slot needs of the memory region behind it (system or CUDA)."""
+
+    #: ``"system"`` or ``"cuda"``: how Triton maps the region.
+    kind: str
+    name: str
+    byte_size: int
+
+    def view(self, dtype: np.dtype, shape: tuple[int, ...], offset: int) -> Any:
+        """A view of part of the region: a numpy array, or a CUDA tensor."""
+        ...
+
+    def to_host(self, view: Any) -> np.ndarray:
+        """``view``'s contents as a host numpy array (the view itself for host memory)."""
+        ...
+
+    def close(self) -> None:
+        """Free the region; idempotent."""
+        ...
+
+
 class SharedMemoryRegion:
     """A POSIX shared-memory region created (and later removed) by this process.
 
@@ -96,6 +124,8 @@ class SharedMemoryRegion:
             raise
         os.close(fd)
 
+    kind = "system"
+
     @property
     def key(self) -> str:
         """The ``shm_open`` key Triton needs to map this region."""
@@ -107,6 +137,12 @@ class SharedMemoryRegion:
             raise ValueError(f"shared-memory region {self.name} is closed")
         count = int(np.prod(shape))
         return np.frombuffer(self._mmap, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+    view = ndarray
+
+    def to_host(self, view: np.ndarray) -> np.ndarray:
+        """The view itself: it already is host memory."""
+        return view
 
     def close(self) -> None:
         """Unmap and unlink the region; idempotent.
@@ -153,14 +189,15 @@ class Slot:
     Attributes:
         index: Position in the ring.
         region: The region (registered with Triton under ``region.name``).
-        inputs: Name → view of shape ``(max_batch, *shape)``; preprocessing writes here.
+        inputs: Name → view of shape ``(max_batch, *shape)``; preprocessing writes here
+            (numpy arrays in system memory, CUDA tensors in CUDA memory).
         outputs: Name → view of shape ``(max_batch, *shape)``; Triton writes here.
     """
 
     def __init__(
         self,
         index: int,
-        region: SharedMemoryRegion,
+        region: Region,
         max_batch: int,
         inputs: Iterable[TensorSpec],
         outputs: Iterable[TensorSpec],
@@ -174,7 +211,7 @@ class Slot:
         offset = 0
         for specs, views in ((inputs, self.inputs), (outputs, self.outputs)):
             for spec in specs:
-                views[spec.name] = region.ndarray(spec.dtype, (max_batch, *spec.shape), offset)
+                views[spec.name] = region.view(spec.dtype, (max_batch, *spec.shape), offset)
                 self._offsets[spec.name] = (offset, spec)
                 offset += _aligned(spec.item_bytes * max_batch)
 
@@ -184,6 +221,14 @@ class Slot:
             raise ValueError(f"batch of {batch} does not fit a slot of {self.max_batch}")
         offset, spec = self._offsets[name]
         return TensorRef(self.region.name, offset, spec.item_bytes * batch)
+
+    def host_outputs(self, batch: int) -> dict[str, np.ndarray]:
+        """The first ``batch`` items of every output as host arrays, for the parser.
+
+        System memory: views, no copy. CUDA memory: one device-to-host copy per output (the
+        detector's small output tensors; pixels never come back).
+        """
+        return {name: self.region.to_host(view[:batch]) for name, view in self.outputs.items()}
 
     def release_views(self) -> None:
         """Drop the numpy views so the region can be unmapped."""
@@ -200,25 +245,26 @@ def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-class SystemShmRing:
-    """A fixed ring of slots in system shared memory, handed out one request at a time.
+class SlotRing:
+    """A fixed ring of slots, handed out one request at a time.
+
+    :meth:`acquire` waits (asynchronously) for a free slot: that wait is the pipeline's
+    back-pressure when inference is the bottleneck. Subclasses say where the regions live.
 
     Args:
-        prefix: Name prefix from :func:`new_prefix`; slot ``i`` is ``<prefix>_<i>``.
+        make_region: Creates region ``i`` (name and size are the subclass's business).
         slots: Number of slots (= requests that can be in flight).
         max_batch: Batch items per slot.
         inputs: Input tensors of one item.
         outputs: Output tensors of one item.
-
-    :meth:`acquire` waits (asynchronously) for a free slot: that wait is the pipeline's
-    back-pressure when inference is the bottleneck.
     """
 
-    kind = "system"
+    #: ``"system"`` or ``"cuda"``.
+    kind = ""
 
     def __init__(
         self,
-        prefix: str,
+        make_region: Callable[[int, int], Region],
         slots: int,
         max_batch: int,
         inputs: list[TensorSpec],
@@ -231,8 +277,12 @@ class SystemShmRing:
         self._free: asyncio.Queue[Slot] = asyncio.Queue()
         try:
             for i in range(slots):
-                region = SharedMemoryRegion(f"{prefix}_{i}", size)
-                slot = Slot(i, region, max_batch, inputs, outputs)
+                region = make_region(i, size)
+                try:
+                    slot = Slot(i, region, max_batch, inputs, outputs)
+                except BaseException:
+                    region.close()
+                    raise
                 self.slots.append(slot)
                 self._free.put_nowait(slot)
         except BaseException:
@@ -253,8 +303,38 @@ class SystemShmRing:
         self._free.put_nowait(slot)
 
     def close(self) -> None:
-        """Unmap and unlink every slot; idempotent."""
-        for slot in self.slots:
+        """Free every slot's region; idempotent."""
+        slots, self.slots = self.slots, []
+        for slot in slots:
             slot.release_views()
             slot.region.close()
-        self.slots = []
+
+
+class SystemShmRing(SlotRing):
+    """A ring of slots in system (POSIX) shared memory.
+
+    Args:
+        prefix: Name prefix from :func:`new_prefix`; slot ``i`` is ``<prefix>_<i>``.
+        slots: Number of slots (= requests that can be in flight).
+        max_batch: Batch items per slot.
+        inputs: Input tensors of one item.
+        outputs: Output tensors of one item.
+    """
+
+    kind = "system"
+
+    def __init__(
+        self,
+        prefix: str,
+        slots: int,
+        max_batch: int,
+        inputs: list[TensorSpec],
+        outputs: list[TensorSpec],
+    ) -> None:
+        super().__init__(
+            lambda i, size: SharedMemoryRegion(f"{prefix}_{i}", size),
+            slots,
+            max_batch,
+            inputs,
+            outputs,
+        )

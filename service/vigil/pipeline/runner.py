@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vigil.accel import CPU_PATH, Acceleration
 from vigil.config import PipelineSettings
 from vigil.events.builder import EventBuilder
 from vigil.events.sinks import EventSink
@@ -40,14 +41,14 @@ from vigil.frame import Frame
 from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import Slot, SystemShmRing, new_prefix
+from vigil.infer.shm import Slot, SlotRing, new_prefix
 from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
 from vigil.pipeline.secondary import SecondaryStage
 from vigil.pipeline.stream import StreamStatus
-from vigil.preprocess.cpu import CpuPreprocessor, InputFormat
+from vigil.preprocess.base import InputFormat, Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,8 @@ class Route:
     model: ModelInfo
     parser: Parser
     events: EventBuilder
-    preprocess: CpuPreprocessor
-    ring: SystemShmRing
+    preprocess: Preprocessor
+    ring: SlotRing
     inflight: int = 0
     emitted: int = 0
     first_emit: asyncio.Future[float] = field(
@@ -122,6 +123,8 @@ class Pipeline:
         metrics: Histograms to feed (batch size, request and frame latency).
         secondary: Classifiers on crops of the detections, run before events are built
             (started and stopped by the caller).
+        acceleration: CPU or GPU path: where the ring lives and who preprocesses
+            (default: the CPU path).
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class Pipeline:
         watchdog: Callable[[], None] | None = None,
         metrics: PipelineMetrics | None = None,
         secondary: SecondaryStage | None = None,
+        acceleration: Acceleration = CPU_PATH,
     ) -> None:
         _check_model(model)
         self.client = client
@@ -144,11 +148,12 @@ class Pipeline:
         self.watchdog = watchdog or (lambda: None)
         self.metrics = metrics or PipelineMetrics()
         self.secondary = secondary
+        self.acceleration = acceleration
         self.streams: dict[str, StreamStatus] = {}
         self.failure: BaseException | None = None
         self._initial = (model, parser, events)
         self._route: Route | None = None
-        self._rings: set[SystemShmRing] = set()
+        self._rings: set[SlotRing] = set()
         self._queues: dict[str, FrameQueue] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess")
         self._batcher: Batcher | None = None
@@ -234,7 +239,7 @@ class Pipeline:
             InferError: Triton cannot map the new ring.
         """
         _check_model(model)
-        preprocess = CpuPreprocessor(InputFormat.from_tensor(model.inputs[0]))
+        preprocess = self.acceleration.make_preprocessor(InputFormat.from_tensor(model.inputs[0]))
         if events is None:
             events = self.route.events.for_model(model)
         current = self._route
@@ -268,7 +273,7 @@ class Pipeline:
                     slot.inputs[route.model.inputs[0].name],
                 )
                 await self.client.infer(route.model, slot, len(frames))
-                outputs = {spec.name: slot.outputs[spec.name] for spec in route.model.outputs}
+                outputs = slot.host_outputs(len(frames))
                 try:
                     route.parser.parse(outputs, [(f.width, f.height) for f in frames])
                 except Exception as e:  # a parser bug or unexpected outputs: refuse the swap
@@ -398,7 +403,7 @@ class Pipeline:
             return
         self.metrics.request_seconds.observe(time.perf_counter() - sent)
         try:
-            outputs = {spec.name: slot.outputs[spec.name] for spec in route.model.outputs}
+            outputs = slot.host_outputs(len(batch))
             detections = route.parser.parse(outputs, [(f.width, f.height) for f in batch])
         finally:
             route.ring.release(slot)
@@ -439,8 +444,8 @@ class Pipeline:
     def _max_batch(self, model: ModelInfo) -> int:
         return min(self.settings.max_batch_size, model.max_batch_size or 1)
 
-    async def _new_ring(self, model: ModelInfo) -> SystemShmRing:
-        ring = SystemShmRing(
+    async def _new_ring(self, model: ModelInfo) -> SlotRing:
+        ring = self.acceleration.make_ring(
             new_prefix("ring"),
             self.settings.inflight_requests,
             self._max_batch(model),
@@ -456,7 +461,7 @@ class Pipeline:
             raise
         return ring
 
-    async def _release_ring(self, ring: SystemShmRing) -> None:
+    async def _release_ring(self, ring: SlotRing) -> None:
         if ring not in self._rings:
             return
         self._rings.discard(ring)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import av
+from typing import TYPE_CHECKING
 
 from vigil.frame import Frame
+
+if TYPE_CHECKING:  # PyAV is imported by the CPU sources only: the GPU path runs without it
+    import av
 
 
 @dataclass(frozen=True)

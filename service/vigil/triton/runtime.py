@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.accel import Acceleration
 from vigil.config import Settings
 from vigil.infer.client import TritonClient
 from vigil.infer.shm import new_prefix, remove_stale_segments
@@ -50,12 +51,15 @@ class TritonConnection:
 
 
 @asynccontextmanager
-async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
+async def connect(
+    settings: Settings, acceleration: Acceleration | None = None
+) -> AsyncIterator[TritonConnection]:
     """Yield a ready Triton connection.
 
     With ``settings.triton.url`` set, connect to that server. Otherwise materialize the
     repository, start the embedded server on free ports, and stop it (and remove every
-    shared-memory segment it or we made) when the block exits, however it exits.
+    shared-memory segment it or we made) when the block exits, however it exits. On the GPU
+    path (``acceleration``) the embedded server gets a CUDA memory pool for GPU tensors.
     """
     remove_stale_segments()
     triton = settings.triton
@@ -64,6 +68,7 @@ async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
         client = TritonClient(triton.url, repository, triton.request_timeout_s)
         try:
             await client.wait_ready(triton.startup_timeout_s)
+            await client.unregister_stale_regions()
             yield TritonConnection(client, None)
         finally:
             await client.close()
@@ -90,6 +95,8 @@ async def connect(settings: Settings) -> AsyncIterator[TritonConnection]:
             ports=ports,
             shm_prefix=new_prefix("pb") + "_",
             startup_timeout_s=triton.startup_timeout_s,
+            cuda_memory_pool_bytes=acceleration.triton_cuda_pool_bytes if acceleration else 0,
+            device_id=acceleration.device_id if acceleration else 0,
         )
         try:
             server.start()

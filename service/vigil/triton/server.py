@@ -85,7 +85,9 @@ class EmbeddedTriton:
         ports: Fixed ports, or None to pick free ones.
         shm_prefix: Prefix of this server's Python-backend shared-memory regions; they are
             removed when the server stops or dies.
-        python_paths: Directories the Python backend's models need on ``sys.path``.
+        cuda_memory_pool_bytes: CUDA memory pool for GPU tensors going to and from
+            Python-backend models (0: Triton's default, for CPU-only use).
+        device_id: The GPU the pool is on.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -99,6 +101,8 @@ class EmbeddedTriton:
         ports: TritonPorts | None = None,
         shm_prefix: str,
         startup_timeout_s: float = 120.0,
+        cuda_memory_pool_bytes: int = 0,
+        device_id: int = 0,
     ) -> None:
         self.server_dir = server_dir
         self.model_repository = model_repository
@@ -106,6 +110,8 @@ class EmbeddedTriton:
         self.ports = ports or TritonPorts(free_port(), free_port(), free_port())
         self.shm_prefix = shm_prefix
         self.startup_timeout_s = startup_timeout_s
+        self.cuda_memory_pool_bytes = cuda_memory_pool_bytes
+        self.device_id = device_id
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = False
 
@@ -131,6 +137,11 @@ class EmbeddedTriton:
 
     def command(self) -> list[str]:
         """The tritonserver command line."""
+        gpu = (
+            [f"--cuda-memory-pool-byte-size={self.device_id}:{self.cuda_memory_pool_bytes}"]
+            if self.cuda_memory_pool_bytes
+            else []
+        )
         return [
             str(self.server_dir / "bin" / "tritonserver"),
             f"--model-repository={self.model_repository}",
@@ -147,6 +158,7 @@ class EmbeddedTriton:
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             "--log-verbose=0",
             "--exit-timeout-secs=5",
+            *gpu,
         ]
 
     def start(self) -> None:

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine of the device tool, from the staging folder made by
+# bench/gpu/stage.sh (wheels, trimmed PyNvVideoCodec, Triton for Python 3.12, the clip, the
+# source tree). Usage: bash bench/gpu/device_run.sh PHASE...   (phases: probe tests bench)
+# Logs and results go to $OUT.
+set -uo pipefail
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+STAGE=$(dirname "$SRC")
+OUT=${OUT:-/tmp/vigil-out}
+mkdir -p "$OUT" /tmp/site
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site "$STAGE"/whl/*.whl || exit 1
+tar -C /tmp/site -xJf "$STAGE/pnvc.tar.xz"
+[ -x /tmp/tritonserver/bin/tritonserver ] || tar -C /tmp -xJf "$STAGE/tritonserver.tar.xz"
+export PYTHONPATH=/tmp/site:$SRC/service:$SRC
+export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+export VIGIL_TRITON__SERVER_DIR=/tmp/tritonserver
+export GPU_TEST_CLIP=$STAGE/street_1080p30.mp4
+export PYTHONUNBUFFERED=1
+cd "$SRC"
+for phase in "$@"; do
+  case $phase in
+    probe)
+      {
+        nvidia-smi --query-gpu=name,driver_version,memory.total,utilization.gpu --format=csv
+        python3 --version; which python3
+        ldconfig -p | grep -E "nvcuvid|nvidia-encode|libpython3" || true
+        python3 - <<'PY'
+import importlib, sys, time
+for name in ["torch", "numpy", "grpc", "google.protobuf", "cuda.bindings", "cv2", "pydantic",
+             "tritonclient.utils.cuda_shared_memory", "pynvml", "PyNvVideoCodec"]:
+    try:
+        m = importlib.import_module(name)
+        print("ok  ", name, getattr(m, "__version__", ""))
+    except Exception as e:
+        print("FAIL", name, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+import torch
+print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))
+from vigil.accel import choose_acceleration, probe_gpu
+from vigil.config import GpuSettings
+print("probe", probe_gpu(0))
+print(choose_acceleration(GpuSettings()).describe())
+PY
+      } 2>&1 | tee "$OUT/probe.log"
+      ;;
+    tests)
+      timeout 300 python3 -m pytest ${TESTS:-tests/gpu tests/unit/test_shm.py tests/unit/test_accel.py} \
+        -v -ra -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu-tests.log"
+      ;;
+    bench)
+      timeout 320 python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
+        2>&1 | tee "$OUT/bench.log"
+      ;;
+    bench2)  # a second configuration in the same call (results in $OUT/b2)
+      mkdir -p "$OUT/b2"
+      timeout 320 python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT/b2" \
+        ${BENCH_ARGS2:-} 2>&1 | tee "$OUT/b2/bench.log"
+      ;;
+  esac
+done

@@ -1,0 +1,82 @@
+"""The benchmark's PeopleNet-class model: a Triton repository writer.
+
+:func:`write_repository` puts a Python-backend model (``model.py`` from
+``peoplenet_model.py``, the network from ``peoplenet_net.py``, and weights made by the caller)
+into a repository directory; nothing is committed, nothing is downloaded.
+
+Its outputs are parsed by Vigil's own ``detectnet_v2`` parser (output names set in the
+config's ``vigil.cov_output`` / ``vigil.bbox_output`` parameters).
+"""
+
+from __future__ import annotations
+
+import site
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODEL_NAME = "peoplenet_rn34"
+INPUT_NAME = "input_1"
+COVERAGE = "output_cov"
+BBOX = "output_bbox"
+LABELS = ("person", "bag", "face")
+GRID = (34, 60)
+
+
+def config_text(max_batch: int, instances: int, device_id: int = 0) -> str:
+    """``config.pbtxt`` of the model: fp16 CHW input, fp32 outputs, GPU instances."""
+    classes = len(LABELS)
+    return f"""name: "{MODEL_NAME}"
+backend: "python"
+max_batch_size: {max_batch}
+input [{{ name: "{INPUT_NAME}" data_type: TYPE_FP16 dims: [3, 544, 960] }}]
+output [
+  {{ name: "{COVERAGE}" data_type: TYPE_FP32 dims: [{classes}, {GRID[0]}, {GRID[1]}] }},
+  {{ name: "{BBOX}" data_type: TYPE_FP32 dims: [{4 * classes}, {GRID[0]}, {GRID[1]}] }}
+]
+instance_group [{{ kind: KIND_GPU count: {instances} gpus: [{device_id}] }}]
+parameters {{ key: "FORCE_CPU_ONLY_INPUT_TENSORS" value {{ string_value: "no" }} }}
+parameters {{ key: "vigil.parser" value {{ string_value: "detectnet_v2" }} }}
+parameters {{ key: "vigil.cov_output" value {{ string_value: "{COVERAGE}" }} }}
+parameters {{ key: "vigil.bbox_output" value {{ string_value: "{BBOX}" }} }}
+parameters {{ key: "vigil.labels" value {{ string_value: "labels.txt" }} }}
+"""
+
+
+def python_paths() -> list[str]:
+    """``sys.path`` entries the backend stub needs to find torch (it ignores PYTHONPATH)."""
+    paths = [p for p in sys.path if p and Path(p).is_dir() and "site-packages" in p]
+    paths += [p for p in site.getsitepackages() if p not in paths]
+    return paths
+
+
+def write_repository(
+    repository: Path,
+    weights: Path,
+    *,
+    max_batch: int,
+    instances: int,
+    device_id: int = 0,
+) -> Path:
+    """Write the model into ``repository`` (created if needed); returns the model directory.
+
+    Args:
+        repository: Triton model repository directory.
+        weights: A ``state_dict`` of :class:`peoplenet_net.PeopleNetRN34` saved with
+            ``torch.save`` (linked, not copied).
+        max_batch: ``max_batch_size`` of the model.
+        instances: Model instances on the GPU (Python processes running the network).
+        device_id: The GPU.
+    """
+    model_dir = repository / MODEL_NAME
+    version = model_dir / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(config_text(max_batch, instances, device_id))
+    (model_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    (model_dir / "peoplenet_net.py").write_text((HERE / "peoplenet_net.py").read_text())
+    header = f"import sys\nsys.path[:0] = {python_paths()!r}\n"
+    (version / "model.py").write_text(header + (HERE / "peoplenet_model.py").read_text())
+    link = version / "weights.pt"
+    link.unlink(missing_ok=True)
+    link.symlink_to(weights.resolve())
+    return model_dir

@@ -1,0 +1,77 @@
+"""Triton Python-backend model: the PeopleNet-class detector in torch, on the GPU.
+
+The benchmark writes this file as ``model.py`` (with a ``sys.path`` header naming the
+interpreter's packages) next to ``peoplenet_net.py`` and ``weights.pt``. With
+``FORCE_CPU_ONLY_INPUT_TENSORS: "no"`` Triton hands the input over in GPU memory (read from the
+client's CUDA shared memory) and the model takes it by DLPack; the outputs go back by DLPack
+too, and Triton copies them into the client's CUDA shared memory. Nothing crosses the host.
+"""
+
+import json
+import os
+import sys
+
+import torch
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import peoplenet_net
+
+
+class TritonPythonModel:
+    """Triton's Python-backend entry point."""
+
+    def initialize(self, args):
+        """Load the weights onto this instance's GPU and warm up at the largest batch."""
+        config = json.loads(args["model_config"])
+        self.device = torch.device("cuda", int(args["model_instance_device_id"]))
+        torch.cuda.set_device(self.device)
+        torch.backends.cudnn.benchmark = True
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        net = peoplenet_net.PeopleNetRN34()
+        net.load_state_dict(torch.load(os.path.join(version_dir, "weights.pt"), map_location="cpu"))
+        self.net = peoplenet_net.for_inference(net, self.device)
+        self.input_name = config["input"][0]["name"]
+        self.output_names = [o["name"] for o in config["output"]]
+        self.requests = 0
+        self.cpu_inputs = 0
+        warm = torch.rand(
+            config["max_batch_size"],
+            3,
+            peoplenet_net.INPUT_HEIGHT,
+            peoplenet_net.INPUT_WIDTH,
+            device=self.device,
+        ).half()
+        with torch.inference_mode():
+            for _ in range(3):
+                self.net(warm.contiguous(memory_format=torch.channels_last))
+        torch.cuda.synchronize(self.device)
+
+    def execute(self, requests):
+        """Run each request's batch; inputs and outputs stay in GPU memory."""
+        responses = []
+        for request in requests:
+            tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
+            self.requests += 1
+            if tensor.is_cpu():
+                self.cpu_inputs += 1
+                images = torch.from_numpy(tensor.as_numpy()).to(self.device)
+            else:
+                images = torch.from_dlpack(tensor.to_dlpack())
+            with torch.inference_mode():
+                coverage, bbox = self.net(images.contiguous(memory_format=torch.channels_last))
+            torch.cuda.current_stream(self.device).synchronize()
+            outputs = [
+                pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(value))
+                for name, value in zip(self.output_names, (coverage, bbox), strict=False)
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
+        return responses
+
+    def finalize(self):
+        """Say where the inputs were: the benchmark checks that none was in CPU memory."""
+        print(
+            f"peoplenet: {self.requests} requests, {self.cpu_inputs} with inputs in CPU memory",
+            flush=True,
+        )

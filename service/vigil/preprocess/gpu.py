@@ -1,0 +1,111 @@
+"""GPU preprocessing with torch: color, resize, scale, layout and dtype, into a CUDA slot.
+
+Frames decoded by NVDEC arrive as NV12 (or RGB) CUDA tensors; frames from CPU sources arrive
+as numpy RGB arrays and are uploaded (host → device is fine; pixels never go back). Frames of
+the same size and format are processed together: one resize and one color conversion per
+group, written straight into the slot's input tensor, which Triton reads in place.
+
+Resizing matches :class:`~vigil.preprocess.cpu.CpuPreprocessor`: the whole frame is stretched
+to the model's input with bilinear interpolation (half-pixel centers, as OpenCV's
+``INTER_LINEAR``), so parsers map boxes back the same way on both paths. NV12 is converted
+with the BT.601 limited-range matrix, what FFmpeg's ``rgb24`` conversion uses for untagged
+video, so both paths see the same colors. The planes are resized before the color conversion
+(both are linear), which does the matrix work at the model's resolution instead of 1080p.
+
+torch is imported when a preprocessor is made, never at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vigil.frame import Frame, PixelFormat
+from vigil.preprocess.base import InputFormat, Layout
+
+# BT.601 limited range: RGB = Y' * 1.164 + chroma terms (Y' = Y - 16, U' = U - 128, V' = V - 128)
+_Y_GAIN = 255.0 / 219.0
+_R_V = 1.596
+_G_U = -0.392
+_G_V = -0.813
+_B_U = 2.017
+
+
+class GpuPreprocessor:
+    """Writes batches of frames into a CUDA tensor (a slot of a CUDA shared-memory ring).
+
+    Args:
+        fmt: The model's input format.
+        device_id: CUDA device of the slots.
+
+    The work runs on a stream of its own and is finished (synchronized) when the call
+    returns, so Triton reads complete tensors.
+    """
+
+    def __init__(self, fmt: InputFormat, device_id: int = 0) -> None:
+        import torch
+        import torch.nn.functional as F  # noqa: N812 (torch's own convention)
+
+        self.format = fmt
+        self.device = torch.device("cuda", device_id)
+        self._torch = torch
+        self._interpolate = F.interpolate
+        with torch.cuda.device(self.device):
+            self._stream = torch.cuda.Stream(self.device)
+
+    def __call__(self, frames: Sequence[Frame], out: Any) -> None:
+        """Write ``frames`` into ``out[:len(frames)]`` (a CUDA tensor in a slot)."""
+        torch = self._torch
+        groups: dict[tuple[PixelFormat, int, int, bool], list[int]] = {}
+        for i, frame in enumerate(frames):
+            key = (frame.pixel_format, frame.height, frame.width, frame.on_gpu)
+            groups.setdefault(key, []).append(i)
+        with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
+            for (pixel_format, _, _, on_gpu), indices in groups.items():
+                images = [frames[i].image for i in indices]
+                if on_gpu:
+                    batch = torch.stack(images)
+                else:
+                    batch = torch.from_numpy(np.stack(images)).to(self.device)
+                rgb = self.to_model_rgb(batch, pixel_format)
+                self._write(rgb, out, indices)
+            self._stream.synchronize()
+
+    def to_model_rgb(self, batch: Any, pixel_format: PixelFormat) -> Any:
+        """``uint8`` images (N, H, W, 3) RGB or (N, H*3/2, W) NV12 → float32 (N, 3, h, w) RGB
+        in [0, 255] at the model's input size."""
+        size = (self.format.height, self.format.width)
+        if pixel_format is PixelFormat.RGB:
+            return self._resize(batch.permute(0, 3, 1, 2).float(), size)
+        n, rows, width = batch.shape
+        height = rows * 2 // 3
+        luma = self._resize(batch[:, :height].unsqueeze(1).float(), size)
+        chroma = batch[:, height:].reshape(n, height // 2, width // 2, 2).permute(0, 3, 1, 2)
+        chroma = self._resize(chroma.float(), size) - 128.0
+        y = (luma - 16.0) * _Y_GAIN
+        u, v = chroma[:, 0:1], chroma[:, 1:2]
+        rgb = self._torch.cat((y + _R_V * v, y + _G_U * u + _G_V * v, y + _B_U * u), dim=1)
+        return rgb.clamp_(0.0, 255.0)
+
+    def _resize(self, images: Any, size: tuple[int, int]) -> Any:
+        if tuple(images.shape[-2:]) == size:
+            return images
+        return self._interpolate(
+            images, size=size, mode="bilinear", align_corners=False, antialias=False
+        )
+
+    def _write(self, rgb: Any, out: Any, indices: list[int]) -> None:
+        fmt = self.format
+        values = rgb * fmt.scale if fmt.scale != 1.0 else rgb
+        if fmt.layout is Layout.HWC:
+            values = values.permute(0, 2, 3, 1)
+        if np.dtype(fmt.dtype).kind in "ui":
+            values = values.round()
+        start, stop = indices[0], indices[-1] + 1
+        if stop - start == len(indices):
+            out[start:stop].copy_(values)
+        else:
+            index = self._torch.tensor(indices, device=self.device)
+            out.index_copy_(0, index, values.to(out.dtype))

@@ -1,0 +1,288 @@
+"""Video files decoded by the GPU's NVDEC engines (PyPI ``pynvvideocodec``); frames stay on
+the GPU.
+
+PyNvVideoCodec demuxes with its own FFmpeg and decodes with NVDEC into device memory. By
+default its ``ThreadedDecoder`` does the demuxing and decoding in a native thread of its own
+(no Python, no GIL), a few frames ahead; this source only fetches finished pictures, a few at
+a time. They are copied (device to device, one copy per fetch) into a tensor of Vigil's own,
+because the decoder reuses its surfaces, and handed on as NV12 (or RGB) CUDA tensors; the GPU
+preprocessor converts and resizes them in the same pass that writes the model's input.
+
+A file NVDEC cannot decode (a codec the chip lacks, a corrupt header) is decoded on the CPU
+instead, with one warning naming the stream. PyNvVideoCodec and torch are imported when a
+source opens, never at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from vigil.frame import Frame, PixelFormat
+from vigil.sources.base import Source, VideoInfo
+from vigil.sources.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+# A corrupt packet is skipped and counted; this many failures in a row end the stream.
+MAX_CONSECUTIVE_DECODE_ERRORS = 25
+
+
+class NvdecUnavailableError(RuntimeError):
+    """PyNvVideoCodec cannot be used on this host (the message says why)."""
+
+
+@functools.cache
+def load_pynvvideocodec() -> ModuleType:
+    """Import PyNvVideoCodec once.
+
+    Raises:
+        NvdecUnavailableError: not installed, or the driver's video libraries are missing.
+    """
+    try:
+        import PyNvVideoCodec
+    except Exception as e:  # its import raises RuntimeError when driver libraries are missing
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NvdecUnavailableError(f"PyNvVideoCodec cannot be used: {reason}") from e
+    return PyNvVideoCodec
+
+
+def nvdec_unavailable_reason() -> str | None:
+    """None when NVDEC decoding can be used here, otherwise why not."""
+    try:
+        load_pynvvideocodec()
+    except NvdecUnavailableError as e:
+        return str(e)
+    return None
+
+
+class NvdecFileSource(Source):
+    """Frames of a local video file, decoded by NVDEC into GPU memory.
+
+    Args:
+        stream_id: Id of the stream.
+        path: Path of the file (a ``file://`` URL is accepted too).
+        device_id: CUDA device that decodes and holds the frames.
+        threaded: Decode in PyNvVideoCodec's native thread (``ThreadedDecoder``) and fetch
+            frames in small batches; False decodes packet by packet from Python (demuxer +
+            decoder). None: :attr:`threaded_default`.
+    """
+
+    is_live = False
+    #: Frames the native decoder may run ahead of the pipeline (threaded mode).
+    buffer_frames = 16
+    #: Frames fetched per call (threaded mode).
+    fetch_frames = 8
+    #: Mode of sources made without an explicit ``threaded``.
+    threaded_default = True
+
+    def __init__(
+        self,
+        stream_id: str,
+        path: str | Path,
+        device_id: int = 0,
+        *,
+        threaded: bool | None = None,
+    ) -> None:
+        text = str(path)
+        super().__init__(stream_id, text)
+        self.path = Path(unquote(urlsplit(text).path)) if text.startswith("file:") else Path(text)
+        self.device_id = device_id
+        self.threaded = self.threaded_default if threaded is None else threaded
+        self._threaded: Any = None
+        self._demuxer: Any = None
+        self._decoder: Any = None
+        self._stream: Any = None
+        self._stream_handle = 0
+        self._fps: float | None = None
+        self._cpu: Source | None = None
+        self._decode_errors = 0
+
+    @property
+    def on_gpu(self) -> bool:
+        """False once the file turned out to need CPU decoding."""
+        return self._cpu is None
+
+    @property
+    def decode_errors(self) -> int:
+        """Packets that failed to decode and were skipped."""
+        return self._cpu.decode_errors if self._cpu else self._decode_errors
+
+    def open(self) -> VideoInfo:
+        """Open the file with NVDEC (or, if NVDEC cannot decode it, on the CPU).
+
+        Raises:
+            SourceError: the file is missing or unreadable.
+        """
+        if not self.path.is_file():
+            raise SourceError(str(self.path), "no such file")
+        try:
+            nvc = load_pynvvideocodec()
+            import torch
+
+            self._stream = torch.cuda.Stream(torch.device("cuda", self.device_id))
+            self._stream_handle = self._stream.cuda_stream
+            if self.threaded:
+                width, height, fps = self._open_threaded(nvc)
+            else:
+                width, height, fps = self._open_plain(nvc)
+        except Exception as e:
+            self._release()
+            return self._open_on_cpu(f"{type(e).__name__}: {e}")
+        self._fps = fps if fps > 0 else None
+        return VideoInfo(width=width, height=height, fps=self._fps, frame_count=None)
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode the file to its end.
+
+        Raises:
+            SourceError: too many consecutive packets failed to decode, or nothing decoded.
+        """
+        if self._cpu is not None:
+            yield from self._cpu.frames()
+            return
+        if self._threaded is not None:
+            yield from self._threaded_frames()
+            return
+        if self._demuxer is None:
+            raise SourceError(str(self.path), "source is not open")
+        number = 0
+        consecutive_errors = 0
+        for packet in self._demuxer:
+            try:
+                decoded = self._decoder.Decode(packet)
+            except Exception as e:
+                self._decode_errors += 1
+                consecutive_errors += 1
+                if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                    raise SourceError(
+                        str(self.path), f"{consecutive_errors} packets in a row failed: {e}"
+                    ) from e
+                continue
+            consecutive_errors = 0
+            for picture in decoded:
+                yield self._frame(number, picture)
+                number += 1
+        if number == 0:
+            raise SourceError(str(self.path), "no frame could be decoded")
+
+    def close(self) -> None:
+        """Release the decoder; idempotent."""
+        self._release()
+        if self._cpu is not None:
+            self._cpu.close()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _open_threaded(self, nvc: ModuleType) -> tuple[int, int, float]:
+        self._threaded = nvc.ThreadedDecoder(
+            str(self.path),
+            self.buffer_frames,
+            gpu_id=self.device_id,
+            use_device_memory=True,
+            output_color_type=nvc.OutputColorType.NATIVE,
+        )
+        meta = self._threaded.get_stream_metadata()
+        width, height = getattr(meta, "width", 0), getattr(meta, "height", 0)
+        if not (width and height):  # older metadata without sizes: ask the demuxer
+            demuxer = nvc.CreateDemuxer(filename=str(self.path))
+            width, height = demuxer.Width(), demuxer.Height()
+        return int(width), int(height), float(getattr(meta, "average_fps", 0) or 0)
+
+    def _open_plain(self, nvc: ModuleType) -> tuple[int, int, float]:
+        self._demuxer = nvc.CreateDemuxer(filename=str(self.path))
+        self._decoder = nvc.CreateDecoder(
+            gpuid=self.device_id,
+            codec=self._demuxer.GetNvCodecId(),
+            cudacontext=0,
+            cudastream=0,
+            usedevicememory=True,
+        )
+        demuxer = self._demuxer
+        return int(demuxer.Width()), int(demuxer.Height()), float(demuxer.FrameRate())
+
+    def _threaded_frames(self) -> Iterator[Frame]:
+        import torch
+
+        number = 0
+        while True:
+            try:
+                pictures = self._threaded.get_batch_frames(self.fetch_frames)
+            except Exception as e:
+                raise SourceError(str(self.path), f"decoding failed: {e}") from e
+            if not pictures:
+                break
+            with torch.cuda.stream(self._stream):
+                views = [self._tensor(p) for p in pictures]
+                try:  # one copy for the whole fetch: the decoder reuses its buffers
+                    images = list(torch.stack(views))
+                except RuntimeError:  # pictures of different sizes (a resolution change)
+                    images = [v.clone() for v in views]
+                self._stream.synchronize()
+            # Let go of the decoder's pictures (and the DLPack views of them) before the next
+            # fetch: that fetch recycles their buffers, and a view released after it would
+            # hand freed memory back to the decoder (seen as a crash with two streams).
+            del views, pictures
+            for image in images:
+                yield self._wrap(number, image)
+                number += 1
+        if number == 0:
+            raise SourceError(str(self.path), "no frame could be decoded")
+
+    def _tensor(self, picture: Any) -> Any:
+        """A torch view of a decoded picture, ordered after the decoder's work on our stream.
+
+        The picture's own ``__dlpack__`` is given our stream directly: torch's generic
+        ``from_dlpack`` looks the device and current stream up on every call, which cost
+        more than the copy at thousands of frames per second.
+        """
+        import torch
+
+        try:
+            capsule = picture.__dlpack__(stream=self._stream_handle)
+        except TypeError:  # a producer without the stream argument
+            return torch.from_dlpack(picture)
+        return torch.from_dlpack(capsule)
+
+    def _wrap(self, number: int, image: Any) -> Frame:
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        pixel_format = PixelFormat.RGB if image.ndim == 3 else PixelFormat.NV12
+        pts_s = number / self._fps if self._fps else None
+        return Frame.captured_now(self.stream_id, number, pts_s, image, pixel_format)
+
+    def _frame(self, number: int, picture: Any) -> Frame:
+        import torch
+
+        with torch.cuda.stream(self._stream):
+            # the decoder reuses its surfaces: copy (device to device) before handing on
+            image = self._tensor(picture).clone()
+            self._stream.synchronize()
+        return self._wrap(number, image)
+
+    def _open_on_cpu(self, reason: str) -> VideoInfo:
+        from vigil.sources.file import FileSource
+
+        log.warning(
+            "stream %s: NVDEC cannot decode %s (%s); decoding it on the CPU",
+            self.stream_id,
+            self.path.name,
+            reason,
+        )
+        self._cpu = FileSource(self.stream_id, self.path)
+        return self._cpu.open()
+
+    def _release(self) -> None:
+        if self._threaded is not None:
+            with contextlib.suppress(Exception):
+                self._threaded.end()
+        self._threaded = None
+        self._decoder = None
+        self._demuxer = None
+        self._stream = None

@@ -1,0 +1,71 @@
+"""NVDEC decoding through PyNvVideoCodec: frames on the GPU, same pictures as the CPU."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from vigil.preprocess.base import InputFormat, Layout
+from vigil.preprocess.gpu import GpuPreprocessor
+from vigil.sources.nvdec import NvdecFileSource, nvdec_unavailable_reason
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(autouse=True)
+def _nvdec() -> None:
+    reason = nvdec_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+def cpu_frames(clip, count: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    while len(frames) < count:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "plain"])
+def test_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda, threaded):
+    torch = cuda
+    source = NvdecFileSource("cam", gpu_clip, threaded=threaded)
+    info = source.open()
+    try:
+        assert source.on_gpu
+        assert (info.width, info.height) == (1920, 1080)
+        frames = source.frames()
+        decoded = [next(frames) for _ in range(10)]
+    finally:
+        source.close()
+    first = decoded[0]
+    assert first.on_gpu
+    assert first.image.is_cuda
+    assert (first.width, first.height, first.frame_number) == (1920, 1080, 0)
+    assert [f.frame_number for f in decoded] == list(range(10))
+    full = InputFormat(1920, 1080, Layout.HWC, np.dtype(np.uint8))
+    out = torch.empty((10, 1080, 1920, 3), dtype=torch.uint8, device="cuda")
+    GpuPreprocessor(full)(decoded, out)
+    expected = np.stack(cpu_frames(gpu_clip, 10))
+    diff = np.abs(out.cpu().numpy().astype(np.int16) - expected.astype(np.int16))
+    assert diff.mean() < 3.0, diff.mean()
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "plain"])
+def test_nvdec_decodes_every_frame_of_the_file(gpu_clip, threaded):
+    expected = int(cv2.VideoCapture(str(gpu_clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+    source = NvdecFileSource("cam", gpu_clip, threaded=threaded)
+    source.open()
+    try:
+        count = sum(1 for _ in source.frames())
+    finally:
+        source.close()
+    assert count == expected
+    assert source.decode_errors == 0
+    assert source.on_gpu, "NVDEC must not have fallen back to the CPU"
