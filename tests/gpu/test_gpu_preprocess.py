@@ -77,3 +77,32 @@ def test_gpu_preprocess_converts_nv12_like_opencv(cuda):
     diff = np.abs(out.cpu().numpy().astype(np.float32) - expected.astype(np.float32)) * 255
     assert diff.mean() < 1.5, diff.mean()
     assert np.percentile(diff, 99.9) < 12, np.percentile(diff, 99.9)
+
+
+@pytest.mark.parametrize("fmt", [DETECTOR, SSD], ids=["chw-fp16", "hwc-uint8"])
+def test_fused_nv12_kernel_matches_the_torch_version(cuda, fmt):
+    """The one-launch NV12 kernel writes what the torch ops write, also into scattered rows
+    of a batch that mixes NV12 and RGB frames (the RGB row goes the torch way)."""
+    torch = cuda
+    fused = GpuPreprocessor(fmt)
+    if fused._fused is None:
+        pytest.skip("OpenAI Triton (torch's kernel compiler) is not installed")
+    nv12 = [torch.from_numpy(to_nv12(scene(1920, 1080, s))).cuda() for s in (4, 5)]
+    frames = [
+        frame(nv12[0], PixelFormat.NV12),
+        frame(scene(1280, 720, 6)),
+        frame(nv12[1], PixelFormat.NV12),
+    ]
+    shape = (
+        (4, 3, fmt.height, fmt.width) if fmt.layout is Layout.CHW else (4, fmt.height, fmt.width, 3)
+    )
+    dtype = torch.from_numpy(np.empty(0, fmt.dtype)).dtype
+    got = torch.full(shape, 7, dtype=dtype, device="cuda")
+    expected = torch.full(shape, 7, dtype=dtype, device="cuda")
+    fused(frames, got)
+    GpuPreprocessor(fmt, fused=False)(frames, expected)
+    scale = 255 if fmt.dtype == np.float16 else 1
+    diff = (got.float() - expected.float()).abs() * scale
+    # same arithmetic, different rounding order (fp32 in both; fp16/uint8 at the end)
+    assert diff.max().item() <= 1.0, diff.max().item()
+    assert (got[3] == 7).all(), "rows past the batch must stay untouched"

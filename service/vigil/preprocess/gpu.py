@@ -12,6 +12,11 @@ with the BT.601 limited-range matrix, what FFmpeg's ``rgb24`` conversion uses fo
 video, so both paths see the same colors. The planes are resized before the color conversion
 (both are linear), which does the matrix work at the model's resolution instead of 1080p.
 
+NV12 frames already on the GPU (what NVDEC gives) take one fused kernel instead
+(:mod:`vigil.preprocess.nv12_kernel`: same arithmetic, one launch per batch, a fraction of
+the memory traffic); the torch version remains for RGB frames and hosts without OpenAI
+Triton.
+
 torch is imported when a preprocessor is made, never at import time.
 """
 
@@ -24,6 +29,7 @@ import numpy as np
 
 from vigil.frame import Frame, PixelFormat
 from vigil.preprocess.base import InputFormat, Layout
+from vigil.preprocess.nv12_kernel import fused_nv12
 
 # BT.601 limited range: RGB = Y' * 1.164 + chroma terms (Y' = Y - 16, U' = U - 128, V' = V - 128)
 _Y_GAIN = 255.0 / 219.0
@@ -44,7 +50,7 @@ class GpuPreprocessor:
     returns, so Triton reads complete tensors.
     """
 
-    def __init__(self, fmt: InputFormat, device_id: int = 0) -> None:
+    def __init__(self, fmt: InputFormat, device_id: int = 0, *, fused: bool = True) -> None:
         import torch
         import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 
@@ -54,6 +60,8 @@ class GpuPreprocessor:
         self._interpolate = F.interpolate
         with torch.cuda.device(self.device):
             self._stream = torch.cuda.Stream(self.device)
+        # NV12 frames on the GPU go through one fused kernel when OpenAI Triton is there
+        self._fused = fused_nv12() if fused else None
 
     def __call__(self, frames: Sequence[Frame], out: Any) -> None:
         """Write ``frames`` into ``out[:len(frames)]`` (a CUDA tensor in a slot)."""
@@ -69,8 +77,10 @@ class GpuPreprocessor:
                     batch = torch.stack(images)
                 else:
                     batch = torch.from_numpy(np.stack(images)).to(self.device)
-                rgb = self.to_model_rgb(batch, pixel_format)
-                self._write(rgb, out, indices)
+                if self._fused is not None and pixel_format is PixelFormat.NV12:
+                    self._write_fused(batch, out, indices)
+                else:
+                    self._write(self.to_model_rgb(batch, pixel_format), out, indices)
             self._stream.synchronize()
 
     def to_model_rgb(self, batch: Any, pixel_format: PixelFormat) -> Any:
@@ -95,6 +105,17 @@ class GpuPreprocessor:
         return self._interpolate(
             images, size=size, mode="bilinear", align_corners=False, antialias=False
         )
+
+    def _write_fused(self, nv12: Any, out: Any, indices: list[int]) -> None:
+        assert self._fused is not None
+        fmt = self.format
+        start, stop = indices[0], indices[-1] + 1
+        contiguous = stop - start == len(indices)
+        target = out[start:stop] if contiguous else out.new_empty((len(indices), *out.shape[1:]))
+        channel_dim = 1 if fmt.layout is Layout.CHW else 3
+        self._fused(nv12, target, channel_dim, fmt.scale, np.dtype(fmt.dtype).kind in "ui")
+        if not contiguous:
+            out.index_copy_(0, self._torch.tensor(indices, device=self.device), target)
 
     def _write(self, rgb: Any, out: Any, indices: list[int]) -> None:
         fmt = self.format
