@@ -30,6 +30,9 @@ import math
 import os
 import platform
 import re
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -239,6 +243,68 @@ async def triton_model_only(
     return Row(f"(b) Triton + CUDA shm, model only ({inflight} in flight)", batches * size, elapsed)
 
 
+async def contention(
+    triton: TritonConnection,
+    model: ModelInfo,
+    batch: torch.Tensor,
+    args: argparse.Namespace,
+) -> dict[str, float]:
+    """(b) again while this process keeps the GPU busy the way (c) does, without the rest of
+    the pipeline: NVDEC decoding of the streams, and/or GPU preprocessing of 1080p NV12
+    batches paced at (b)'s rate. Shows what sharing the GPU with Triton's processes costs."""
+    from vigil.frame import Frame, PixelFormat
+    from vigil.preprocess.base import InputFormat
+    from vigil.preprocess.gpu import GpuPreprocessor
+    from vigil.sources.nvdec import NvdecFileSource
+
+    stop = threading.Event()
+
+    def decode(i: int) -> None:
+        while not stop.is_set():
+            source = NvdecFileSource(f"bg{i}", args.clip)
+            source.open()
+            try:
+                for _ in source.frames():
+                    if stop.is_set():
+                        break
+            finally:
+                source.close()
+
+    def preprocess() -> None:
+        pre = GpuPreprocessor(InputFormat.from_tensor(model.inputs[0]))
+        image = torch.randint(0, 255, (1620, 1920), dtype=torch.uint8, device="cuda")
+        frames = [Frame.captured_now("bg", n, None, image, PixelFormat.NV12) for n in range(32)]
+        out = torch.empty((32, *model.inputs[0].shape), dtype=torch.float16, device="cuda")
+        period = 32 / 2000
+        due = time.perf_counter()
+        while not stop.is_set():
+            pre(frames, out)
+            due += period
+            time.sleep(max(0.0, due - time.perf_counter()))
+
+    results = {}
+    for name, loads in (
+        ("decode", [decode] * args.streams),
+        ("preprocess", [preprocess]),
+        ("decode+preprocess", [decode] * args.streams + [preprocess]),
+    ):
+        stop.clear()
+        threads = [
+            threading.Thread(target=f, args=(i,) if f is decode else ())
+            for i, f in enumerate(loads)
+        ]
+        for t in threads:
+            t.start()
+        await asyncio.sleep(1.0)
+        row = await triton_model_only(triton, model, batch, args.inflight, args.batches)
+        stop.set()
+        for t in threads:
+            t.join()
+        results[name] = row.fps
+        print(f"# (b) while {name}: {row.fps:,.0f} frames/s", flush=True)
+    return results
+
+
 # --- (c) the full pipeline ------------------------------------------------------------------
 
 
@@ -264,16 +330,25 @@ async def full_pipeline(
     """``vigil run``'s code path on the streams; frames/s over the whole run and the steady
     part (from 10 % to 90 % of the frames)."""
     samples: list[tuple[float, int]] = []
+    occupancy: list[tuple[int, int, int]] = []  # (slots in use, requests awaiting emit, done)
     tasks: list[asyncio.Task[None]] = []
+    runtimes: list[Any] = []
 
-    def on_start(runtime: object) -> None:
-        statuses = [m.status for m in runtime.streams.list()]  # type: ignore[attr-defined]
+    def on_start(runtime: Any) -> None:
+        runtimes.append(runtime)
+        statuses = [m.status for m in runtime.streams.list()]
+        pipeline = runtime.pipeline
 
         async def sample() -> None:
             while True:
                 total = sum(s.stats.frames_processed for s in statuses)
                 samples.append((time.perf_counter(), total))
-                await asyncio.sleep(0.1)
+                for _ in range(20):  # where the ring's slots are, every 5 ms
+                    ring = pipeline.route.ring
+                    pending = list(pipeline._pending._queue)
+                    done = sum(1 for p in pending if p is not None and p[2].done())
+                    occupancy.append((len(ring.slots) - ring.free_slots, len(pending), done))
+                    await asyncio.sleep(0.005)
 
         tasks.append(asyncio.create_task(sample()))
 
@@ -297,6 +372,18 @@ async def full_pipeline(
         "d2h_bytes_per_frame": d2h / max(processed, 1),
         "d2h_copies": float(cuda_shm.TRANSFERS.copies - copies0),
     }
+    if occupancy:
+        in_use, waiting, done = (float(np.mean(column)) for column in zip(*occupancy, strict=True))
+        extra |= {"slots_busy": in_use, "requests_queued": waiting, "requests_done": done}
+    if runtimes:
+        metrics = runtimes[0].metrics
+        for name, histogram in (
+            ("request_ms", metrics.request_seconds),
+            ("batch", metrics.batch_size),
+        ):
+            total, count = _histogram_sum_count(histogram)
+            scale = 1000.0 if name == "request_ms" else 1.0
+            extra[f"mean_{name}"] = total / count * scale if count else 0.0
     row = Row(
         f"(c) full Vigil pipeline ({len(specs)} streams → events)",
         processed,
@@ -304,6 +391,13 @@ async def full_pipeline(
         extra=extra,
     )
     return row, extra
+
+
+def _histogram_sum_count(histogram: Any) -> tuple[float, float]:
+    values = {s.name: s.value for m in histogram.collect() for s in m.samples}
+    return next((v for k, v in values.items() if k.endswith("_sum")), 0.0), next(
+        (v for k, v in values.items() if k.endswith("_count")), 0.0
+    )
 
 
 def _steady_fps(samples: list[tuple[float, int]], total: int) -> float:
@@ -335,6 +429,37 @@ async def cupti_copies(
             event.get("args", {}).get("bytes", 0)
         )
     return totals
+
+
+@contextlib.contextmanager
+def sampled_by_pyspy(output: Path | None) -> Iterator[None]:
+    """Sample every thread of this process with py-spy while the block runs (``output``:
+    collapsed stacks, only samples holding the GIL, per thread); nothing when ``None``.
+
+    The GIL-holding samples show where the Python time of a GIL-bound pipeline goes, across
+    the decoder threads, the event loop and the preprocessing thread (cProfile sees one).
+    """
+    if output is None:
+        yield
+        return
+    binary = shutil.which("py-spy") or str(Path(sys.prefix) / "bin" / "py-spy")
+    # let a child trace us under Yama's ptrace_scope=1 (PR_SET_PTRACER, any process)
+    import ctypes
+
+    ctypes.CDLL(None).prctl(0x59616D61, ctypes.c_ulong(-1), 0, 0, 0)
+    command = [binary, "record", "--pid", str(os.getpid()), "--gil", "--threads", "--nonblocking"]
+    command += ["--rate", "200", "--format", "raw", "--output", str(output)]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            _, err = spy.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            _, err = spy.communicate()
+        print(f"# py-spy: {err.strip().splitlines()[-1:] or 'done'} → {output}", flush=True)
 
 
 async def profile_pipeline(
@@ -535,7 +660,11 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         # the pipeline uses the faster NVDEC mode (both are Vigil's; the default is threaded)
         from vigil.sources.nvdec import NvdecFileSource
 
-        threaded_mode = decodes[True].fps >= decodes[False].fps
+        threaded_mode = (
+            decodes[True].fps >= decodes[False].fps
+            if args.nvdec_mode == "auto"
+            else args.nvdec_mode == "threaded"
+        )
         NvdecFileSource.threaded_default = threaded_mode
         report["nvdec_mode"] = "threaded" if threaded_mode else "plain"
         report["decode_only"] = [asdict(r) | {"fps": r.fps} for r in decodes.values()]
@@ -571,12 +700,25 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             rows.append(b)
             print(f"(b) {b.fps:,.0f} frames/s", flush=True)
 
+            if args.contention:
+                report["contention"] = await contention(triton, model, batch, args)
             specs = [file_spec(f"cam-{i}", str(args.clip)) for i in range(args.streams)]
-            with meter.measure(row):
+            with meter.measure(row), sampled_by_pyspy(out / "pyspy-c.txt" if args.pyspy else None):
                 c, extra = await full_pipeline(settings, triton, specs)
             c.gpu_util, c.cpu_cores, c.nvdec_util = row.gpu_util, row.cpu_cores, row.nvdec_util
             rows.append(c)
             print(f"(c) {c.fps:,.0f} frames/s (steady {extra['steady_fps']:,.0f})", flush=True)
+            print(f"# (c) details: {extra}", flush=True)
+            for inflight in args.sweep_inflight:
+                swept = settings.model_copy(
+                    update={
+                        "pipeline": settings.pipeline.model_copy(
+                            update={"inflight_requests": inflight}
+                        )
+                    }
+                )
+                c2, extra2 = await full_pipeline(swept, triton, specs)
+                print(f"# (c) with {inflight} slots: {c2.fps:,.0f} frames/s {extra2}", flush=True)
 
             parser = make_parser(model, 0.5)
             naive_frames = 0
@@ -717,6 +859,15 @@ if __name__ == "__main__":
     parser.add_argument("--rt-margin", type=float, default=0.9, help="share of (c) to try")
     parser.add_argument("--cupti", action="store_true", help="trace copies of a short run")
     parser.add_argument("--profile", action="store_true", help="cProfile a (c) run's loop")
+    parser.add_argument("--pyspy", action="store_true", help="py-spy (GIL samples) during (c)")
+    parser.add_argument(
+        "--sweep-inflight",
+        type=lambda text: [int(v) for v in text.split(",") if v],
+        default=[],
+        help="also run (c) with these ring sizes (comma-separated; context, not a row)",
+    )
+    parser.add_argument("--contention", action="store_true", help="(b) under (c)'s GPU loads")
+    parser.add_argument("--nvdec-mode", choices=["auto", "threaded", "plain"], default="auto")
     parser.add_argument("--cupti-clip", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("out/gpu-bench"))
     asyncio.run(main(parser.parse_args()))

@@ -13,6 +13,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 tar -C /tmp/site -xJf "$STAGE/pnvc.tar.xz"
 [ -x /tmp/tritonserver/bin/tritonserver ] || tar -C /tmp -xJf "$STAGE/tritonserver.tar.xz"
 export PYTHONPATH=/tmp/site:$SRC/service:$SRC
+export PATH=/tmp/site/bin:$PATH
 export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 export VIGIL_TRITON__SERVER_DIR=/tmp/tritonserver
 export GPU_TEST_CLIP=$STAGE/street_1080p30.mp4

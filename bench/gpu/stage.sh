@@ -14,11 +14,12 @@ git -C "$ROOT" ls-files -co --exclude-standard | tar -C "$ROOT" -cf - -T - | tar
 PIP=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
   --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+  --platform manylinux_2_5_x86_64
   -d "$CACHE/whl")
 "${PIP[@]}" tritonclient==2.73.0 pydantic==2.14.3 pydantic-core==2.50.4 pydantic-settings==2.16.3 \
   annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0 python-dotenv==1.2.4 \
   aiokafka==0.14.0 async-timeout==5.0.1 grpcio==1.85.1 protobuf==6.33.6 python-rapidjson==1.25 \
-  pytest-asyncio==1.5.0 pynvvideocodec==2.2.4
+  pytest-asyncio==1.5.0 pynvvideocodec==2.2.4 py-spy==0.4.3
 rm -rf "$DEST/whl" && mkdir -p "$DEST/whl"
 cp "$CACHE"/whl/*.whl "$DEST/whl/" && rm "$DEST"/whl/pynvvideocodec-*.whl
 if [ ! -f "$CACHE/pnvc.tar.xz" ]; then
