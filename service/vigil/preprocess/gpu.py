@@ -62,6 +62,24 @@ class GpuPreprocessor:
             self._stream = torch.cuda.Stream(self.device)
         # NV12 frames on the GPU go through one fused kernel when OpenAI Triton is there
         self._fused = fused_nv12() if fused else None
+        if self._fused is not None:
+            self._compile_for(1920, 1080)
+
+    def _compile_for(self, width: int, height: int) -> None:
+        """Run the kernel once on a blank frame of this size, so that its compilation (about a
+        second, then cached on disk) happens now and not on a stream's first batch."""
+        torch = self._torch
+        dtype = torch.from_numpy(np.empty(0, self.format.dtype)).dtype
+        fmt = self.format
+        shape = (
+            (1, 3, fmt.height, fmt.width)
+            if fmt.layout is Layout.CHW
+            else (1, fmt.height, fmt.width, 3)
+        )
+        with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
+            blank = torch.zeros((1, height * 3 // 2, width), dtype=torch.uint8, device=self.device)
+            self._write_fused(blank, torch.empty(shape, dtype=dtype, device=self.device), [0])
+            self._stream.synchronize()
 
     def __call__(self, frames: Sequence[Frame], out: Any) -> None:
         """Write ``frames`` into ``out[:len(frames)]`` (a CUDA tensor in a slot)."""
