@@ -115,7 +115,7 @@ async def test_gpu_path_runs_streams_to_events_copying_only_outputs_to_host(
     addresses: list[int] = []
 
     def on_start(runtime) -> None:
-        ring = runtime.pipeline._ring
+        ring = runtime.pipeline.route.ring
         addresses.extend(int(slot.region._handle._base_addr) for slot in ring.slots)
 
     result = await run_streams(settings, specs, on_start=on_start)
@@ -149,7 +149,7 @@ async def test_gpu_path_exception_exit_unregisters_and_frees(settings, triton, g
             await runtime.streams.add(file_spec("a", str(gpu_clip)))
             await asyncio.sleep(1.0)
             seen.extend(await registered(triton))
-            ring = runtime.pipeline._ring
+            ring = runtime.pipeline.route.ring
             assert ring is not None
             addresses.extend(int(s.region._handle._base_addr) for s in ring.slots)
             raise RuntimeError("boom")

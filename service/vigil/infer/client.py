@@ -205,16 +205,33 @@ class TritonClient:
                 f"{e.message()} ({where})"
             ) from e
 
-    async def unregister_slot(self, slot: Slot) -> None:
-        """Unregister a slot's region; errors are logged, not raised (used on cleanup)."""
+    async def unregister_slot(self, slot: Slot, in_use_wait_s: float = 10.0) -> None:
+        """Unregister a slot's region; errors are logged, not raised (used on cleanup).
+
+        Triton refuses to unregister a region a request is still using ("it is currently in
+        use"), which happens when Vigil stops while a request it gave up on still runs on the
+        server (a cancelled gRPC call does not stop the model). That refusal is retried for
+        up to ``in_use_wait_s``; left registered, the region would keep our memory mapped in
+        the server.
+        """
         name = slot.region.name
-        try:
-            if slot.region.kind == "cuda":
-                await self._client.unregister_cuda_shared_memory(name, client_timeout=5)
-            else:
-                await self._client.unregister_system_shared_memory(name, client_timeout=5)
-        except (TimeoutError, InferenceServerException) as e:
-            log.debug("unregistering %s failed: %s", name, e)
+        unregister = (
+            self._client.unregister_cuda_shared_memory
+            if slot.region.kind == "cuda"
+            else self._client.unregister_system_shared_memory
+        )
+        deadline = time.monotonic() + in_use_wait_s
+        while True:
+            try:
+                await unregister(name, client_timeout=5)
+                return
+            except (TimeoutError, InferenceServerException) as e:
+                in_use = "currently in use" in str(e)
+                if not in_use or time.monotonic() >= deadline:
+                    log.log(logging.WARNING if in_use else logging.DEBUG,
+                            "unregistering %s failed: %s", name, e)  # fmt: skip
+                    return
+            await asyncio.sleep(0.05)
 
     async def unregister_stale_regions(self) -> list[str]:
         """Unregister regions that a Vigil process now gone left registered; returns them.
