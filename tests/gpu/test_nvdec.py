@@ -20,18 +20,6 @@ def _nvdec() -> None:
         pytest.skip(reason)
 
 
-def cpu_frames(clip, count: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(clip))
-    frames = []
-    while len(frames) < count:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
-
-
 @pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "plain"])
 def test_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda, threaded):
     torch = cuda
@@ -52,6 +40,8 @@ def test_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda, t
     full = InputFormat(1920, 1080, Layout.HWC, np.dtype(np.uint8))
     out = torch.empty((10, 1080, 1920, 3), dtype=torch.uint8, device="cuda")
     GpuPreprocessor(full)(decoded, out)
+    from bench.gpu.bench import cpu_frames  # imports torch: only where the test runs
+
     expected = np.stack(cpu_frames(gpu_clip, 10))
     diff = np.abs(out.cpu().numpy().astype(np.int16) - expected.astype(np.int16))
     assert diff.mean() < 3.0, diff.mean()

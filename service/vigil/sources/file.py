@@ -11,10 +11,9 @@ import av
 
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo, frame_from_av
-from vigil.sources.errors import SourceError
+from vigil.sources.errors import DecodeErrors, SourceError
 
 # A corrupt packet is skipped and counted; this many failures in a row end the stream.
-MAX_CONSECUTIVE_DECODE_ERRORS = 25
 
 
 class FileSource(Source):
@@ -32,12 +31,12 @@ class FileSource(Source):
         super().__init__(stream_id, text)
         self.path = Path(unquote(urlsplit(text).path)) if text.startswith("file:") else Path(text)
         self._container: av.container.InputContainer | None = None
-        self._decode_errors = 0
+        self._errors = DecodeErrors()
 
     @property
     def decode_errors(self) -> int:
         """Packets that failed to decode and were skipped."""
-        return self._decode_errors
+        return self._errors.total
 
     def open(self) -> VideoInfo:
         """Open the file and find its video stream.
@@ -74,20 +73,15 @@ class FileSource(Source):
             raise SourceError(str(self.path), "source is not open")
         stream = self._container.streams.video[0]
         number = 0
-        consecutive_errors = 0
         try:
             for packet in self._container.demux(stream):
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError as e:
-                    self._decode_errors += 1
-                    consecutive_errors += 1
-                    if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
-                        raise SourceError(
-                            str(self.path), f"{consecutive_errors} packets in a row failed: {e}"
-                        ) from e
+                    if self._errors.failed():
+                        raise SourceError(str(self.path), self._errors.reason(str(e))) from e
                     continue
-                consecutive_errors = 0
+                self._errors.decoded()
                 for vf in decoded:
                     yield frame_from_av(self.stream_id, number, vf)
                     number += 1

@@ -26,12 +26,9 @@ from urllib.parse import unquote, urlsplit
 
 from vigil.frame import Frame, PixelFormat
 from vigil.sources.base import Source, VideoInfo
-from vigil.sources.errors import SourceError
+from vigil.sources.errors import DecodeErrors, SourceError
 
 log = logging.getLogger(__name__)
-
-# A corrupt packet is skipped and counted; this many failures in a row end the stream.
-MAX_CONSECUTIVE_DECODE_ERRORS = 25
 
 
 class NvdecUnavailableError(RuntimeError):
@@ -102,7 +99,7 @@ class NvdecFileSource(Source):
         self._stream_handle = 0
         self._fps: float | None = None
         self._cpu: Source | None = None
-        self._decode_errors = 0
+        self._errors = DecodeErrors()
 
     @property
     def on_gpu(self) -> bool:
@@ -112,7 +109,7 @@ class NvdecFileSource(Source):
     @property
     def decode_errors(self) -> int:
         """Packets that failed to decode and were skipped."""
-        return self._cpu.decode_errors if self._cpu else self._decode_errors
+        return self._cpu.decode_errors if self._cpu else self._errors.total
 
     def open(self) -> VideoInfo:
         """Open the file with NVDEC (or, if NVDEC cannot decode it, on the CPU).
@@ -153,19 +150,14 @@ class NvdecFileSource(Source):
         if self._demuxer is None:
             raise SourceError(str(self.path), "source is not open")
         number = 0
-        consecutive_errors = 0
         for packet in self._demuxer:
             try:
                 decoded = self._decoder.Decode(packet)
             except Exception as e:
-                self._decode_errors += 1
-                consecutive_errors += 1
-                if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
-                    raise SourceError(
-                        str(self.path), f"{consecutive_errors} packets in a row failed: {e}"
-                    ) from e
+                if self._errors.failed():
+                    raise SourceError(str(self.path), self._errors.reason(str(e))) from e
                 continue
-            consecutive_errors = 0
+            self._errors.decoded()
             for picture in decoded:
                 yield self._frame(number, picture)
                 number += 1

@@ -10,8 +10,7 @@ import av
 
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo, frame_from_av
-from vigil.sources.errors import SourceError
-from vigil.sources.file import MAX_CONSECUTIVE_DECODE_ERRORS
+from vigil.sources.errors import DecodeErrors, SourceError
 from vigil.sources.urls import REDACTED, redact_url
 
 __all__ = ["REDACTED", "SCHEMES", "NetworkSource", "redact_url"]
@@ -90,12 +89,12 @@ class NetworkSource(Source):
         self._container: av.container.InputContainer | None = None
         self._packets: Iterator[av.Packet] | None = None
         self._pending: list[av.VideoFrame] = []
-        self._decode_errors = 0
+        self._errors = DecodeErrors()
 
     @property
     def decode_errors(self) -> int:
         """Packets that failed to decode and were skipped."""
-        return self._decode_errors
+        return self._errors.total
 
     def open(self) -> VideoInfo:
         """Connect, find the video stream and decode its first frame.
@@ -195,7 +194,6 @@ class NetworkSource(Source):
         """Read packets until one decodes to frames (possibly none, while a decoder fills)."""
         if self._packets is None:
             raise SourceError(self.safe_url, "source is not open")
-        consecutive_errors = 0
         while True:
             started = time.monotonic()
             try:
@@ -216,14 +214,13 @@ class NetworkSource(Source):
                 # The flush packet demux() adds at the end; the next read ends the stream.
                 continue
             try:
-                return list(packet.decode())
+                frames = list(packet.decode())
             except av.FFmpegError as e:
-                self._decode_errors += 1
-                consecutive_errors += 1
-                if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
-                    raise self._error(
-                        f"{consecutive_errors} packets in a row failed: {self._describe(e)}"
-                    ) from self._cause(e)
+                if self._errors.failed():
+                    raise self._error(self._errors.reason(self._describe(e))) from self._cause(e)
+                continue
+            self._errors.decoded()
+            return frames
 
     def _waited_too_long(self, started: float) -> bool:
         return time.monotonic() - started >= self.read_timeout_s
