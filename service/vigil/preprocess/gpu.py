@@ -45,6 +45,8 @@ class GpuPreprocessor:
     Args:
         fmt: The model's input format.
         device_id: CUDA device of the slots.
+        fused: NV12 frames take the one-launch kernel when OpenAI Triton is there (False:
+            torch ops only, the reference the kernel is tested against).
 
     The work runs on a stream of its own and is finished (synchronized) when the call
     returns, so Triton reads complete tensors.
