@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -30,10 +29,9 @@ from vigil.events.commands import (
     dead_letter_record,
 )
 from vigil.events.kafka import client_options, ensure_topics
+from vigil.retry import FailureRun
 
 log = logging.getLogger(__name__)
-
-WARN_EVERY_S = 60.0
 
 
 class CommandConsumer:
@@ -51,8 +49,7 @@ class CommandConsumer:
         self.rejected: Counter[str] = Counter()
         self.lag = 0
         self._task: asyncio.Task[None] | None = None
-        self._failures = 0
-        self._last_warning = 0.0
+        self._outage = FailureRun()
 
     def start(self) -> None:
         """Start consuming in the background."""
@@ -77,19 +74,15 @@ class CommandConsumer:
             except Exception as e:
                 if not isinstance(e, KafkaError | OSError):
                     log.exception("command consumer failed; the message will be redelivered")
-                delay = min(self.settings.retry_backoff_max_s, 0.5 * 2**self._failures)
-                self._failures += 1
-                now = time.monotonic()
-                quiet = self._failures > 1 and now - self._last_warning < WARN_EVERY_S
+                delay = self._outage.backoff_s(self.settings.retry_backoff_max_s)
+                loud = self._outage.failed()
                 log.log(
-                    logging.DEBUG if quiet else logging.ERROR,
+                    logging.ERROR if loud else logging.DEBUG,
                     "command consumer lost Kafka at %s: %s; retrying in %.1f s",
                     self.settings.bootstrap_servers,
                     e,
                     delay,
                 )
-                if not quiet:
-                    self._last_warning = now
                 await asyncio.sleep(delay)
 
     async def _consume(self) -> None:
@@ -109,7 +102,7 @@ class CommandConsumer:
         await consumer.start()
         try:
             await dead_letters.start()
-            self._failures = 0
+            self._outage.succeeded()
             log.info("consuming commands from %s", commands.topic)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=100)

@@ -26,7 +26,6 @@ import logging
 import ssl
 import struct
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,12 +42,12 @@ from vigil.config import KafkaSecuritySettings, KafkaSettings, Settings
 from vigil.events.outbox import FullPolicy, Outbox
 from vigil.events.schema import Event, to_json_line
 from vigil.events.sinks import EventSink
+from vigil.retry import FailureRun
 
 log = logging.getLogger(__name__)
 
 WINDOW_ROWS = 500  # stored rows (inference batches) per send window
 WINDOW_BYTES = 8 << 20
-WARN_EVERY_S = 60.0
 
 
 class KafkaConfigError(ValueError):
@@ -260,8 +259,7 @@ class KafkaPublisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._failures = 0
-        self._last_warning = 0.0
+        self._outage = FailureRun()
         self._idempotent = settings.enable_idempotence
 
     def notify(self) -> None:
@@ -307,11 +305,11 @@ class KafkaPublisher:
                     raise KafkaError(
                         f"no acknowledgement within {window_timeout_s:.0f} s"
                     ) from None
-                if self._failures:
+                if self._outage.count:
                     log.warning(
                         "Kafka at %s is back; sending resumed", self.settings.bootstrap_servers
                     )
-                self._failures = 0
+                self._outage.succeeded()
             except asyncio.CancelledError:
                 raise
             except (KafkaError, OSError, ssl.SSLError, KafkaConfigError) as e:
@@ -327,22 +325,18 @@ class KafkaPublisher:
     async def _on_failure(self, error: BaseException) -> None:
         self.counters.connected = False
         self.counters.last_error = _describe_error(error)
-        delay = min(self.settings.retry_backoff_max_s, 0.5 * 2**self._failures)
-        self._failures += 1
-        now = time.monotonic()
-        quiet = self._failures > 1 and now - self._last_warning < WARN_EVERY_S
+        delay = self._outage.backoff_s(self.settings.retry_backoff_max_s)
+        loud = self._outage.failed()
         log.log(
-            logging.DEBUG if quiet else logging.ERROR,
+            logging.ERROR if loud else logging.DEBUG,
             "cannot deliver events to Kafka at %s: %s; %d events kept in the outbox, "
             "retrying in %.1f s (attempt %d)",
             self.settings.bootstrap_servers,
             self.counters.last_error,
             await asyncio.to_thread(self.buffer.depth),
             delay,
-            self._failures,
+            self._outage.count,
         )
-        if not quiet:
-            self._last_warning = now
         await self._drop_producer()
         await asyncio.sleep(delay)
 
@@ -350,7 +344,7 @@ class KafkaPublisher:
         options = producer_options(self.settings)
         options["enable_idempotence"] = self._idempotent
         log.log(
-            logging.DEBUG if self._failures else logging.INFO,
+            logging.DEBUG if self._outage.count else logging.INFO,
             "connecting to Kafka: %s",
             describe_options(options),
         )

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 from vigil.pipeline.queues import FrameQueue
 from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.retry import FailureRun
 from vigil.sources.base import Source
 from vigil.sources.errors import SourceError
 
 log = logging.getLogger(__name__)
-
-WARN_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,7 @@ class StreamWorker:
         self.reconnect = reconnect
         self.pacing = pacing
         self._stop = threading.Event()
-        self._failures = 0
-        self._last_warning = 0.0
+        self._outage = FailureRun()
         self._thread = threading.Thread(
             target=self._run, name=f"decode-{status.stream_id}", daemon=True
         )
@@ -124,28 +122,23 @@ class StreamWorker:
                         return
                     if not (source.is_live and self.reconnect.enabled) or (
                         self.reconnect.max_attempts is not None
-                        and self._failures >= self.reconnect.max_attempts
+                        and self._outage.count >= self.reconnect.max_attempts
                     ):
                         log.error("stream %s failed: %s", self.status.stream_id, e)
                         self.status.try_transition(StreamState.ERROR, str(e))
                         return
-                    delay = self.reconnect.delay_s(self._failures)
-                    self._failures += 1
+                    delay = self.reconnect.delay_s(self._outage.count)
+                    loud = self._outage.failed()
                     self.status.stats.reconnects += 1
                     self.status.try_transition(StreamState.RECONNECTING, str(e))
-                    # one warning when an outage starts, then one a minute: no log flood
-                    now = time.monotonic()
-                    quiet = self._failures > 1 and now - self._last_warning < WARN_EVERY_S
                     log.log(
-                        logging.DEBUG if quiet else logging.WARNING,
+                        logging.WARNING if loud else logging.DEBUG,
                         "stream %s: %s; reconnecting in %.1f s (attempt %d)",
                         self.status.stream_id,
                         e,
                         delay,
-                        self._failures,
+                        self._outage.count,
                     )
-                    if not quiet:
-                        self._last_warning = now
                     if self._stop.wait(delay):
                         return
                 finally:
@@ -162,7 +155,7 @@ class StreamWorker:
     def _stream(self, source: Source) -> bool:
         """Open and decode until the end; True at a normal end, False if stopped."""
         info = source.open()
-        self._failures = 0  # the backoff starts over after every successful open
+        self._outage.succeeded()  # the backoff starts over after every successful open
         if self.status.expected_frames is None:
             self.status.expected_frames = info.frame_count
         self.status.transition_if(
