@@ -8,7 +8,7 @@ adding/removing cameras never grows the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -162,14 +162,12 @@ class KafkaCollector(Collector):
             "Event sends that failed (the events stay in the outbox and are retried)",
             value=counters.send_failures,
         )
-        lost = CounterMetricFamily(
+        yield _by_label(
             "vigil_kafka_events_dropped",
             "Events dropped by the outbox's full policy, by reason",
-            labels=["reason"],
+            "reason",
+            dropped,
         )
-        for reason, n in dropped.items():
-            lost.add_metric([reason], n)
-        yield lost
         yield GaugeMetricFamily(
             "vigil_kafka_outbox_batches",
             "Stored batches waiting for the broker (one per inference batch with events)",
@@ -182,20 +180,23 @@ class KafkaCollector(Collector):
         if self.commands is None:
             return
         applied, rejected, lag = self.commands()
-        done = CounterMetricFamily(
-            "vigil_commands_applied", "Commands applied, by result", labels=["result"]
-        )
-        for result, n in applied.items():
-            done.add_metric([result], n)
-        yield done
-        refused = CounterMetricFamily(
+        yield _by_label("vigil_commands_applied", "Commands applied, by result", "result", applied)
+        yield _by_label(
             "vigil_commands_rejected",
             "Commands sent to the dead-letter topic, by reason",
-            labels=["reason"],
+            "reason",
+            rejected,
         )
-        for reason, n in rejected.items():
-            refused.add_metric([reason], n)
-        yield refused
         yield GaugeMetricFamily(
             "vigil_commands_consumer_lag", "Command messages not consumed yet", value=lag
         )
+
+
+def _by_label(
+    name: str, documentation: str, label: str, counts: Mapping[str, float]
+) -> CounterMetricFamily:
+    """A counter family with one sample per value of ``label``."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, n in counts.items():
+        family.add_metric([value], n)
+    return family
