@@ -21,7 +21,7 @@ include make/models.mk
 include make/rtsp.mk
 include make/kafka.mk
 
-.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage clean
+.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign clean
 
 help:
 	@echo "make demo    install what is missing, then run vigil on the sample video (two sensors)"
@@ -114,6 +114,12 @@ bench-gpu: install triton $(GPU_CLIP)
 
 bench-gpu-stage: install $(GPU_CLIP)
 	bash bench/gpu/stage.sh
+
+# Campaigns (figures in docs/reliability.md; CI runs the short versions in `make test`).
+KILL_RUNS ?= 50
+kill-campaign: install system-deps triton models
+	TEST_KILL_RUNS=$(KILL_RUNS) scripts/with_cpu_hog.sh $(PY) -m pytest -q tests/integration/test_triton_kill.py
+	scripts/with_cpu_hog.sh $(PY) -m pytest -q tests/unit/test_engine_failures.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

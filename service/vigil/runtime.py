@@ -6,6 +6,7 @@ module only wires components, it holds no logic of its own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -21,6 +22,7 @@ from vigil.events.c2d import make_command_consumer
 from vigil.events.kafka import make_kafka_sink
 from vigil.events.schema import PlaceInfo
 from vigil.events.sinks import EventSink, JsonlSink
+from vigil.infer.errors import InferError
 from vigil.infer.model import ModelInfo
 from vigil.infer.registry import ModelFormat, ModelRegistry, RegistryError
 from vigil.lifecycle import ModelCommands, ModelLifecycle, read_state
@@ -114,7 +116,11 @@ async def _runtime(
         import_roots=settings.model.import_roots,
     )
     state_file = settings.data_dir / "model-state.json"
-    model = await _load_serving_model(settings, triton, registry, state_file)
+    try:
+        model = await _load_serving_model(settings, triton, registry, state_file)
+    except InferError:
+        await _raise_if_died(triton)
+        raise
     parser = make_parser(model, settings.model.confidence_threshold)
     # Kafka first: an event is in the durable outbox before any other sink has seen it.
     kafka = make_kafka_sink(settings) if settings.kafka.bootstrap_servers else None
@@ -213,6 +219,19 @@ async def _load_serving_model(
     if version == "latest":
         return await triton.client.load_model(name)
     return await triton.client.load_model(name, int(version))
+
+
+async def _raise_if_died(triton: TritonConnection, grace_s: float = 2.0) -> None:
+    """Raise :class:`TritonDiedError` if the server died: a request that failed because the
+    server was killed should say so (with its log), not "could not load model". The socket
+    closes a moment before the process is reaped, hence the short grace period."""
+    check = triton.check_alive
+    deadline = asyncio.get_running_loop().time() + grace_s
+    while True:
+        check()
+        if asyncio.get_running_loop().time() >= deadline:
+            return
+        await asyncio.sleep(0.05)
 
 
 @functools.lru_cache(maxsize=4096)

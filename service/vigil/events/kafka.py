@@ -276,7 +276,8 @@ class KafkaPublisher:
         self._wake.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), flush_timeout_s)
+                async with asyncio.timeout(flush_timeout_s):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
@@ -293,14 +294,16 @@ class KafkaPublisher:
                         return
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), 1.0)
+                        async with asyncio.timeout(1.0):
+                            await self._wake.wait()
                     continue
                 # aiokafka can wait forever on a broker that came back empty (metadata of a
                 # lost topic, a node "not ready"); bound every window, then start over with a
                 # fresh producer, which refreshes metadata and recreates lost topics.
                 window_timeout_s = self.settings.request_timeout_ms / 1000 * 3
                 try:
-                    await asyncio.wait_for(self._send(records), window_timeout_s)
+                    async with asyncio.timeout(window_timeout_s):
+                        await self._send(records)
                 except TimeoutError:
                     raise KafkaError(
                         f"no acknowledgement within {window_timeout_s:.0f} s"
@@ -388,7 +391,8 @@ class KafkaPublisher:
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                await asyncio.wait_for(producer.stop(), 5)
+                async with asyncio.timeout(5):
+                    await producer.stop()
             except (KafkaError, OSError, TimeoutError):
                 log.debug("producer stop failed", exc_info=True)
 

@@ -104,8 +104,12 @@ class Batcher:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns normally when
+                # the wake-up and a cancellation arrive together, swallowing the cancellation
+                # (the producer then outlives its TaskGroup and waits for a slot forever).
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._wakeup.wait()
                 except TimeoutError:
                     break
             if batch:
