@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from vigil.specs import StreamSpec
+from vigil.track import TrackerSettings
 
 TRITON_VERSION = "2.51.0"
 
@@ -331,6 +332,10 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     streams: list[StreamSpec] = Field(
         default_factory=list, description="Streams `vigil serve` starts with (config file)"
+    )
+    tracking: TrackerSettings = Field(
+        TrackerSettings(enabled=True),
+        description="Multi-object tracker (ByteTrack-class; times in seconds; docs/tracking.md)",
     )
     secondary: list[SecondaryModelSettings] = Field(
         default_factory=list,

@@ -41,6 +41,8 @@ class Frame:
         image: The pixels: a numpy array, or a CUDA tensor (anything with ``shape``,
             ``dtype`` and ``device``), laid out as ``pixel_format`` says.
         pixel_format: Layout of ``image``.
+        infer: False for a frame the model skips (the stream's inference interval) that
+            still goes through the stages, where the tracker predicts its boxes.
     """
 
     stream_id: str
@@ -50,6 +52,7 @@ class Frame:
     decoded_monotonic_s: float
     image: Any = field(repr=False)
     pixel_format: PixelFormat = PixelFormat.RGB
+    infer: bool = True
 
     def __post_init__(self) -> None:
         shape = tuple(self.image.shape)

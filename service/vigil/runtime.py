@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vigil.accel import Acceleration, AccelerationError, choose_acceleration
+from vigil.analytics import AnalyticsConfig
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
 from vigil.events.c2d import make_command_consumer
@@ -33,6 +34,10 @@ from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.secondary import open_secondary
 from vigil.pipeline.worker import ReconnectPolicy
 from vigil.sources.urls import redact_url
+from vigil.stages.analytics import AnalyticsStage
+from vigil.stages.base import Stage, StageChain
+from vigil.stages.secondary import ClassifyTracksStage
+from vigil.stages.tracking import TrackingStage
 from vigil.triton.runtime import TritonConnection, connect
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ class Runtime:
         jsonl: The JSONL sink, if one is configured.
         registry: Models and versions in the repository.
         models: Swaps and rolls back the served model version.
+        analytics: Per-stream analytics (configure through ``pipeline.in_chain``).
     """
 
     settings: Settings
@@ -63,11 +69,28 @@ class Runtime:
     registry: ModelRegistry
     models: ModelLifecycle
     acceleration: Acceleration
+    analytics: AnalyticsStage
 
     @property
     def model(self) -> ModelInfo:
         """The model version serving now (it changes with every swap)."""
         return self.pipeline.model
+
+    async def configure_analytics(
+        self, stream_id: str, config: AnalyticsConfig | None, reset_counts: bool = False
+    ) -> None:
+        """Set, change (hot, without restarting the stream) or remove a stream's analytics.
+
+        Counts of rules that keep their name survive unless ``reset_counts``.
+
+        Raises:
+            StreamNotFoundError: no such stream.
+        """
+        managed = self.streams.get(stream_id)
+        managed.spec = managed.spec.model_copy(update={"analytics": config})
+        await self.pipeline.in_chain(
+            lambda: self.analytics.configure(stream_id, config, reset_counts)
+        )
 
 
 @asynccontextmanager
@@ -139,6 +162,15 @@ async def _runtime(
             "secondary: classifiers need frames in host memory; set gpu.decode to cpu"
         )
     secondary = await open_secondary(triton.client, model, settings.secondary)
+    stages: list[Stage] = []
+    if settings.tracking.enabled:
+        stages.append(TrackingStage(settings.tracking))
+        if secondary is not None:
+            stages.append(ClassifyTracksStage(secondary, asyncio.get_running_loop()))
+    analytics = AnalyticsStage(
+        initial=lambda sid: manager.get(sid).spec.analytics if sid in manager else None
+    )
+    stages.append(analytics)
     pipeline = Pipeline(
         client=triton.client,
         model=model,
@@ -150,6 +182,7 @@ async def _runtime(
         metrics=metrics,
         secondary=secondary,
         acceleration=acceleration,
+        chain=StageChain(stages),
     )
     reconnect = settings.sources.reconnect
     manager = StreamManager(
@@ -185,7 +218,16 @@ async def _runtime(
         commands.start()
     try:
         yield Runtime(
-            settings, triton, pipeline, manager, metrics, jsonl, registry, lifecycle, acceleration
+            settings,
+            triton,
+            pipeline,
+            manager,
+            metrics,
+            jsonl,
+            registry,
+            lifecycle,
+            acceleration,
+            analytics,
         )
     finally:
         if commands:

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vigil.analytics import AnalyticsConfig
+
 SCHEMES = ("file", "rtsp", "rtsps", "http", "https", "test")
 
 StreamId = Annotated[
@@ -45,8 +47,19 @@ class StreamSpec(BaseModel):
     max_fps: float | None = Field(
         None, gt=0, le=1000, description="Live: skip frames above this rate; files: play at it"
     )
+    drop_frame_interval: int = Field(
+        0,
+        ge=0,
+        le=30,
+        description="Keep only every Nth decoded frame, drop the rest before inference and "
+        "tracking (DeepStream's decoder drop-frame-interval; 0 = keep all)",
+    )
     drop_policy: Literal["block", "drop_oldest"] | None = Field(
         None, description="When the stream's queue is full (default: files block, live drop)"
+    )
+    analytics: AnalyticsConfig | None = Field(
+        None,
+        description="ROI filters, lines, crowding and dwell zones, directions (docs/analytics.md)",
     )
 
     @field_validator("url")
@@ -87,6 +100,7 @@ class StreamPatch(BaseModel):
     name: str | None = Field(None, max_length=256)
     inference_interval: int | None = Field(None, ge=1, le=1000)
     max_fps: float | None = Field(None, gt=0, le=1000)
+    drop_frame_interval: int | None = Field(None, ge=0, le=30)
     state: Literal["running", "stopped"] | None = Field(
         None, description="Desired state: stop a stream, or start a stopped/failed one"
     )

@@ -3,9 +3,9 @@
 Each case starts a real run on the sample video and kills the real Triton at a point chosen
 by its seed: as soon as the server process exists (model loading), shortly after (warm-up,
 first requests), or at a random moment while events are being written (mid-request or
-between batches). Every run must end within 60 s with exit code 2 and the reason (with the log tail once
-the server has logged anything), leaving
-no process and no shared-memory segment.
+between batches). Every run must end within 60 s with exit code 2 and the reason (with the
+log tail once the server has logged anything), leaving no process and no shared-memory
+segment.
 
 CI runs a few points; ``make kill-campaign`` runs ``TEST_KILL_RUNS`` of them (50) with a CPU
 hog beside them.

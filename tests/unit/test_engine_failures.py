@@ -119,7 +119,7 @@ def _feed(
 async def _busy_loop(rng: random.Random) -> None:
     """Keep the event loop busy with short blocking stretches, as a loaded machine does."""
     while True:
-        time.sleep(rng.choice((0, 0.0005, 0.001)))
+        time.sleep(rng.choice((0, 0.0005, 0.001)))  # noqa: ASYNC251 (blocking on purpose)
         await asyncio.sleep(0)
 
 

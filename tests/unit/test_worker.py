@@ -109,3 +109,32 @@ def test_stop_ends_a_blocked_worker():
     worker.stop()
     assert worker.join(2)
     assert status.state is StreamState.STOPPED
+
+
+def test_live_stream_when_queue_is_full_counts_each_dropped_frame():
+    status = StreamStatus("s", "fake://s")
+    queue = FrameQueue(2, DropPolicy.DROP_OLDEST)
+    source = ScriptedSource(live=True, frames=10)
+    worker = StreamWorker(lambda: source, status, queue, ReconnectPolicy(enabled=False), Pacing())
+    worker.start()
+    assert worker.join(5)
+    assert drain(queue) == [8, 9]
+    assert status.stats.dropped["queue_full"] == 8
+    assert status.stats.frames_dropped == 8
+
+
+def test_tracked_stream_passes_frames_between_inferences_marked_not_inferred():
+    status, queue, _ = run(
+        [ScriptedSource(frames=6)], pacing=Pacing(inference_interval=3, pass_skipped=True)
+    )
+    frames = []
+    while (frame := queue.get_nowait()) is not None:
+        frames.append((frame.frame_number, frame.infer))
+    assert frames == [(0, True), (1, False), (2, False), (3, True), (4, False), (5, False)]
+    assert status.stats.frames_skipped == 4
+
+
+def test_drop_frame_interval_keeps_every_nth_frame_only():
+    status, queue, _ = run([ScriptedSource(frames=7)], pacing=Pacing(drop_frame_interval=3))
+    assert drain(queue) == [0, 3, 6]
+    assert status.stats.frames_skipped == 4

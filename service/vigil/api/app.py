@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from vigil import __version__
 from vigil.api import deps
-from vigil.api.routers import deepstream, health, models, streams
+from vigil.api.hygiene import RejectNonFiniteJson, validation_error
+from vigil.api.routers import analytics, deepstream, deepstream_control, health, models, streams
 from vigil.pipeline.manager import StreamExistsError, StreamNotFoundError
 from vigil.pipeline.stream import IllegalTransitionError
 from vigil.runtime import Runtime
@@ -20,12 +22,16 @@ def create_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         description="Intelligent video analytics around NVIDIA Triton: streams in, events out.",
     )
+    app.add_middleware(RejectNonFiniteJson)
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.dependency_overrides[deps.get_runtime] = lambda: runtime
     app.dependency_overrides[deps.get_api_settings] = lambda: runtime.settings.api
     app.include_router(streams.router)
     app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(deepstream.router)
+    app.include_router(deepstream_control.router)
+    app.include_router(analytics.router)
 
     @app.exception_handler(StreamNotFoundError)
     async def _not_found(_: Request, exc: StreamNotFoundError) -> JSONResponse:

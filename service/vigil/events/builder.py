@@ -6,6 +6,9 @@ import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import numpy as np
+
+from vigil.analytics import AnalyticsEvent, ObjectAnalytics
 from vigil.detections import ATTRIBUTES, Detections
 from vigil.events.schema import (
     UNTRACKED_OBJECT_ID,
@@ -14,6 +17,7 @@ from vigil.events.schema import (
     Event,
     EventInfo,
     EventType,
+    ObjectAnalyticsInfo,
     ObjectInfo,
     PlaceInfo,
     SensorInfo,
@@ -21,10 +25,13 @@ from vigil.events.schema import (
 from vigil.frame import Frame
 from vigil.infer.model import ModelInfo
 from vigil.masks import MASKS
+from vigil.stages.base import FrameResult
+from vigil.track import PREDICTED, TrackChangeKind
 
 
 class EventBuilder:
-    """Builds one full-schema event per detected object.
+    """Builds full-schema events: one per object of a frame, plus track exits and analytics
+    events (see :meth:`build_result`).
 
     Secondary-model attributes (``data["attributes"]``) go into the object's class
     sub-object; instance masks (``data["masks"]``) become ``object.maskoutline`` polygons.
@@ -60,16 +67,44 @@ class EventBuilder:
         return SensorInfo(id=stream_id)
 
     def build(self, frame: Frame, detections: Detections) -> list[Event]:
-        """Events for every object detected in ``frame``."""
-        if not len(detections):
+        """Events for every object detected in ``frame`` (untracked: ``detection``)."""
+        return self.build_result(FrameResult(frame, detections))
+
+    def build_result(self, result: FrameResult) -> list[Event]:
+        """Events of one frame after the stages: one per object, one per track that ended,
+        one per analytics event.
+
+        A tracked object's event type is ``entry`` on the frame its track is confirmed,
+        then ``moving`` or ``stopped``; an untracked one's is ``detection``.
+        """
+        frame, dets = result.frame, result.detections
+        changes = result.track_changes
+        if (
+            not len(dets)
+            and not changes
+            and (result.analytics is None or not result.analytics.events)
+        ):
             return []
         timestamp = datetime.fromtimestamp(frame.capture_time_s, UTC)
-        sensor = self._sensor(frame.stream_id)
-        video_path = self.video_path(frame.stream_id)
-        masks = detections.data.get(MASKS)
-        attributes = detections.data.get(ATTRIBUTES)
+        make = functools.partial(self._event, frame, timestamp)
+        masks = dets.data.get(MASKS)
+        attributes = dets.data.get(ATTRIBUTES)
+        predicted = dets.data.get(PREDICTED)
+        entered = {c.track_id for c in changes if c.kind is TrackChangeKind.ENTRY}
+        per_object = result.object_analytics
+        rows: dict[int, int] = {}
         events = []
-        for i, (xyxy, confidence, class_id, tracker_id) in enumerate(detections):
+        for i, (xyxy, confidence, class_id, tracker_id) in enumerate(dets):
+            if tracker_id is None:
+                kind = EventType.DETECTION
+            else:
+                rows[tracker_id] = i
+                moving = result.moving is None or bool(result.moving[i])
+                kind = (
+                    EventType.ENTRY
+                    if tracker_id in entered
+                    else (EventType.MOVING if moving else EventType.STOPPED)
+                )
             mask = None if masks is None else masks[i]
             obj = ObjectInfo(
                 id=UNTRACKED_OBJECT_ID if tracker_id is None else str(tracker_id),
@@ -78,19 +113,80 @@ class EventBuilder:
                 bbox=BBox.from_xyxy(*(float(v) for v in xyxy)),
                 attributes={} if attributes is None else dict(attributes[i]),
                 mask_outline=None if mask is None else mask.polygons(),
+                predicted=predicted is not None and bool(predicted[i]),
+                analytics=None if per_object is None else _object_analytics(per_object[i]),
             )
-            events.append(
-                Event(
-                    timestamp=timestamp,
-                    sensor=sensor,
-                    place=self.place,
-                    analytics_module=self.module,
-                    object=obj,
-                    event=EventInfo(
-                        type=EventType.DETECTION if tracker_id is None else EventType.MOVING
-                    ),
-                    frame_id=frame.frame_number,
-                    video_path=video_path,
+            events.append(make(obj, kind))
+        for change in changes:
+            if change.kind is TrackChangeKind.EXIT:
+                obj = ObjectInfo(
+                    id=str(change.track_id),
+                    class_name=self.model.label(change.class_id),
+                    confidence=0.0,
+                    bbox=BBox.from_xyxy(*(float(v) for v in change.xyxy)),
                 )
-            )
+                events.append(make(obj, EventType.EXIT))
+        if result.analytics is not None:
+            for item in result.analytics.events:
+                events.append(self._analytics_event(make, item, dets, rows, attributes))
         return events
+
+    def _event(self, frame: Frame, timestamp: datetime, obj: ObjectInfo, kind: EventType) -> Event:
+        return Event(
+            timestamp=timestamp,
+            sensor=self._sensor(frame.stream_id),
+            place=self.place,
+            analytics_module=self.module,
+            object=obj,
+            event=EventInfo(type=kind),
+            frame_id=frame.frame_number,
+            video_path=self.video_path(frame.stream_id),
+        )
+
+    def _analytics_event(
+        self,
+        make: Callable[[ObjectInfo, EventType], Event],
+        item: AnalyticsEvent,
+        dets: Detections,
+        rows: dict[int, int],
+        attributes: np.ndarray | None,
+    ) -> Event:
+        """An analytics event; its object is the track it is about (zone events: a
+        ``zone`` object whose box is empty)."""
+        details = ObjectAnalyticsInfo(
+            rule=item.name,
+            count=max(0, int(item.count or 0)),
+            duration_s=max(0.0, float(item.duration_s or 0.0)),
+            lc_status=[f"{item.name}:{item.direction}"] if item.direction else [],
+        )
+        row = rows.get(item.track_id) if item.track_id is not None else None
+        if row is None:
+            obj = ObjectInfo(
+                id=UNTRACKED_OBJECT_ID if item.track_id is None else str(item.track_id),
+                class_name=(
+                    "zone" if item.class_id is None else self.model.label(int(item.class_id))
+                ),
+                confidence=0.0,
+                bbox=BBox.from_xyxy(0, 0, 0, 0),
+                analytics=details,
+            )
+        else:
+            obj = ObjectInfo(
+                id=str(item.track_id),
+                class_name=self.model.label(int(dets.class_id[row])),
+                confidence=min(1.0, max(0.0, float(dets.confidence[row]))),
+                bbox=BBox.from_xyxy(*(float(v) for v in dets.xyxy[row])),
+                attributes={} if attributes is None else dict(attributes[row]),
+                analytics=details,
+            )
+        return make(obj, EventType(item.kind))
+
+
+def _object_analytics(status: ObjectAnalytics) -> ObjectAnalyticsInfo:
+    return ObjectAnalyticsInfo(
+        roi_status=list(status.rois),
+        lc_status=[f"{name}:{direction}" for name, direction in status.lines_crossed],
+        oc_status=list(status.zones),
+        dir_status=status.direction or "",
+        dwell_s={k: max(0.0, float(v)) for k, v in status.dwell_s.items()},
+    )

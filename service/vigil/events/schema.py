@@ -97,6 +97,8 @@ _RESERVED_OBJECT_KEYS: Final[frozenset[str]] = frozenset(
         "coordinate",
         "signature",
         "maskoutline",
+        "predicted",
+        "analytics",
     }
 )
 
@@ -139,8 +141,13 @@ class _Model(BaseModel):
 class EventType(StrEnum):
     """Values of ``event.type``.
 
-    The first seven are DeepStream's ``NvDsEventType`` strings. ``DETECTION`` is a Vigil
-    extension for an untracked per-frame detection; DeepStream never emits it.
+    The first seven are DeepStream's ``NvDsEventType`` strings; for a tracked object,
+    ``entry`` is the frame its track is confirmed, ``exit`` the frame it is given up,
+    ``moving`` / ``stopped`` every frame in between. The rest are Vigil extensions that
+    DeepStream never emits: ``detection`` (an untracked per-frame detection) and the
+    analytics events ``line_crossed``, ``crowding_raised``, ``crowding_cleared``,
+    ``dwell_exceeded`` and ``direction`` (the rule's name and details are in
+    ``object.analytics``).
     """
 
     ENTRY = "entry"
@@ -151,6 +158,11 @@ class EventType(StrEnum):
     PARKED = "parked"
     RESET = "reset"
     DETECTION = "detection"
+    LINE_CROSSED = "line_crossed"
+    CROWDING_RAISED = "crowding_raised"
+    CROWDING_CLEARED = "crowding_cleared"
+    DWELL_EXCEEDED = "dwell_exceeded"
+    DIRECTION = "direction"
 
 
 class GeoLocation(_Model):
@@ -300,6 +312,47 @@ class BBox(_Model):
         return self.model_dump(mode="json")
 
 
+class ObjectAnalyticsInfo(_Model):
+    """An object's analytics status on one frame (``object.analytics``).
+
+    Attributes:
+        roi_status: ROIs containing the object's anchor point (``roiStatus``).
+        lc_status: Lines it crossed on this frame, as ``name:in`` / ``name:out``
+            (``lcStatus``).
+        oc_status: Crowding zones containing it (``ocStatus``).
+        dir_status: Name of the direction rule its motion matches, or "" (``dirStatus``).
+        dwell_s: Seconds spent so far in each dwell zone containing it (``dwell``).
+        rule: For an analytics event: the rule it is about (``rule``), else "".
+        count: For an analytics event: the rule's count after it (line crossings in that
+            direction, objects in the zone), else 0.
+        duration_s: For a dwell or crowding event: how long the condition has held.
+    """
+
+    roi_status: list[str] = Field(default_factory=list)
+    lc_status: list[str] = Field(default_factory=list)
+    oc_status: list[str] = Field(default_factory=list)
+    dir_status: str = ""
+    dwell_s: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    rule: str = ""
+    count: Annotated[int, Field(ge=0)] = 0
+    duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+    def to_full(self) -> dict[str, Any]:
+        """Return the ``object.analytics`` member (event details only on analytics events)."""
+        body: dict[str, Any] = {
+            "roiStatus": list(self.roi_status),
+            "lcStatus": list(self.lc_status),
+            "ocStatus": list(self.oc_status),
+            "dirStatus": self.dir_status,
+            "dwell": {k: round(v, 3) for k, v in self.dwell_s.items()},
+        }
+        if self.rule:
+            body.update(rule=self.rule, count=self.count, duration=round(self.duration_s, 3))
+        return body
+
+
 class ObjectInfo(_Model):
     """One detected (and possibly tracked) object.
 
@@ -315,6 +368,13 @@ class ObjectInfo(_Model):
         mask_outline: Outline of the instance mask as polygons, each a flat
             ``[x1, y1, x2, y2, ...]`` list of at least three vertices in source pixels
             (``object.maskoutline``); None when the model gives no mask.
+        speed: Speed of a tracked object in source pixels per second (``object.speed``).
+        direction: Its heading in degrees, 0 = towards +x, 90 = towards +y (down the
+            image) (``object.direction``).
+        predicted: The box is the tracker's prediction on a frame the model skipped
+            (``object.predicted``, written only when true; a Vigil extension).
+        analytics: The object's analytics status (``object.analytics``, a Vigil extension
+            named after nvdsanalytics' ``NvDsAnalyticsObjInfo``); None without analytics.
     """
 
     id: str = Field(min_length=1)
@@ -323,6 +383,10 @@ class ObjectInfo(_Model):
     bbox: BBox
     attributes: dict[str, str] = Field(default_factory=dict)
     mask_outline: list[Annotated[list[_Pixel], Field(min_length=6)]] | None = None
+    speed: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    direction: Annotated[float, Field(ge=0.0, lt=360.0, allow_inf_nan=False)] = 0.0
+    predicted: bool = False
+    analytics: ObjectAnalyticsInfo | None = None
 
     @model_validator(mode="after")
     def _check_class_and_attributes(self) -> ObjectInfo:
@@ -396,10 +460,10 @@ class ObjectInfo(_Model):
         DeepStream writes them when unknown. ``maskoutline`` is written only for objects
         with a mask.
         """
-        body = {
+        body: dict[str, Any] = {
             "id": self.id,
-            "speed": 0.0,
-            "direction": 0.0,
+            "speed": self.speed,
+            "direction": self.direction,
             "orientation": 0.0,
             self.sub_object_key: self.sub_object(),
             "bbox": self.bbox.to_full(),
@@ -408,6 +472,10 @@ class ObjectInfo(_Model):
         }
         if self.mask_outline is not None:
             body["maskoutline"] = [list(polygon) for polygon in self.mask_outline]
+        if self.predicted:
+            body["predicted"] = True
+        if self.analytics is not None:
+            body["analytics"] = self.analytics.to_full()
         return body
 
     def to_minimal(self) -> str:

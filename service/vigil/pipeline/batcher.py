@@ -35,6 +35,7 @@ class Batcher:
         self._next = 0
         self._closed = False
         self._wake_pending = False
+        self._inferred = 0  # frames of the batch being built that the model will see
 
     def notify(self) -> None:
         """Wake the batcher; safe to call from any thread.
@@ -71,15 +72,20 @@ class Batcher:
             del self.queues[sid]
 
     def _take_round(self, batch: list[Frame]) -> bool:
-        """Take up to one frame from each queue, round-robin; True if any was taken."""
+        """Take up to one frame from each queue, round-robin; True if any was taken.
+
+        Only frames the model sees count towards the batch size: pass-through frames
+        (``infer`` False) ride along with it.
+        """
         queues = list(self.queues.values())
         took = False
         for i in range(len(queues)):
-            if len(batch) >= self.max_batch_size:
+            if self._inferred >= self.max_batch_size:
                 break
             frame = queues[(self._next + i) % len(queues)].get_nowait()
             if frame is not None:
                 batch.append(frame)
+                self._inferred += frame.infer
                 took = True
         self._next += 1
         return took
@@ -88,8 +94,9 @@ class Batcher:
         """Yield batches until closed and every queue is finished."""
         while True:
             batch: list[Frame] = []
+            self._inferred = 0
             deadline: float | None = None
-            while len(batch) < self.max_batch_size:
+            while self._inferred < self.max_batch_size:
                 self._wakeup.clear()
                 if self._take_round(batch):
                     if deadline is None:

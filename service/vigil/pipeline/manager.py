@@ -108,7 +108,7 @@ class StreamManager:
         self._stop(managed)
 
     async def update(self, stream_id: str, patch: StreamPatch) -> ManagedStream:
-        """Apply a change: name, inference interval, max fps, or desired state.
+        """Apply a change: name, inference or drop-frame interval, max fps, or desired state.
 
         Raises:
             StreamNotFoundError: no such stream.
@@ -116,11 +116,14 @@ class StreamManager:
         """
         managed = self.get(stream_id)
         given = patch.model_fields_set
-        fields = {k: getattr(patch, k) for k in ("name", "inference_interval", "max_fps")}
-        changes = {k: v for k, v in fields.items() if k in given}
-        if "inference_interval" in changes and changes["inference_interval"] is None:
-            del changes["inference_interval"]
-        pacing_changed = bool({"inference_interval", "max_fps"} & changes.keys())
+        names = ("name", "inference_interval", "max_fps", "drop_frame_interval")
+        changes = {k: getattr(patch, k) for k in names if k in given}
+        for key in ("inference_interval", "drop_frame_interval"):
+            if key in changes and changes[key] is None:
+                del changes[key]
+        pacing_changed = bool(
+            {"inference_interval", "max_fps", "drop_frame_interval"} & changes.keys()
+        )
         if patch.state == "stopped":
             if managed.status.state in (StreamState.STOPPED, StreamState.ERROR):
                 raise IllegalTransitionError(
@@ -140,7 +143,7 @@ class StreamManager:
         else:
             managed.spec = managed.spec.model_copy(update=changes)
             if pacing_changed and managed.worker is not None:
-                managed.worker.pacing = _pacing(managed.spec)
+                managed.worker.pacing = _pacing(managed.spec, self.pipeline.chain.tracks)
         return managed
 
     async def stop_all(self, timeout_s: float = 10.0) -> None:
@@ -173,7 +176,13 @@ class StreamManager:
         def make_source() -> Source:
             return first.pop() if first else self.make_source(spec)
 
-        worker = StreamWorker(make_source, managed.status, queue, self.reconnect, _pacing(spec))
+        worker = StreamWorker(
+            make_source,
+            managed.status,
+            queue,
+            self.reconnect,
+            _pacing(spec, self.pipeline.chain.tracks),
+        )
         managed.worker = worker
         self.pipeline.attach(managed.status, queue)
         worker.start()
@@ -189,5 +198,10 @@ class StreamManager:
         task.add_done_callback(self._joins.discard)
 
 
-def _pacing(spec: StreamSpec) -> Pacing:
-    return Pacing(inference_interval=spec.inference_interval, max_fps=spec.max_fps)
+def _pacing(spec: StreamSpec, tracked: bool) -> Pacing:
+    return Pacing(
+        inference_interval=spec.inference_interval,
+        max_fps=spec.max_fps,
+        pass_skipped=tracked,
+        drop_frame_interval=spec.drop_frame_interval,
+    )

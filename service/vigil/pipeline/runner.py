@@ -1,4 +1,4 @@
-"""The inference engine: queues → batcher → preprocess → Triton → parse → events → sinks.
+"""The inference engine: queues → batcher → preprocess → Triton → parse → stages → sinks.
 
 Tasks on the event loop:
 
@@ -6,7 +6,13 @@ Tasks on the event loop:
   is the back-pressure), preprocesses into it in a worker thread, and starts the inference
   request — up to ``inflight_requests`` requests run at once;
 * the *emitter* finishes requests in the order they were started (so events of a stream
-  stay in frame order), parses the outputs, builds events and hands them to the sinks;
+  stay in frame order) and hands each batch to the *stage thread*, which parses the
+  outputs, runs the stage chain (tracker, analytics, ...) and builds the events — CPU work
+  kept off the loop that also serves the REST API — then gives the events to the sinks;
+
+Frames the model should not see (a stream's inference interval, when the stream is tracked)
+travel with the batches as pass-through frames: they take no slot and no request, and the
+tracker predicts their boxes.
 * the *watchdog* (e.g. "is the embedded Triton still alive?") stops the engine when it
   raises; :attr:`Pipeline.failure` then holds the reason.
 
@@ -29,13 +35,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from vigil.accel import CPU_PATH, Acceleration
 from vigil.config import PipelineSettings
+from vigil.detections import Detections
 from vigil.events.builder import EventBuilder
+from vigil.events.schema import Event
 from vigil.events.sinks import EventSink
 from vigil.frame import Frame
 from vigil.infer.client import TritonClient
@@ -46,66 +55,30 @@ from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
+from vigil.pipeline.route import Route
 from vigil.pipeline.secondary import SecondaryStage
 from vigil.pipeline.stream import StreamStatus
-from vigil.preprocess.base import InputFormat, Preprocessor
+from vigil.preprocess.base import InputFormat
+from vigil.stages.base import FrameResult, StageChain
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+_EMPTY = Detections.empty()
 
 
-@dataclass(eq=False)
-class Route:
-    """Where batches go: one model version with its preprocessing, ring, parser and events.
+@dataclass
+class _Pending:
+    """A batch on its way: frames (inferred and pass-through), its request, when sent."""
 
-    Attributes:
-        model: The model version requests go to.
-        parser: Its output parser.
-        events: Builds its events (``analyticsModule.version`` is this version).
-        preprocess: Writes frames into its input tensor.
-        ring: Shared-memory slots for its requests (shared with the previous route when
-            the tensors are the same).
-        inflight: Requests started and not yet emitted.
-        emitted: Frames emitted on this route.
-        first_emit: Done when the first batch of this route has been emitted.
-    """
-
-    model: ModelInfo
-    parser: Parser
-    events: EventBuilder
-    preprocess: Preprocessor
-    ring: SlotRing
-    inflight: int = 0
-    emitted: int = 0
-    first_emit: asyncio.Future[float] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    _idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self._idle.set()
+    frames: list[Frame]
+    route: Route
+    slot: Slot | None = None  # None when no frame of the batch is inferred
+    task: asyncio.Task[None] | None = None
+    sent: float = 0.0
 
     @property
-    def label(self) -> str:
-        """``name:version`` for logs."""
-        return f"{self.model.name}:{self.model.version}"
-
-    def started(self) -> None:
-        """A request on this route was started."""
-        self.inflight += 1
-        self._idle.clear()
-
-    def finished(self) -> None:
-        """A request on this route was emitted (or lost)."""
-        self.inflight -= 1
-        if self.inflight == 0:
-            self._idle.set()
-
-    async def drained(self) -> None:
-        """Wait until no request of this route is in flight."""
-        await self._idle.wait()
-
-
-_Pending = tuple[list[Frame], Slot, "asyncio.Task[None]", float, Route]
+    def inferred(self) -> list[Frame]:
+        return [f for f in self.frames if f.infer]
 
 
 class Pipeline:
@@ -121,10 +94,13 @@ class Pipeline:
         watchdog: Called about twice a second and after a failed request; raising stops
             the engine with that exception (used to notice Triton dying).
         metrics: Histograms to feed (batch size, request and frame latency).
-        secondary: Classifiers on crops of the detections, run before events are built
-            (started and stopped by the caller).
+        secondary: Classifiers on crops of the detections of untracked streams, run before
+            the chain (started and stopped by the caller; tracked streams classify each
+            track once, in the chain).
         acceleration: CPU or GPU path: where the ring lives and who preprocesses
             (default: the CPU path).
+        chain: Stages after the parser (tracker, analytics, ...); they keep per-stream
+            state, which survives model swaps.
     """
 
     def __init__(
@@ -140,6 +116,7 @@ class Pipeline:
         metrics: PipelineMetrics | None = None,
         secondary: SecondaryStage | None = None,
         acceleration: Acceleration = CPU_PATH,
+        chain: StageChain | None = None,
     ) -> None:
         _check_model(model)
         self.client = client
@@ -155,7 +132,9 @@ class Pipeline:
         self._route: Route | None = None
         self._rings: set[SlotRing] = set()
         self._queues: dict[str, FrameQueue] = {}
+        self.chain = chain or StageChain()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess")
+        self._post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self._batcher: Batcher | None = None
         self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._main: asyncio.Task[None] | None = None
@@ -197,11 +176,13 @@ class Pipeline:
             await asyncio.gather(self._main, return_exceptions=True)
         while not self._pending.empty():
             item = self._pending.get_nowait()
-            if item is not None:
-                item[2].cancel()
+            if item is not None and item.task is not None:
+                item.task.cancel()
         for ring in list(self._rings):
             await self._release_ring(ring)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._post.submit(self.chain.close)
+        self._post.shutdown(wait=True)
         for sink in self.sinks:
             await sink.close()
 
@@ -313,6 +294,7 @@ class Pipeline:
         assert self._batcher is not None, "start() the pipeline first"
         self.streams[status.stream_id] = status
         self._queues[status.stream_id] = queue
+        self._post.submit(self.chain.stream_added, status.stream_id)
         self._batcher.add(status.stream_id, queue)
 
     def detach(self, stream_id: str) -> None:
@@ -321,6 +303,8 @@ class Pipeline:
         self.streams.pop(stream_id, None)
         if queue is not None:
             queue.abort()
+            # In the chain's thread, so no stage sees a frame of this stream after this.
+            self._post.submit(self.chain.stream_removed, stream_id)
         if self._batcher is not None:
             self._batcher.notify()
 
@@ -331,6 +315,12 @@ class Pipeline:
             DropPolicy(policy) if policy else (DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK)
         )
         return FrameQueue(self.settings.queue_size, chosen, self._batcher.notify)
+
+    def set_batch_timeout(self, timeout_ms: float) -> None:
+        """Change how long an incomplete batch waits for more frames (from the next batch)."""
+        self.settings = self.settings.model_copy(update={"batch_timeout_ms": timeout_ms})
+        if self._batcher is not None:
+            self._batcher.batch_timeout_s = timeout_ms / 1000
 
     def queue_depths(self) -> dict[str, int]:
         """Frames waiting per stream."""
@@ -356,6 +346,12 @@ class Pipeline:
             raise RuntimeError("start() the pipeline first")
         loop = asyncio.get_running_loop()
         async for batch in self._batcher.batches():
+            inferred = [f for f in batch if f.infer]
+            if not inferred:  # only frames between inferences: they go to the tracker
+                route = self.route
+                route.started()
+                self._pending.put_nowait(_Pending(batch, route))
+                continue
             ring = self.route.ring
             slot = await ring.acquire()
             # Read the route once the slot is ours: a swap may have happened while waiting,
@@ -368,60 +364,89 @@ class Pipeline:
             route.started()
             try:
                 await loop.run_in_executor(
-                    self._executor, route.preprocess, batch, slot.inputs[route.model.inputs[0].name]
+                    self._executor,
+                    route.preprocess,
+                    inferred,
+                    slot.inputs[route.model.inputs[0].name],
                 )
             except BaseException:
                 route.ring.release(slot)
                 route.finished()
                 raise
-            self._recent.extend(batch)
-            self.metrics.batch_size.observe(len(batch))
-            task = asyncio.create_task(self.client.infer(route.model, slot, len(batch)))
-            self._pending.put_nowait((batch, slot, task, time.perf_counter(), route))
+            self._recent.extend(inferred)
+            self.metrics.batch_size.observe(len(inferred))
+            task = asyncio.create_task(self.client.infer(route.model, slot, len(inferred)))
+            self._pending.put_nowait(_Pending(batch, route, slot, task, time.perf_counter()))
 
     async def _emit(self) -> None:
         while (item := await self._pending.get()) is not None:
-            batch, slot, task, sent, route = item
             try:
-                await self._emit_batch(batch, slot, task, sent, route)
+                await self._emit_batch(item)
             finally:
-                route.finished()
+                item.route.finished()
 
-    async def _emit_batch(
-        self, batch: list[Frame], slot: Slot, task: asyncio.Task[None], sent: float, route: Route
-    ) -> None:
-        try:
-            await task
-        except InferError as e:
-            route.ring.release(slot)
-            self.watchdog()
-            log.error("batch of %d frames lost on %s: %s", len(batch), route.label, e)
-            for frame in batch:
-                status = self.streams.get(frame.stream_id)
-                if status is not None:
-                    status.stats.dropped["infer_error"] += 1
-            return
-        self.metrics.request_seconds.observe(time.perf_counter() - sent)
-        try:
-            outputs = slot.host_outputs(len(batch))
-            detections = route.parser.parse(outputs, [(f.width, f.height) for f in batch])
-        finally:
-            route.ring.release(slot)
-        if self.secondary is not None:
-            detections = await self.secondary.run(batch, detections)
+    async def _emit_batch(self, item: _Pending) -> None:
+        loop = asyncio.get_running_loop()
+        route, inferred = item.route, item.inferred
+        detections: list[Detections | None] = [None] * len(inferred)
+        if item.task is not None and item.slot is not None:
+            try:
+                await item.task
+            except InferError as e:
+                route.ring.release(item.slot)
+                self.watchdog()
+                log.error("batch of %d frames lost on %s: %s", len(inferred), route.label, e)
+                for frame in inferred:
+                    status = self.streams.get(frame.stream_id)
+                    if status is not None:
+                        status.stats.dropped["infer_error"] += 1
+                return
+            self.metrics.request_seconds.observe(time.perf_counter() - item.sent)
+            try:
+                detections = await loop.run_in_executor(
+                    self._post, self._parse, route, item.slot, inferred
+                )
+            finally:
+                route.ring.release(item.slot)
+        if self.secondary is not None and inferred and not self.chain.tracks:
+            # Untracked: classify every due frame's objects (tracked streams classify each
+            # track once, in the chain).
+            parsed = [d for d in detections if d is not None]
+            classified = iter(await self.secondary.run(inferred, parsed))
+            detections = [next(classified) for _ in detections]
+        found = iter(detections)
+        results = [
+            FrameResult(f, (next(found) or _EMPTY) if f.infer else _EMPTY, inferred=f.infer)
+            for f in item.frames
+        ]
+        # Tracking, analytics and event building run off the event loop (the REST API
+        # shares it); one thread, so per-stream state sees frames in order.
+        events = await loop.run_in_executor(self._post, self._post_process, route, results)
         # One emit per inference batch (frames in order): sinks such as the Kafka outbox
         # then store a whole batch in one transaction.
-        events = [
-            e for f, d in zip(batch, detections, strict=True) for e in route.events.build(f, d)
-        ]
         for sink in self.sinks:
             await sink.emit(events)
-        route.emitted += len(batch)
+        self._count(route, results)
+
+    @staticmethod
+    def _parse(route: Route, slot: Slot, frames: list[Frame]) -> list[Detections]:
+        outputs = slot.host_outputs(len(frames))
+        return route.parser.parse(outputs, [(f.width, f.height) for f in frames])
+
+    def _post_process(self, route: Route, results: list[FrameResult]) -> list[Event]:
+        self.chain.process(results)
+        return [e for r in results for e in route.events.build_result(r)]
+
+    def _count(self, route: Route, results: list[FrameResult]) -> None:
+        route.emitted += len(results)
         if not route.first_emit.done():
             route.first_emit.set_result(time.monotonic())
-        self.metrics.frames_by_version.labels(route.model.name, route.model.version).inc(len(batch))
-        for frame, dets in zip(batch, detections, strict=True):
-            now = time.monotonic()
+        self.metrics.frames_by_version.labels(route.model.name, route.model.version).inc(
+            len(results)
+        )
+        now = time.monotonic()
+        for result in results:
+            frame = result.frame
             self.metrics.frame_latency_seconds.observe(time.time() - frame.capture_time_s)
             status = self.streams.get(frame.stream_id)
             if status is None:  # detached while in flight: events still go out
@@ -431,8 +456,14 @@ class Pipeline:
             stats.last_processed_monotonic_s = now
             stats.latencies_s.append(now - frame.decoded_monotonic_s)
             stats.model_version = route.model.version
-            for class_id in dets.class_id:
-                stats.detections[route.model.label(int(class_id))] += 1
+            if result.inferred:
+                for class_id in result.detections.class_id:
+                    stats.detections[route.model.label(int(class_id))] += 1
+
+    async def in_chain(self, call: Callable[[], T]) -> T:
+        """Run ``call`` in the stage chain's thread, between two batches (stage state is
+        only ever touched there: reconfiguring or reading a stage goes through here)."""
+        return await asyncio.get_running_loop().run_in_executor(self._post, call)
 
     async def _watch(self) -> None:
         while True:

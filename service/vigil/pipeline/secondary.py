@@ -155,9 +155,15 @@ class SecondaryClassifier:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def classify(
-        self, frames: Sequence[Frame], detections: Sequence[Detections]
+        self,
+        frames: Sequence[Frame],
+        detections: Sequence[Detections],
+        every_frame: bool = False,
     ) -> list[Detections]:
         """Add this classifier's attributes to the detections of a primary batch.
+
+        ``every_frame``: classify the objects of every frame, ignoring ``interval`` (the
+        tracked path, which hands over only tracks not yet classified).
 
         Raises:
             InferError: the classifier request failed (the caller keeps the detections).
@@ -167,7 +173,7 @@ class SecondaryClassifier:
         crops = [  # (frame index, row) of every object to classify in the batch
             (i, int(row))
             for i, frame in enumerate(frames)
-            if self._due(frame)
+            if every_frame or self._due(frame)
             for row in eligible[i]
         ]
         for start in range(0, len(crops), self.max_batch):
@@ -178,6 +184,8 @@ class SecondaryClassifier:
         # In frame order, so a frame between due frames uses the latest earlier result
         # even when both are in this batch.
         for i, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
+            if every_frame:
+                break
             if not self._due(frame):
                 self._carry_over(frame, dets, eligible[i], attributes[i])
             elif self.settings.interval > 1:
@@ -296,14 +304,17 @@ class SecondaryStage:
     def __init__(self, classifiers: Sequence[SecondaryClassifier]) -> None:
         self.classifiers = list(classifiers)
 
-    async def run(self, frames: Sequence[Frame], detections: list[Detections]) -> list[Detections]:
+    async def run(
+        self, frames: Sequence[Frame], detections: list[Detections], every_frame: bool = False
+    ) -> list[Detections]:
         """Detections of a primary batch with every classifier's attributes added.
 
         A classifier whose request fails leaves its attributes out for this batch.
+        ``every_frame``: see :meth:`SecondaryClassifier.classify`.
         """
         for classifier in self.classifiers:
             try:
-                detections = await classifier.classify(frames, detections)
+                detections = await classifier.classify(frames, detections, every_frame)
             except InferError as e:
                 classifier.failures += 1
                 log.error("secondary model %s failed on a batch: %s", classifier.model.name, e)

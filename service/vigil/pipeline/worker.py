@@ -8,6 +8,7 @@ that raises marks only its own stream ``error``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -54,10 +55,17 @@ class Pacing:
     Attributes:
         inference_interval: Infer every Nth frame (1 = all).
         max_fps: Live sources: skip frames above this rate; files: play at this rate.
+        drop_frame_interval: Keep only every Nth decoded frame (DeepStream's decoder
+            ``drop-frame-interval``; 0 or 1 = keep all): the others never reach the pipeline.
+        pass_skipped: Frames between inferences still go to the pipeline, marked
+            ``infer=False`` (a tracked stream: the tracker predicts their boxes); else they
+            are dropped here.
     """
 
     inference_interval: int = 1
     max_fps: float | None = None
+    pass_skipped: bool = False
+    drop_frame_interval: int = 0
 
 
 class StreamWorker:
@@ -169,9 +177,15 @@ class StreamWorker:
             stats.frames_decoded += 1
             if self._stop.is_set():
                 return False
-            if interval > 1 and frame.frame_number % interval:
+            drop_every = self.pacing.drop_frame_interval
+            if drop_every > 1 and frame.frame_number % drop_every:
                 stats.frames_skipped += 1
                 continue
+            if interval > 1 and frame.frame_number % interval:
+                stats.frames_skipped += 1
+                if not self.pacing.pass_skipped:
+                    continue
+                frame = dataclasses.replace(frame, infer=False)
             if period_s:
                 now = time.monotonic()
                 if source.is_live:
@@ -183,6 +197,9 @@ class StreamWorker:
                     if now < next_due and self._stop.wait(next_due - now):
                         return False
                     next_due = max(next_due + period_s, time.monotonic() - period_s)
+            dropped = self.queue.dropped
             if not self.queue.put(frame):
                 return False
+            if self.queue.dropped != dropped:  # a live stream's full queue lost its oldest
+                stats.dropped["queue_full"] += self.queue.dropped - dropped
         return not self._stop.is_set()

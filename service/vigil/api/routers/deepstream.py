@@ -132,7 +132,7 @@ class StreamInfoReply(DeepStreamReply):
     stream_info: StreamInfoList = Field(alias="stream-info")
 
 
-def _status_line(code: HTTPStatus) -> str:
+def status_line(code: HTTPStatus) -> str:
     return f"HTTP/1.1 {code.value} {code.phrase}"
 
 
@@ -148,14 +148,14 @@ class _Outcome:
         if self.legacy:
             body = LegacyReply(status=self.ok, reason="NA")
         else:
-            body = DeepStreamReply(status=_status_line(HTTPStatus.OK), reason=self.ok)
+            body = DeepStreamReply(status=status_line(HTTPStatus.OK), reason=self.ok)
         return JSONResponse(body.model_dump(), headers={STREAM_ID_HEADER: stream_id})
 
     def failure(self, code: HTTPStatus, why: str, stream_id: str | None = None) -> JSONResponse:
         if self.legacy:
             body: BaseModel = LegacyReply(status=self.fail, reason=why)
         else:
-            body = DeepStreamReply(status=_status_line(code), reason=f"{self.fail}, {why}")
+            body = DeepStreamReply(status=status_line(code), reason=f"{self.fail}, {why}")
         headers = {STREAM_ID_HEADER: stream_id} if stream_id else None
         return JSONResponse(body.model_dump(), status_code=code, headers=headers)
 
@@ -203,7 +203,7 @@ def _body_failure(exc: RequestValidationError) -> tuple[HTTPStatus, str]:
     return HTTPStatus.UNPROCESSABLE_ENTITY, _describe(errors)
 
 
-class _DeepStreamRoute(APIRoute):
+class DeepStreamRoute(APIRoute):
     """A route that reads bodies as DeepStream does and answers bad ones in its format."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -232,7 +232,7 @@ def _as_json(request: Request) -> Request:
     return Request({**request.scope, "headers": headers}, request.receive)
 
 
-router = APIRouter(tags=["deepstream"], route_class=_DeepStreamRoute)
+router = APIRouter(tags=["deepstream"], route_class=DeepStreamRoute)
 
 
 def _failures(reply: type[BaseModel], more: dict[int, str]) -> dict[int | str, dict[str, Any]]:
@@ -307,7 +307,7 @@ async def get_stream_info(runtime: RuntimeDep) -> JSONResponse:
     ]
     reply = StreamInfoReply.model_validate(
         {
-            "status": _status_line(HTTPStatus.OK),
+            "status": status_line(HTTPStatus.OK),
             "reason": _INFO_OK,
             "stream-info": {"stream-count": len(cameras), "stream-info": cameras},
         }

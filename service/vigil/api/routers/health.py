@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vigil.api.deps import RuntimeDep, require_read_key
 from vigil.api.models import Health, Live, Ready
+from vigil.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +21,8 @@ async def live() -> Live:
     return Live()
 
 
-async def _readiness(runtime: RuntimeDep) -> tuple[bool, str]:
+async def readiness(runtime: Runtime) -> tuple[bool, str]:
+    """Whether Vigil can serve (pipeline running, Triton up, model loaded) and why not."""
     if runtime.pipeline.failure is not None:
         return False, f"pipeline stopped: {runtime.pipeline.failure}"
     return await runtime.triton.client.model_ready(runtime.model.name)
@@ -31,7 +33,7 @@ async def _readiness(runtime: RuntimeDep) -> tuple[bool, str]:
 )
 async def ready(runtime: RuntimeDep) -> Ready:
     """Triton is ready, the model is loaded and the pipeline runs."""
-    ok, reason = await _readiness(runtime)
+    ok, reason = await readiness(runtime)
     body = Ready(
         ready=ok, model=runtime.model.name, model_version=runtime.model.version, reason=reason
     )
@@ -43,7 +45,7 @@ async def ready(runtime: RuntimeDep) -> Ready:
 @router.get("/api/v1/health", dependencies=[Depends(require_read_key)])
 async def health(runtime: RuntimeDep) -> Health:
     """Triton, model and streams at a glance; ``degraded`` if not ready or a stream failed."""
-    ok, reason = await _readiness(runtime)
+    ok, reason = await readiness(runtime)
     states = Counter(s.state.value for s in runtime.streams.statuses())
     triton: dict[str, str | bool] = {
         "ready": ok,

@@ -1,0 +1,109 @@
+"""The analytics stage: ROI filtering, line crossing, crowding, dwell and direction per stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vigil.analytics import AnalyticsConfig, AnalyticsCounts, StreamAnalytics
+from vigil.track import TrackChangeKind
+
+from vigil.stages.base import FrameResult, Stage
+
+
+class AnalyticsStage(Stage):
+    """Runs each configured stream's analytics over its (tracked) objects.
+
+    Rows that an ROI filter rejects leave the frame's detections here, so no later stage and
+    no event sees them. Counts are cumulative per stream; a reconfiguration keeps the counts
+    of rules that keep their name unless asked to reset them.
+
+    Args:
+        initial: A new stream's configuration (from its spec), read when it is added.
+
+    All methods run in the chain's thread (the pipeline's :meth:`in_chain` gets there from
+    the event loop); :attr:`snapshot` is what other threads (metrics, REST) read.
+    """
+
+    name = "analytics"
+
+    def __init__(
+        self, initial: Callable[[str], AnalyticsConfig | None] = lambda stream_id: None
+    ) -> None:
+        self.initial = initial
+        self._configs: dict[str, AnalyticsConfig] = {}
+        self._engines: dict[str, StreamAnalytics] = {}
+        #: Stream id → cumulative counts, replaced (never mutated) after each batch.
+        self.snapshot: dict[str, AnalyticsCounts] = {}
+
+    def configure(
+        self, stream_id: str, config: AnalyticsConfig | None, reset_counts: bool = False
+    ) -> None:
+        """Set, change (hot) or remove (None) a stream's analytics."""
+        if config is None:
+            self._configs.pop(stream_id, None)
+            self._engines.pop(stream_id, None)
+            self._publish(stream_id, None)
+            return
+        self._configs[stream_id] = config
+        engine = self._engines.get(stream_id)
+        if engine is None:
+            self._engines[stream_id] = StreamAnalytics(config)
+        else:
+            engine.reconfigure(config, reset_counts=reset_counts)
+        self._publish(stream_id, self._engines[stream_id].counts())
+
+    def config(self, stream_id: str) -> AnalyticsConfig | None:
+        """The stream's analytics configuration (None: no analytics)."""
+        return self._configs.get(stream_id)
+
+    def process(self, results: list[FrameResult]) -> None:
+        touched: set[str] = set()
+        for result in results:
+            engine = self._engines.get(result.stream_id)
+            if engine is None:
+                continue
+            frame = result.frame
+            exited = [c.track_id for c in result.track_changes if c.kind is TrackChangeKind.EXIT]
+            out = engine.update(
+                result.detections,
+                result.time_s,
+                frame.frame_number,
+                frame.width,
+                frame.height,
+                exited=exited,
+            )
+            keep = out.keep
+            result.analytics = out
+            if keep.all():
+                result.object_analytics = list(out.objects)
+            else:
+                result.detections = result.detections[keep]
+                if result.moving is not None:
+                    result.moving = result.moving[keep]
+                result.object_analytics = [o for o, k in zip(out.objects, keep, strict=True) if k]
+            touched.add(result.stream_id)
+        for stream_id in touched:
+            self._publish(stream_id, self._engines[stream_id].counts())
+
+    def stream_added(self, stream_id: str) -> None:
+        config = self.initial(stream_id)
+        if config is not None:
+            self.configure(stream_id, config)
+
+    def stream_removed(self, stream_id: str) -> None:
+        self._configs.pop(stream_id, None)
+        self._engines.pop(stream_id, None)
+        self._publish(stream_id, None)
+
+    def _publish(self, stream_id: str, counts: AnalyticsCounts | None) -> None:
+        snapshot = dict(self.snapshot)
+        if counts is None:
+            snapshot.pop(stream_id, None)
+        else:
+            snapshot[stream_id] = counts
+        self.snapshot = snapshot  # one reference swap: readers never see a half update
+
+    @property
+    def stream_count(self) -> int:
+        """Streams with analytics state (for leak checks)."""
+        return len(self._engines)
