@@ -167,9 +167,7 @@ async def _runtime(
         stages.append(TrackingStage(settings.tracking))
         if secondary is not None:
             stages.append(ClassifyTracksStage(secondary, asyncio.get_running_loop()))
-    analytics = AnalyticsStage(
-        initial=lambda sid: manager.get(sid).spec.analytics if sid in manager else None
-    )
+    analytics = AnalyticsStage()
     stages.append(analytics)
     pipeline = Pipeline(
         client=triton.client,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,18 @@ def footprint(pid: int) -> dict[str, float]:
     }
 
 
+def steady_threads(pid: int, quiet_s: float = 3.0, timeout_s: float = 20.0) -> None:
+    """Wait until the thread count has not changed for ``quiet_s`` (removed streams' decoder
+    threads are joined in the background and end within the read timeout)."""
+    deadline = time.monotonic() + timeout_s
+    count, since = footprint(pid)["threads"], time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        time.sleep(0.25)
+        now = footprint(pid)["threads"]
+        if now != count:
+            count, since = now, time.monotonic()
+
+
 def test_add_remove_churn_returns_to_baseline(tmp_path, short_clip, reference_model):
     reason = rtsp_server_available()
     if reason:
@@ -54,15 +67,15 @@ def test_add_remove_churn_returns_to_baseline(tmp_path, short_clip, reference_mo
             assert api.delete(f"/api/v1/streams/{sid}").status_code == 204
 
         def settled() -> dict[str, float]:
+            # Removed streams' decoder threads are joined in the background: measure once
+            # none is left, so a thread still ending is not taken for the baseline or a leak.
             wait_for(lambda: api.get("/api/v1/streams").json()["streams"] == [], 10)
-            wait_for(lambda: footprint(svc.pid)["threads"] <= baseline_threads, 15, 0.25)
+            steady_threads(svc.pid)
             return footprint(svc.pid)
 
         for i in range(WARMUP_CYCLES):
             cycle(i)
-        baseline_threads = 10_000
         baseline = settled()
-        baseline_threads = baseline["threads"]
         for i in range(WARMUP_CYCLES, WARMUP_CYCLES + CYCLES):
             cycle(i)
         after = settled()
@@ -70,6 +83,6 @@ def test_add_remove_churn_returns_to_baseline(tmp_path, short_clip, reference_mo
     growth = after["rss_mb"] - baseline["rss_mb"]
     print(f"\nchurn: {CYCLES} cycles; baseline {baseline}; after {after}; RSS +{growth:.1f} MB")
     assert growth <= RSS_BUDGET_MB
-    assert after["threads"] == baseline["threads"]
+    assert after["threads"] <= baseline["threads"]  # more would be a leak
     assert after["fds"] == baseline["fds"]
     assert after["shm"] == baseline["shm"]

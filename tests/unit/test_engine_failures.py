@@ -10,6 +10,7 @@ with the failure every time.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 import time
@@ -29,6 +30,7 @@ from vigil.infer.shm import SHM_DIR, Slot, TensorSpec
 from vigil.parsers.base import Parser
 from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.stream import StreamStatus
+from vigil.specs import StreamSpec
 from vigil.triton.errors import TritonDiedError
 
 MODEL = ModelInfo(
@@ -99,7 +101,9 @@ def _feed(
     """A decoder-like thread that puts a frame every ``interval_s`` until stopped (blocking
     when the queue is full), so the batcher is often waiting on a partial batch's deadline."""
     queue = pipeline.make_queue(live=False)
-    pipeline.attach(StreamStatus(stream_id, "fake://"), queue)
+    pipeline.attach(
+        StreamSpec(id=stream_id, url="test://pattern"), StreamStatus(stream_id, "fake://"), queue
+    )
     image = np.zeros((8, 8, 3), np.uint8)
 
     def run() -> None:
@@ -158,11 +162,12 @@ async def _run_until_death(seed: int) -> tuple[DyingClient, BaseException | None
 
 @pytest.mark.parametrize("seed", range(120))
 async def test_engine_when_triton_dies_at_any_point_stops_with_the_failure(seed: int) -> None:
-    before = set(SHM_DIR.iterdir())
+    mine = f"vigil_{os.getpid()}_*"  # other processes (Triton servers of other tests) differ
+    before = set(SHM_DIR.glob(mine))
     client, failure = await _run_until_death(seed)
     assert isinstance(failure, TritonDiedError | InferError), failure
     assert client.registered == set(), "ring regions still registered after stop()"
-    assert set(SHM_DIR.iterdir()) <= before, "shared-memory segments left behind"
+    assert set(SHM_DIR.glob(mine)) <= before, "shared-memory segments left behind"
 
 
 async def test_engine_when_a_request_fails_counts_the_frames_lost_per_stream() -> None:
@@ -186,7 +191,7 @@ async def test_engine_when_a_request_fails_counts_the_frames_lost_per_stream() -
     await pipeline.start()
     queue = pipeline.make_queue(live=False)
     status = StreamStatus("s", "fake://s")
-    pipeline.attach(status, queue)
+    pipeline.attach(StreamSpec(id="s", url="test://pattern"), status, queue)
     image = np.zeros((8, 8, 3), np.uint8)
     for n in range(8):
         await asyncio.to_thread(

@@ -8,6 +8,7 @@ import numpy as np
 
 from vigil.detections import Detections
 from vigil.frame import Frame
+from vigil.specs import StreamSpec
 from vigil.stages.base import FrameResult, Stage, StageChain
 
 
@@ -27,6 +28,10 @@ class Recorder(Stage):
         self.log.append(f"{self.label}:removed:{stream_id}")
 
 
+def spec(stream_id: str) -> StreamSpec:
+    return StreamSpec(id=stream_id, url="test://pattern")
+
+
 def _result(stream_id: str, n: int, pts: float | None = None) -> FrameResult:
     frame = Frame(stream_id, n, pts, 1000.0 + n, time.monotonic(), np.zeros((4, 4, 3), np.uint8))
     return FrameResult(frame, Detections.empty())
@@ -35,7 +40,7 @@ def _result(stream_id: str, n: int, pts: float | None = None) -> FrameResult:
 def test_chain_runs_stages_in_order_over_the_whole_batch() -> None:
     log: list[str] = []
     chain = StageChain([Recorder("a", log), Recorder("b", log)])
-    chain.stream_added("s")
+    chain.stream_added(spec("s"))
     chain.process([_result("s", 0), _result("s", 1)])
     assert log == ["a:s:0", "a:s:1", "b:s:0", "b:s:1"]
 
@@ -44,8 +49,8 @@ def test_chain_when_stream_is_removed_frees_every_stage_state() -> None:
     log: list[str] = []
     stages = [Recorder("a", log), Recorder("b", log)]
     chain = StageChain(stages)
-    chain.stream_added("s")
-    chain.stream_added("t")
+    chain.stream_added(spec("s"))
+    chain.stream_added(spec("t"))
     chain.process([_result("s", 0), _result("t", 0)])
     chain.stream_removed("s")
     assert all(set(stage.state) == {"t"} for stage in stages)
@@ -57,7 +62,7 @@ def test_chain_when_frame_of_unknown_stream_arrives_creates_no_state() -> None:
     log: list[str] = []
     stage = Recorder("a", log)
     chain = StageChain([stage])
-    chain.stream_added("s")
+    chain.stream_added(spec("s"))
     chain.stream_removed("s")
     chain.process([_result("s", 5)])  # in flight when the stream was removed
     assert stage.state == {}

@@ -343,8 +343,8 @@ class StreamAnalytics:
         _, x0, y0 = trail[0]
         dx, dy = float(anchor[0]) - x0, float(anchor[1]) - y0
         moved = math.hypot(dx, dy)
-        geo = self._geometry
-        assert geo is not None
+        assert self._geometry is not None
+        geo = self._geometry[2]
         for rule, (vx, vy) in zip(self.config.directions, geo.directions, strict=True):
             if moved < rule.min_displacement * height or moved == 0:
                 continue

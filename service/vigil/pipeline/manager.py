@@ -184,7 +184,7 @@ class StreamManager:
             _pacing(spec, self.pipeline.chain.tracks),
         )
         managed.worker = worker
-        self.pipeline.attach(managed.status, queue)
+        self.pipeline.attach(spec, managed.status, queue)
         worker.start()
 
     def _stop(self, managed: ManagedStream) -> None:

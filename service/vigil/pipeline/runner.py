@@ -59,6 +59,7 @@ from vigil.pipeline.route import Route
 from vigil.pipeline.secondary import SecondaryStage
 from vigil.pipeline.stream import StreamStatus
 from vigil.preprocess.base import InputFormat
+from vigil.specs import StreamSpec
 from vigil.stages.base import FrameResult, StageChain
 
 log = logging.getLogger(__name__)
@@ -289,12 +290,12 @@ class Pipeline:
 
     # --- streams ---------------------------------------------------------------------------
 
-    def attach(self, status: StreamStatus, queue: FrameQueue) -> None:
-        """Start batching frames from ``queue`` for the stream ``status`` describes."""
+    def attach(self, spec: StreamSpec, status: StreamStatus, queue: FrameQueue) -> None:
+        """Start batching frames from ``queue`` for the stream ``spec`` describes."""
         assert self._batcher is not None, "start() the pipeline first"
         self.streams[status.stream_id] = status
         self._queues[status.stream_id] = queue
-        self._post.submit(self.chain.stream_added, status.stream_id)
+        self._post.submit(self.chain.stream_added, spec)
         self._batcher.add(status.stream_id, queue)
 
     def detach(self, stream_id: str) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from vigil.analytics import AnalyticsConfig, AnalyticsCounts, StreamAnalytics
-from vigil.track import TrackChangeKind
-
+from vigil.specs import StreamSpec
 from vigil.stages.base import FrameResult, Stage
+from vigil.track import TrackChangeKind
 
 
 class AnalyticsStage(Stage):
@@ -17,19 +15,13 @@ class AnalyticsStage(Stage):
     no event sees them. Counts are cumulative per stream; a reconfiguration keeps the counts
     of rules that keep their name unless asked to reset them.
 
-    Args:
-        initial: A new stream's configuration (from its spec), read when it is added.
-
     All methods run in the chain's thread (the pipeline's :meth:`in_chain` gets there from
     the event loop); :attr:`snapshot` is what other threads (metrics, REST) read.
     """
 
     name = "analytics"
 
-    def __init__(
-        self, initial: Callable[[str], AnalyticsConfig | None] = lambda stream_id: None
-    ) -> None:
-        self.initial = initial
+    def __init__(self) -> None:
         self._configs: dict[str, AnalyticsConfig] = {}
         self._engines: dict[str, StreamAnalytics] = {}
         #: Stream id → cumulative counts, replaced (never mutated) after each batch.
@@ -85,10 +77,9 @@ class AnalyticsStage(Stage):
         for stream_id in touched:
             self._publish(stream_id, self._engines[stream_id].counts())
 
-    def stream_added(self, stream_id: str) -> None:
-        config = self.initial(stream_id)
-        if config is not None:
-            self.configure(stream_id, config)
+    def stream_added(self, spec: StreamSpec) -> None:
+        if spec.analytics is not None:
+            self.configure(spec.id, spec.analytics)
 
     def stream_removed(self, stream_id: str) -> None:
         self._configs.pop(stream_id, None)

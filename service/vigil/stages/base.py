@@ -26,6 +26,7 @@ import numpy as np
 
 from vigil.detections import Detections
 from vigil.frame import Frame
+from vigil.specs import StreamSpec
 
 if TYPE_CHECKING:
     from vigil.analytics import AnalyticsResult, ObjectAnalytics
@@ -92,8 +93,9 @@ class Stage(ABC):
     def process(self, results: list[FrameResult]) -> None:
         """Read and extend the results of one batch, in place (frame order per stream)."""
 
-    def stream_added(self, stream_id: str) -> None:  # noqa: B027 (optional hook)
-        """A stream joined; called before its first frame."""
+    def stream_added(self, spec: StreamSpec) -> None:  # noqa: B027 (optional hook)
+        """A stream joined (or restarted); called before its first frame, with its spec
+        (per-stream settings such as ``spec.analytics``)."""
 
     def stream_removed(self, stream_id: str) -> None:  # noqa: B027 (optional hook)
         """A stream is gone: free everything kept for it."""
@@ -117,11 +119,11 @@ class StageChain:
         self.failures: dict[str, int] = {}
         self._logged: dict[str, float] = {}
 
-    def stream_added(self, stream_id: str) -> None:
-        """Start keeping state for ``stream_id``."""
-        self.streams.add(stream_id)
+    def stream_added(self, spec: StreamSpec) -> None:
+        """Start keeping state for the stream ``spec`` describes."""
+        self.streams.add(spec.id)
         for stage in self.stages:
-            stage.stream_added(stream_id)
+            stage.stream_added(spec)
 
     def stream_removed(self, stream_id: str) -> None:
         """Free every stage's state of ``stream_id``."""
