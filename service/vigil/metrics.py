@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vigil.analytics import AnalyticsCounts
 from vigil.events.kafka import KafkaCounters
 from vigil.pipeline.stream import StreamState, StreamStatus
 
@@ -200,3 +201,67 @@ def _by_label(
     for value, n in counts.items():
         family.add_metric([value], n)
     return family
+
+
+class AnalyticsCollector(Collector):
+    """Per-stream analytics counts, read at scrape time from the analytics stage's snapshot.
+
+    Args:
+        snapshot: Returns stream id → :class:`~vigil.analytics.AnalyticsCounts`.
+        label: Class id → class name.
+        stage_failures: Returns stage name → batches it failed on.
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Mapping[str, AnalyticsCounts]],
+        label: Callable[[int], str],
+        stage_failures: Callable[[], Mapping[str, int]],
+    ) -> None:
+        self.snapshot = snapshot
+        self.label = label
+        self.stage_failures = stage_failures
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the analytics metric families."""
+        crossings = CounterMetricFamily(
+            "vigil_line_crossings",
+            "Line crossings, by stream, line, direction and class",
+            labels=["stream", "line", "direction", "class"],
+        )
+        in_zone = GaugeMetricFamily(
+            "vigil_zone_objects",
+            "Objects now in a crowding zone, ROI or dwell zone",
+            labels=["stream", "zone", "kind"],
+        )
+        raised = GaugeMetricFamily(
+            "vigil_crowding_raised", "1 while a crowding alert is raised", labels=["stream", "zone"]
+        )
+        episodes = CounterMetricFamily(
+            "vigil_crowding_alerts", "Crowding alerts raised", labels=["stream", "zone"]
+        )
+        dwell = CounterMetricFamily(
+            "vigil_dwell_exceeded", "Objects that stayed past a dwell threshold",
+            labels=["stream", "zone"],
+        )  # fmt: skip
+        for sid, counts in self.snapshot().items():
+            for line, ways in counts.lines.items():
+                for way, by_class in ways.items():
+                    for cls, n in by_class.items():
+                        crossings.add_metric([sid, line, way, self.label(int(cls))], n)
+            for zone, c in counts.crowding.items():
+                in_zone.add_metric([sid, zone, "crowding"], c["count"])
+                raised.add_metric([sid, zone], c["raised"])
+                episodes.add_metric([sid, zone], c["episodes"])
+            for zone, d in counts.dwell.items():
+                in_zone.add_metric([sid, zone, "dwell"], d["inside"])
+                dwell.add_metric([sid, zone], d["exceeded"])
+            for roi, n in counts.rois.items():
+                in_zone.add_metric([sid, roi, "roi"], n)
+        yield from (crossings, in_zone, raised, episodes, dwell)
+        yield _by_label(
+            "vigil_stage_failures",
+            "Batches a stage failed on (its output for them was lost)",
+            "stage",
+            self.stage_failures(),
+        )

@@ -27,7 +27,7 @@ from vigil.infer.errors import InferError
 from vigil.infer.model import ModelInfo
 from vigil.infer.registry import ModelFormat, ModelRegistry, RegistryError
 from vigil.lifecycle import ModelCommands, ModelLifecycle, read_state
-from vigil.metrics import KafkaCollector, PipelineMetrics, StreamCollector
+from vigil.metrics import AnalyticsCollector, KafkaCollector, PipelineMetrics, StreamCollector
 from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
@@ -189,6 +189,13 @@ async def _runtime(
         ReconnectPolicy(**reconnect.model_dump()),
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
+    metrics.registry.register(
+        AnalyticsCollector(
+            lambda: analytics.snapshot,
+            lambda class_id: pipeline.model.label(class_id),
+            lambda: pipeline.chain.failures,
+        )
+    )
     lifecycle = ModelLifecycle(
         registry=registry,
         client=triton.client,
