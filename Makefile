@@ -20,6 +20,7 @@ LIBPYTHON   := /usr/lib/x86_64-linux-gnu/libpython$(PYVER).so.1.0
 include make/models.mk
 include make/rtsp.mk
 include make/kafka.mk
+include make/tracking.mk
 
 .PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign clean
 
@@ -28,6 +29,8 @@ help:
 	@echo "make test    install what is missing, then lint and run the whole test suite"
 	@echo "make bench   benchmarks: decode, model-only (onnxruntime, Triton), full pipeline"
 	@echo "make bench-gpu   GPU path vs the model's limit (needs an NVIDIA GPU; docs/benchmarks.md)"
+	@echo "make bench-tracking   tracker accuracy (MOT TUD-Stadtmitte) vs PyPI trackers' ByteTrack"
+	@echo "make kill-campaign    Triton SIGKILLed at 50 points of vigil run, CPU hog beside it"
 	@echo "make install | triton | models | sample   individual set-up steps"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -100,6 +103,7 @@ bench: install system-deps kafka-test-deps triton models
 	$(PY) bench/service_bench.py --video $(SAMPLE)
 	$(PY) bench/kafka_bench.py
 	$(PY) bench/swap_bench.py --video $(SAMPLE)
+	$(PY) bench/stage_cost_bench.py
 
 # GPU benchmark (docs/benchmarks.md): on a GPU host directly, or staged for the device tool.
 GPU_CLIP ?= $(VIGIL_CACHE_DIR)/gpu-stage/street_1080p30.mp4

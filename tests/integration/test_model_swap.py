@@ -82,6 +82,8 @@ def swap_settings(settings: Settings, tmp_path: Path) -> Settings:
             "triton": settings.triton.model_copy(update={"model_repository": repo}),
             "model": settings.model.model_copy(update={"name": "tiny"}),
             "events": settings.events.model_copy(update={"jsonl_path": None}),
+            # untracked: every frame yields its detections' events, which the checks count
+            "tracking": settings.tracking.model_copy(update={"enabled": False}),
         }
     )
 

@@ -55,6 +55,8 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "run_dir": base,
             "triton": settings.triton.model_copy(update={"model_repository": repository}),
             "events": settings.events.model_copy(update={"jsonl_path": base / "events.jsonl"}),
+            # untracked: each frame's detections become events, as the parser checks expect
+            "tracking": settings.tracking.model_copy(update={"enabled": False}),
         }
     )
 

@@ -35,8 +35,14 @@ async def test_ssd_on_vtest_detects_people_in_most_frames_with_valid_events(
     settings, sample_video, reference_model
 ):
     recorder = RecordingSink()
+    # untracked: every frame's detections become events (the per-frame checks below)
+    untracked = settings.model_copy(
+        update={"tracking": settings.tracking.model_copy(update={"enabled": False})}
+    )
     result = await run_streams(
-        settings, [file_spec("vtest", str(sample_video))], extra_sinks=[recorder]
+        untracked,
+        [file_spec("vtest", str(sample_video))],
+        extra_sinks=[recorder],
     )
 
     status = result.streams["vtest"]

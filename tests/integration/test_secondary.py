@@ -81,6 +81,9 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "model": settings.model.model_copy(
                 update={"name": "tiny_halves", "confidence_threshold": 0.4}
             ),
+            # untracked: classification per frame and interval (tracked: once per track,
+            # tests/integration/test_tracking_e2e.py)
+            "tracking": settings.tracking.model_copy(update={"enabled": False}),
         }
     )
 
@@ -174,3 +177,24 @@ async def test_classifier_with_interval_carries_results_over_and_skips_other_cla
     assert all("tiny_color" not in p for p in persons)
     classifier = runtime.pipeline.secondary.classifiers[0]
     assert 1 <= classifier.requests <= batches_sent(runtime)
+
+
+async def test_tracked_streams_classify_each_track_once_and_attributes_follow_it(
+    module_settings, triton, clip, tmp_path
+):
+    tracked = module_settings.model_copy(
+        update={"tracking": module_settings.tracking.model_copy(update={"enabled": True})}
+    )
+    events, runtime = await run_with(
+        tracked, triton, clip, tmp_path, attribute="color", operate_on_classes=["car"]
+    )
+    cars = [e for e in events if "vehicle" in e["object"] and e["event"]["type"] != "exit"]
+    assert cars, "the car is tracked"
+    assert {e["object"]["vehicle"]["color"] for e in cars} == {"blue"}, "on every frame"
+    tracks = {e["object"]["id"] for e in cars}
+    assert len(tracks) == 2  # one car per stream
+    classifier = runtime.pipeline.secondary.classifiers[0]
+    assert classifier.failures == 0
+    # each car's crop is classified once, the first time its track shows (both streams'
+    # first frames may share one request)
+    assert 1 <= classifier.requests <= len(tracks)

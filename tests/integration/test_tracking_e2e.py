@@ -227,8 +227,8 @@ async def test_dwell_and_crowding_fire_at_the_right_frames(module_settings, trit
         and "parking" in e.object.analytics.dwell_s
     )  # fmt: skip
     assert by_kind["dwell_exceeded"].frame_id == first_inside + 20
-    # persons are confirmed 0.2 s after they appear (t = 2.2 s), the count holds 1 s
-    assert by_kind["crowding_raised"].frame_id == 32
+    # persons are confirmed on their second detection (t = 2.1 s), the count holds 1 s
+    assert by_kind["crowding_raised"].frame_id == 31
     assert by_kind["crowding_raised"].object.analytics.count == 3
     # they vanish at t = 5.0; their tracks end 1.5 s later but the zone counts what it
     # sees: fewer than 3 from frame 50, for 1 s → cleared at frame 60

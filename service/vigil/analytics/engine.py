@@ -204,8 +204,10 @@ class StreamAnalytics:
         keep = np.ones(n, bool)
         rois: list[list[str]] = [[] for _ in range(n)]
         zones: list[list[str]] = [[] for _ in range(n)]
-        for rule, polygon in zip(self.config.rois, geo.rois, strict=True):
-            inside = _inside(anchors, polygon) & _applies(rule.classes, classes)
+        contained = geo.polygons.contains(anchors)  # rois, then crowding, then dwell zones
+        n_rois, n_crowd = len(geo.rois), len(geo.crowding)
+        for k, rule in enumerate(self.config.rois):
+            inside = contained[:, k] & _applies(rule.classes, classes)
             self._roi_inside[rule.name] = int(inside.sum())
             for i in np.flatnonzero(inside):
                 rois[i].append(rule.name)
@@ -213,8 +215,8 @@ class StreamAnalytics:
                 keep &= inside | ~_applies(rule.classes, classes)
             else:
                 keep &= ~inside
-        for rule, polygon in zip(self.config.crowding, geo.crowding, strict=True):
-            inside = _inside(anchors, polygon) & _applies(rule.classes, classes) & keep
+        for k, rule in enumerate(self.config.crowding):
+            inside = contained[:, n_rois + k] & _applies(rule.classes, classes) & keep
             for i in np.flatnonzero(inside):
                 zones[i].append(rule.name)
             events += self._crowd(rule, int(inside.sum()), t, frame_number)
@@ -223,36 +225,44 @@ class StreamAnalytics:
         direction: list[str | None] = [None] * n
         if ids is not None and n:
             dwell_inside = [
-                _inside(anchors, polygon) & _applies(rule.classes, classes) & keep
-                for rule, polygon in zip(self.config.dwell, geo.dwell, strict=True)
+                contained[:, n_rois + n_crowd + k] & _applies(rule.classes, classes) & keep
+                for k, rule in enumerate(self.config.dwell)
             ]
-            sides = [
-                _signed_distance(anchors, line) for line in geo.lines
-            ]  # (N,) distance, + = right-hand side; and segment parameter
+            # Per line, vectorised: the committed side of every row (+1 / -1, 0 inside the
+            # hysteresis band, None where the rule does not apply) and whether it is on
+            # the segment; the per-row loop then only compares small ints.
+            line_sides: list[list[int | None]] = []
+            line_on: list[list[bool]] = []
+            for rule, line in zip(self.config.lines, geo.lines, strict=True):
+                dist, along = _signed_distance(anchors, line)
+                margin = rule.hysteresis * heights
+                side = np.where(dist >= margin, 1, np.where(dist <= -margin, -1, 0))
+                applies = _applies(rule.classes, classes)
+                line_sides.append(
+                    [int(v) if a else None for v, a in zip(side, applies, strict=True)]
+                )
+                on = np.ones(n, bool) if rule.extended else (along >= -0.05) & (along <= 1.05)
+                line_on.append(on.tolist())
             for rule_index, rule in enumerate(self.config.dwell):
                 self._dwell_inside[rule.name] = int(dwell_inside[rule_index].sum())
+            dwell_lists = [inside.tolist() for inside in dwell_inside]
             id_list = ids.tolist()
-            for i in np.flatnonzero(keep):
+            class_list = classes.tolist()
+            lines = list(zip(self.config.lines, geo.lines, line_sides, line_on, strict=True))
+            for i in np.flatnonzero(keep).tolist():
                 track_id = id_list[i]
                 memory = self._tracks.get(track_id)
                 if memory is None:
                     memory = self._tracks[track_id] = _TrackMemory(t)
                 memory.last_seen_s = t
-                cls = int(classes[i])
-                for rule, line, (dist, along) in zip(
-                    self.config.lines, geo.lines, sides, strict=True
-                ):
-                    if not _applies_one(rule.classes, cls):
-                        continue
-                    margin = rule.hysteresis * float(heights[i])
-                    d = float(dist[i])
-                    side = 1 if d >= margin else (-1 if d <= -margin else 0)
-                    if not side:
+                cls = class_list[i]
+                for rule, line, sides, on in lines:
+                    side = sides[i]
+                    if not side:  # rule does not apply, or inside the hysteresis band
                         continue
                     before = memory.sides.get(rule.name)
                     memory.sides[rule.name] = side
-                    on_segment = rule.extended or -0.05 <= float(along[i]) <= 1.05
-                    if before is None or before == side or not on_segment:
+                    if before is None or before == side or not on[i]:
                         continue
                     way = "in" if side == line.in_side else "out"
                     by_class = self._line_counts[rule.name][way]
@@ -266,7 +276,7 @@ class StreamAnalytics:
                     )  # fmt: skip
                 for rule_index, rule in enumerate(self.config.dwell):
                     visit = memory.visits.get(rule.name)
-                    if dwell_inside[rule_index][i]:
+                    if dwell_lists[rule_index][i]:
                         if visit is None:
                             visit = memory.visits[rule.name] = _Visit(t, t)
                         visit.last_inside_s = t
@@ -383,6 +393,7 @@ class _Geometry:
         self.rois = [scale(r.polygon) for r in config.rois]
         self.crowding = [scale(r.polygon) for r in config.crowding]
         self.dwell = [scale(r.polygon) for r in config.dwell]
+        self.polygons = _Polygons([*self.rois, *self.crowding, *self.dwell])
         self.lines = []
         for rule in config.lines:
             p1, p2 = scale(rule.line)
@@ -421,17 +432,31 @@ def _anchors(xyxy: np.ndarray, anchor: str) -> np.ndarray:
     return np.stack([x[horizontal], y[vertical]], axis=1).astype(np.float64)
 
 
-def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd ray casting of every point against one polygon (vectorised over both)."""
-    if not len(points):
-        return np.zeros(0, bool)
-    x, y = points[:, 0][:, None], points[:, 1][:, None]
-    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
-    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
-    straddles = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cross_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    return (straddles & (x < cross_x)).sum(axis=1) % 2 == 1
+class _Polygons:
+    """Many polygons tested at once: every point against every edge in one vectorised
+    pass, then even-odd parity per polygon (no per-polygon Python work per frame)."""
+
+    def __init__(self, polygons: Sequence[np.ndarray]) -> None:
+        self.count = len(polygons)
+        if not polygons:
+            return
+        x1 = np.concatenate([p[:, 0] for p in polygons])
+        y1 = np.concatenate([p[:, 1] for p in polygons])
+        x2 = np.concatenate([np.roll(p[:, 0], -1) for p in polygons])
+        y2 = np.concatenate([np.roll(p[:, 1], -1) for p in polygons])
+        self.x1, self.y1, self.y2 = x1[None, :], y1[None, :], y2[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.slope = np.where(y2 != y1, (x2 - x1) / (y2 - y1), 0.0)[None, :]
+        self.starts = np.cumsum([0, *[len(p) for p in polygons[:-1]]])
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """``(N, P)``: whether point n is inside polygon p."""
+        if not self.count or not len(points):
+            return np.zeros((len(points), self.count), bool)
+        x, y = points[:, :1], points[:, 1:2]
+        straddles = (self.y1 > y) != (self.y2 > y)
+        crossing = straddles & (x < self.x1 + (y - self.y1) * self.slope)
+        return np.add.reduceat(crossing, self.starts, axis=1) % 2 == 1
 
 
 def _applies(classes: list[int] | None, class_id: np.ndarray) -> np.ndarray:

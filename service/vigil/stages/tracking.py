@@ -5,9 +5,19 @@ from __future__ import annotations
 import itertools
 import threading
 
+import numpy as np
+
+from vigil.detections import Detections
+from vigil.stages.base import FrameResult, Stage
 from vigil.track import ByteTracker, TrackerSettings
 
-from vigil.stages.base import FrameResult, Stage
+
+def _clipped(dets: Detections, width: int, height: int) -> Detections:
+    """Predicted boxes kept inside the frame (a prediction can run past its edge)."""
+    xyxy = dets.xyxy.copy()
+    np.clip(xyxy[:, 0::2], 0, width, out=xyxy[:, 0::2])
+    np.clip(xyxy[:, 1::2], 0, height, out=xyxy[:, 1::2])
+    return Detections(xyxy, dets.confidence, dets.class_id, dets.tracker_id, dets.data)
 
 
 class TrackIds:
@@ -52,9 +62,12 @@ class TrackingStage(Stage):
                 )
             if result.inferred:
                 out = tracker.update(result.detections, result.time_s)
+                result.detections = out.detections
             else:
                 out = tracker.predict(result.time_s)
-            result.detections = out.detections
+                result.detections = _clipped(
+                    out.detections, result.frame.width, result.frame.height
+                )
             result.track_changes = list(out.changes)
             result.moving = out.moving
 

@@ -26,7 +26,7 @@ is the usual reason trackers lose ids at low frame rates.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
@@ -63,7 +63,11 @@ class TrackerSettings(BaseModel):
         0.2, gt=0, le=1, description="Least overlap (IoU) of a detection with a track's box"
     )
     confirm_s: float = Field(
-        0.2, ge=0, le=10, description="A new track is reported after being seen this long"
+        0.04,
+        ge=0,
+        le=10,
+        description="A new track is reported from its second detection at least this long "
+        "after its first (the 2nd frame at up to 25 fps, the 3rd at 30 fps)",
     )
     tentative_lost_s: float = Field(
         0.25, gt=0, le=10, description="An unconfirmed track missed this long is dropped"
@@ -140,7 +144,7 @@ class _Track:
     public_id: int | None = None
     moving: bool = True
     motion_since_s: float | None = None
-    xyxy: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    box: np.ndarray | None = None  # the last detection matched (exit and motion events)
 
 
 class ByteTracker:
@@ -196,12 +200,14 @@ class ByteTracker:
         boxes = kalman.xyah_to_xyxy(self._mean[:, :4]) if self._tracks else np.zeros((0, 4))
         matches: dict[int, int] = {}  # track index -> detection index
 
-        def seen_last(i: int) -> bool:
-            return previous_update is not None and self._tracks[i].last_s >= previous_update
-
+        recent = (
+            []
+            if previous_update is None
+            else [i for i in confirmed if self._tracks[i].last_s >= previous_update]
+        )
         for tracks, dets, min_iou in (
             (confirmed, high, s.match_iou),
-            ([i for i in confirmed if i not in matches and seen_last(i)], low, _LOW_STAGE_IOU),
+            (recent, low, _LOW_STAGE_IOU),
         ):
             taken = set(matches.values())
             tracks = [i for i in tracks if i not in matches]
@@ -219,17 +225,19 @@ class ByteTracker:
             self._mean[idx], self._cov[idx] = kalman.update(
                 self._mean[idx], self._cov[idx], measured
             )
+            confidences = conf.tolist()
+            boxes_seen = detections.xyxy.copy()
             for i, d in matches.items():
                 track = self._tracks[i]
                 track.hits += 1
                 track.last_s = now
-                track.confidence = float(conf[d])
-                track.xyxy = detections.xyxy[d].copy()
+                track.confidence = confidences[d]
+                track.box = boxes_seen[d]
                 if track.public_id is None and self._confirmable(track, now):
                     track.public_id = self._next_id()
                     changes.append(
                         TrackChange(
-                            track.public_id, TrackChangeKind.ENTRY, track.class_id, track.xyxy
+                            track.public_id, TrackChangeKind.ENTRY, track.class_id, track.box
                         )
                     )
         taken = set(matches.values())
@@ -329,7 +337,6 @@ class ByteTracker:
                 confidence=float(detections.confidence[d]),
                 first_s=now,
                 last_s=now,
-                xyxy=detections.xyxy[d].copy(),
             )
             if self.settings.confirm_s <= 0:  # confirmed on sight when asked to
                 track.public_id = self._next_id()
@@ -342,9 +349,11 @@ class ByteTracker:
         for i, t in enumerate(self._tracks):
             limit = s.lost_track_s if t.public_id is not None else s.tentative_lost_s
             if now - t.last_s > limit + 1e-6:
-                if t.public_id is not None:
-                    box = kalman.xyah_to_xyxy(self._mean[i : i + 1, :4])[0].astype(np.float32)
-                    changes.append(TrackChange(t.public_id, TrackChangeKind.EXIT, t.class_id, box))
+                if t.public_id is not None and t.box is not None:
+                    # where it was last seen: a prediction may have drifted off the frame
+                    changes.append(
+                        TrackChange(t.public_id, TrackChangeKind.EXIT, t.class_id, t.box)
+                    )
             else:
                 keep.append(i)
         if len(keep) != len(self._tracks):
@@ -377,7 +386,8 @@ class ByteTracker:
                 t.motion_since_s = None
                 kind = TrackChangeKind.MOVING if wants else TrackChangeKind.STOPPED
                 assert t.public_id is not None
-                changes.append(TrackChange(t.public_id, kind, t.class_id, t.xyxy))
+                assert t.box is not None
+                changes.append(TrackChange(t.public_id, kind, t.class_id, t.box))
         return changes
 
     def _output(

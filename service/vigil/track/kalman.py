@@ -106,6 +106,6 @@ def update(
     gain = np.linalg.solve(projected_cov, np.transpose(cross, (0, 2, 1)))  # (M, 4, 8)
     gain = np.transpose(gain, (0, 2, 1))  # K = P Hᵀ S⁻¹, (M, 8, 4)
     innovation = measurement - mean[:, :_NDIM]
-    mean = mean + np.einsum("mij,mj->mi", gain, innovation)
-    cov = cov - np.einsum("mij,mkj->mik", gain, cross)
+    mean = mean + (gain @ innovation[:, :, None])[:, :, 0]
+    cov = cov - gain @ np.transpose(cross, (0, 2, 1))
     return mean, cov

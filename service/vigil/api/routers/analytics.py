@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from vigil.analytics import AnalyticsConfig
@@ -31,6 +32,11 @@ class StreamAnalyticsInfo(BaseModel):
         "line crossings per direction and class, crowding episodes, dwell events, objects "
         "now in each zone"
     )
+
+
+def _invalid(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    """A 422 in FastAPI's validation-error shape (as for any invalid request)."""
+    return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 def _plain(value: Any) -> Any:
@@ -91,7 +97,7 @@ async def delete_analytics(stream_id: StreamId, runtime: RuntimeDep) -> Response
 @router.put(
     "/{stream_id}/analytics/deepstream",
     dependencies=[Depends(require_write_key)],
-    responses={**_NOT_FOUND, 422: {"model": Problem, "description": "Config not readable"}},
+    responses=_NOT_FOUND,
 )
 async def put_deepstream_analytics(
     stream_id: StreamId,
@@ -110,13 +116,13 @@ async def put_deepstream_analytics(
     try:
         configs = parse_nvdsanalytics(text)
     except ValueError as e:
-        raise HTTPException(422, f"text: {e}") from e
+        raise _invalid(("body",), str(e)) from e
     config = configs.get(source)
     if config is None:
         have = sorted(configs)
-        raise HTTPException(
-            422,
-            f"source: the config has no enabled section for stream {source} (it has {have})",
+        raise _invalid(
+            ("query", "source"),
+            f"the config has no enabled section for stream {source} (it has {have})",
         )
     await runtime.configure_analytics(stream_id, config, reset_counts)
     return _info(runtime, stream_id)

@@ -192,7 +192,7 @@ def _describe(errors: Sequence[Any], fields: dict[str, str] | None = None) -> st
     return "; ".join(parts)
 
 
-def _body_failure(exc: RequestValidationError) -> tuple[HTTPStatus, str]:
+def body_failure(exc: RequestValidationError) -> tuple[HTTPStatus, str]:
     errors = exc.errors()
     bad_json = [e for e in errors if e["type"] == "json_invalid"]
     if bad_json:
@@ -216,7 +216,7 @@ class DeepStreamRoute(APIRoute):
             except RequestValidationError as exc:
                 if outcome is None:
                     raise
-                code, why = _body_failure(exc)
+                code, why = body_failure(exc)
                 log.info("DeepStream %s refused (%d): %s", request.url.path, code, why)
                 return outcome.failure(code, why)
 

@@ -29,22 +29,52 @@ settings, ``app/quit``, ...) answer 404 naming the call.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vigil.analytics import AnalyticsConfig, RoiFilter
 from vigil.api.deps import RuntimeDep, require_read_key, require_write_key
-from vigil.api.routers.deepstream import DeepStreamReply, DeepStreamRoute, status_line
+from vigil.api.routers.deepstream import (
+    DeepStreamReply,
+    DeepStreamRoute,
+    body_failure,
+    status_line,
+)
 from vigil.api.routers.health import readiness
 from vigil.pipeline.manager import ManagedStream
 from vigil.runtime import Runtime
 from vigil.specs import StreamPatch
 
-router = APIRouter(tags=["deepstream"], route_class=DeepStreamRoute)
+
+class _ControlRoute(DeepStreamRoute):
+    """DeepStream's body handling, and invalid bodies answered in DeepStream's reply
+    format (``{"status": "HTTP/1.1 422 ...", "reason": "..."}``) like every other reply."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def control_handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as exc:
+                code, why = body_failure(exc)
+                return _reply(why, code)
+
+        return control_handler
+
+
+router = APIRouter(tags=["deepstream"], route_class=_ControlRoute)
+_FAILURES: dict[int | str, dict[str, Any]] = {
+    400: {"model": DeepStreamReply, "description": "The body is not JSON"},
+    404: {"model": DeepStreamReply, "description": "No such stream (source index or id)"},
+    422: {"model": DeepStreamReply, "description": "Invalid body, naming the field"},
+}
 
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -161,7 +191,9 @@ def _no_stream(fail: str, stream_id: str | int) -> JSONResponse:
 _WRITE = [Depends(require_write_key)]
 
 
-@router.post("/api/v1/roi/update", dependencies=_WRITE, response_model=DeepStreamReply)
+@router.post(
+    "/api/v1/roi/update", dependencies=_WRITE, response_model=DeepStreamReply, responses=_FAILURES
+)
 async def update_roi(body: RoiUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Make DeepStream ROI rectangles the stream's include ROI filters."""
     fail = "ROI_UPDATE_FAIL"
@@ -200,21 +232,34 @@ async def _set_interval(body: IntervalUpdate, runtime: Runtime) -> JSONResponse:
     return _reply("INFER_INTERVAL_UPDATE_SUCCESS")
 
 
-@router.post("/api/v1/infer/set-interval", dependencies=_WRITE, response_model=DeepStreamReply)
+@router.post(
+    "/api/v1/infer/set-interval",
+    dependencies=_WRITE,
+    response_model=DeepStreamReply,
+    responses=_FAILURES,
+)
 async def set_infer_interval(body: IntervalUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Infer one batch, then skip ``interval`` (nvinfer's ``interval``)."""
     return await _set_interval(body, runtime)
 
 
 @router.post(
-    "/api/v1/inferserver/set-interval", dependencies=_WRITE, response_model=DeepStreamReply
+    "/api/v1/inferserver/set-interval",
+    dependencies=_WRITE,
+    response_model=DeepStreamReply,
+    responses=_FAILURES,
 )
 async def set_inferserver_interval(body: IntervalUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Infer one batch, then skip ``interval`` (nvinferserver's ``interval``)."""
     return await _set_interval(body, runtime)
 
 
-@router.post("/api/v1/dec/drop-frame-interval", dependencies=_WRITE, response_model=DeepStreamReply)
+@router.post(
+    "/api/v1/dec/drop-frame-interval",
+    dependencies=_WRITE,
+    response_model=DeepStreamReply,
+    responses=_FAILURES,
+)
 async def set_drop_frame_interval(body: DropFrameUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Keep every Nth decoded frame of the stream."""
     managed = _find(runtime, body.stream.stream_id)
@@ -226,7 +271,10 @@ async def set_drop_frame_interval(body: DropFrameUpdate, runtime: RuntimeDep) ->
 
 
 @router.post(
-    "/api/v1/mux/batched-push-timeout", dependencies=_WRITE, response_model=DeepStreamReply
+    "/api/v1/mux/batched-push-timeout",
+    dependencies=_WRITE,
+    response_model=DeepStreamReply,
+    responses=_FAILURES,
 )
 async def set_batched_push_timeout(body: PushTimeoutUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Send an incomplete batch this many microseconds after its first frame."""
@@ -289,6 +337,7 @@ for _path, _why in _UNSUPPORTED.items():
         dependencies=_WRITE,
         status_code=404,
         response_model=DeepStreamReply,
+        responses={400: _FAILURES[400], 422: _FAILURES[422]},
     )
 
 
