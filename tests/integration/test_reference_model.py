@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from vigil.events.schema import FULL_SCHEMA_PATH, Event
-from vigil.events.sinks import EventSink
+from tests.support.sinks import RecordingSink
+from vigil.events.schema import FULL_SCHEMA_PATH
 from vigil.jobs import file_spec, run_streams
 from vigil.pipeline.stream import StreamState
 
 pytestmark = pytest.mark.integration
 
 VTEST_FRAMES, VTEST_W, VTEST_H = 795, 768, 576
-
-
-class RecordingSink(EventSink):
-    """Keeps the Event objects, which (unlike the JSON) carry their frame number."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def emit(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
-
-    async def close(self) -> None:
-        pass
 
 
 async def test_ssd_on_vtest_detects_people_in_most_frames_with_valid_events(

@@ -5,13 +5,14 @@ events. Every count is exact because the ground truth is."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from tests.support.scenes import LABELS, Mover, Scene, render
+from tests.support.sinks import RecordingSink
 from tests.support.synthetic_detector import NAME, write_detector
 from vigil.config import Settings
 from vigil.events.schema import Event
@@ -22,19 +23,6 @@ from vigil.triton.runtime import TritonConnection, connect
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 W, H = 320, 192
-
-
-class Collect:
-    """A sink that keeps every event (with its frame number)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def emit(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
-
-    async def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +56,7 @@ async def run_scene(
 ) -> tuple[list[Event], list[dict[int, tuple[int, int, int, int]]]]:
     clip = tmp_path / "scene.mp4"
     truth = render(scene, clip)
-    sink = Collect()
+    sink = RecordingSink()
     base = file_spec("cam", str(clip))
     result = await run_streams(
         settings,

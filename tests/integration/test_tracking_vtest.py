@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.support.clips import make_clip
+from tests.support.sinks import RecordingSink
 from vigil.config import Settings
 from vigil.events.schema import Event
 from vigil.jobs import run_streams
@@ -28,19 +28,8 @@ FRAMES = int(os.environ.get("TEST_VTEST_FRAMES", "300"))
 WALKWAY = {"name": "walkway", "line": [[384, 150], [384, 576]], "direction": [[0, 400], [768, 400]]}
 
 
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def emit(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
-
-    async def close(self) -> None:
-        pass
-
-
 async def _run(settings: Settings, clip: Path) -> list[Event]:
-    sink = Collect()
+    sink = RecordingSink()
     spec = StreamSpec(id="vtest", url=clip.as_uri(), analytics={"lines": [WALKWAY]})
     result = await run_streams(settings, [spec], extra_sinks=[sink])
     assert not result.failed

@@ -223,13 +223,21 @@ async def update_roi(body: RoiUpdate, runtime: RuntimeDep) -> JSONResponse:
     return _reply("ROI_UPDATE_SUCCESS")
 
 
-async def _set_interval(body: IntervalUpdate, runtime: Runtime) -> JSONResponse:
-    managed = _find(runtime, body.stream.stream_id)
+async def _patch(
+    runtime: Runtime, stream_id: str | int, patch: StreamPatch, reason: str
+) -> JSONResponse:
+    """Apply ``patch`` to the stream DeepStream names; ``reason`` is the
+    ``<X>_UPDATE`` stem of the reply."""
+    managed = _find(runtime, stream_id)
     if managed is None:
-        return _no_stream("INFER_INTERVAL_UPDATE_FAIL", body.stream.stream_id)
-    patch = StreamPatch(inference_interval=body.stream.interval + 1)
+        return _no_stream(f"{reason}_FAIL", stream_id)
     await runtime.streams.update(managed.spec.id, patch)
-    return _reply("INFER_INTERVAL_UPDATE_SUCCESS")
+    return _reply(f"{reason}_SUCCESS")
+
+
+async def _set_interval(body: IntervalUpdate, runtime: Runtime) -> JSONResponse:
+    patch = StreamPatch(inference_interval=body.stream.interval + 1)
+    return await _patch(runtime, body.stream.stream_id, patch, "INFER_INTERVAL_UPDATE")
 
 
 @router.post(
@@ -262,12 +270,8 @@ async def set_inferserver_interval(body: IntervalUpdate, runtime: RuntimeDep) ->
 )
 async def set_drop_frame_interval(body: DropFrameUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Keep every Nth decoded frame of the stream."""
-    managed = _find(runtime, body.stream.stream_id)
-    if managed is None:
-        return _no_stream("DROP_FRAME_INTERVAL_UPDATE_FAIL", body.stream.stream_id)
     patch = StreamPatch(drop_frame_interval=body.stream.drop_frame_interval)
-    await runtime.streams.update(managed.spec.id, patch)
-    return _reply("DROP_FRAME_INTERVAL_UPDATE_SUCCESS")
+    return await _patch(runtime, body.stream.stream_id, patch, "DROP_FRAME_INTERVAL_UPDATE")
 
 
 @router.post(
