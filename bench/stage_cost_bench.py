@@ -61,7 +61,7 @@ def one_run(seed: int) -> tuple[float, float]:
         t = k / 30
         xy = (start + speed * t) % [W - 60, H - 120]
         dets = Detections(
-            np.concatenate([xy, xy + [60, 120]], axis=1).astype(np.float32),
+            np.concatenate([xy, xy + np.array([60, 120])], axis=1).astype(np.float32),
             np.full(OBJECTS, 0.9, np.float32),
             np.zeros(OBJECTS, np.int32),
         )

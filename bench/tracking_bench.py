@@ -118,7 +118,7 @@ def cost_per_frame(objects: int = 50, frames: int = 300) -> float:
     for k in range(frames):
         xy = base + k * 2
         d = Detections(
-            np.concatenate([xy, xy + [40, 80]], axis=1).astype(np.float32),
+            np.concatenate([xy, xy + np.array([40, 80])], axis=1).astype(np.float32),
             np.full(objects, 0.9, np.float32),
             np.zeros(objects, np.int32),
         )
@@ -160,8 +160,8 @@ def main(args: argparse.Namespace) -> None:
         idf1 = [s.idf1 for s in mine]
         mota = [s.mota for s in mine]
         print(
-            f"{name:<9} median IDF1 {np.median(idf1):.3f} (spread {min(idf1):.3f}–{max(idf1):.3f}), "
-            f"median MOTA {np.median(mota):.3f} (spread {min(mota):.3f}–{max(mota):.3f})"
+            f"{name:<9} median IDF1 {np.median(idf1):.3f} "
+            f"(spread {min(idf1):.3f}–{max(idf1):.3f}), median MOTA {np.median(mota):.3f} (spread {min(mota):.3f}–{max(mota):.3f})"
         )
     print("Vigil's output was identical on a second run for every seed.")
     costs = [cost_per_frame() for _ in range(3)]

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from vigil.track import PREDICTED, TrackChangeKind
 
 from vigil.detections import ATTRIBUTES, Detections
 from vigil.pipeline.secondary import SecondaryStage
 from vigil.stages.base import FrameResult, Stage
+from vigil.track import PREDICTED, TrackChangeKind
 
 
 class ClassifyTracksStage(Stage):
