@@ -159,9 +159,11 @@ def main(args: argparse.Namespace) -> None:
         mine = [s for _, n, s in rows if n == name]
         idf1 = [s.idf1 for s in mine]
         mota = [s.mota for s in mine]
+        idf1_spread = f"{min(idf1):.3f}–{max(idf1):.3f}"
+        mota_spread = f"{min(mota):.3f}–{max(mota):.3f}"
         print(
-            f"{name:<9} median IDF1 {np.median(idf1):.3f} "
-            f"(spread {min(idf1):.3f}–{max(idf1):.3f}), median MOTA {np.median(mota):.3f} (spread {min(mota):.3f}–{max(mota):.3f})"
+            f"{name:<9} median IDF1 {np.median(idf1):.3f} (spread {idf1_spread}), "
+            f"median MOTA {np.median(mota):.3f} (spread {mota_spread})"
         )
     print("Vigil's output was identical on a second run for every seed.")
     costs = [cost_per_frame() for _ in range(3)]
