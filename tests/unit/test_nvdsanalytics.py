@@ -1,8 +1,8 @@
 """DeepStream's nvdsanalytics sample config imports unchanged and behaves as written.
 
-``tests/data/deepstream/config_nvdsanalytics.txt`` is the nvdsanalytics sample of DeepStream's
-Python apps (apps/deepstream-nvdsanalytics), byte-for-byte unchanged (provenance in the README
-beside it); coordinates for 1920×1080.
+``tests/data/deepstream/config_nvdsanalytics.txt`` holds the groups, keys and values of the
+nvdsanalytics sample in DeepStream's Python apps (apps/deepstream-nvdsanalytics), coordinates
+for 1920×1080.
 """
 
 from __future__ import annotations
