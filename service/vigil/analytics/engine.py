@@ -231,16 +231,15 @@ class StreamAnalytics:
             # Per line, vectorised: the committed side of every row (+1 / -1, 0 inside the
             # hysteresis band, None where the rule does not apply) and whether it is on
             # the segment; the per-row loop then only compares small ints.
-            line_sides: list[list[int | None]] = []
+            line_sides: list[list[int]] = []
             line_on: list[list[bool]] = []
             for rule, line in zip(self.config.lines, geo.lines, strict=True):
                 dist, along = _signed_distance(anchors, line)
                 margin = rule.hysteresis * heights
                 side = np.where(dist >= margin, 1, np.where(dist <= -margin, -1, 0))
-                applies = _applies(rule.classes, classes)
-                line_sides.append(
-                    [int(v) if a else None for v, a in zip(side, applies, strict=True)]
-                )
+                if rule.classes is not None:
+                    side = np.where(_applies(rule.classes, classes), side, 0)
+                line_sides.append(side.tolist())
                 on = np.ones(n, bool) if rule.extended else (along >= -0.05) & (along <= 1.05)
                 line_on.append(on.tolist())
             for rule_index, rule in enumerate(self.config.dwell):
@@ -258,7 +257,7 @@ class StreamAnalytics:
                 cls = class_list[i]
                 for rule, line, sides, on in lines:
                     side = sides[i]
-                    if not side:  # rule does not apply, or inside the hysteresis band
+                    if not side:  # inside the hysteresis band, or the rule does not apply
                         continue
                     before = memory.sides.get(rule.name)
                     memory.sides[rule.name] = side
@@ -374,6 +373,8 @@ class _Line:
     p1: np.ndarray
     p2: np.ndarray
     in_side: int
+    normal: np.ndarray  # unit normal to the right-hand side
+    along: np.ndarray  # segment / |segment|², so rel @ along is 0 at p1 and 1 at p2
 
 
 class _Geometry:
@@ -402,7 +403,8 @@ class _Geometry:
                 d1, d2 = scale(rule.direction)
                 normal = _normal(p1, p2)
                 in_side = 1 if float(np.dot(normal, d2 - d1)) > 0 else -1
-            self.lines.append(_Line(p1, p2, in_side))
+            seg = p2 - p1
+            self.lines.append(_Line(p1, p2, in_side, _normal(p1, p2), seg / float(seg @ seg)))
         self.directions = [tuple(np.subtract(*scale(r.direction)[::-1])) for r in config.directions]
 
 
@@ -416,11 +418,8 @@ def _normal(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
 def _signed_distance(points: np.ndarray, line: _Line) -> tuple[np.ndarray, np.ndarray]:
     """Signed distance of each point to the line (+ = right-hand side) and its position
     along the segment (0 at p1, 1 at p2)."""
-    normal = _normal(line.p1, line.p2)
     rel = points - line.p1
-    seg = line.p2 - line.p1
-    along = rel @ seg / float(seg @ seg)
-    return rel @ normal, along
+    return rel @ line.normal, rel @ line.along
 
 
 def _anchors(xyxy: np.ndarray, anchor: str) -> np.ndarray:
