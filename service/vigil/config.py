@@ -75,6 +75,9 @@ class PipelineSettings(_Model):
     inflight_requests: int = Field(
         2, ge=1, le=64, description="Inference requests in flight (= shared-memory ring slots)"
     )
+    max_streams: int = Field(
+        256, ge=1, le=100_000, description="Streams beyond this many are refused (HTTP 429)"
+    )
 
 
 class GpuSettings(_Model):

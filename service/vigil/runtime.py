@@ -187,6 +187,7 @@ async def _runtime(
         pipeline,
         lambda spec: acceleration.make_source(spec, settings.sources),
         ReconnectPolicy(**reconnect.model_dump()),
+        max_streams=settings.pipeline.max_streams,
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
     metrics.registry.register(

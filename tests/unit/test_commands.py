@@ -26,7 +26,7 @@ from vigil.events.commands import (
     CommandRejected,
     dead_letter_record,
 )
-from vigil.pipeline.manager import StreamExistsError, StreamNotFoundError
+from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.sources.errors import SourceError
 from vigil.specs import StreamSpec
 
@@ -447,6 +447,9 @@ REJECTIONS: list[tuple[str, bytes, dict[str, Any], str, str]] = [
                                 "sha256": "xyz"}), {}, "invalid_fields", "sha256"),
     ("version-no-path", encode({"command": "add-model-version", "model": "m"}), {},
      "invalid_fields", "path"),
+    ("stream-limit", encode({"command": "add-stream", "stream": {"id": "a", "url": "test://pattern"}}),
+     {"streams": FakeStreams(fail_add=StreamLimitError("stream limit reached: 2 streams run"))},
+     "stream_limit", "limit reached"),
     ("source-fails", encode({"command": "add-stream", "stream": {"id": "a", "url": "rtsp://h/p"}}),
      {"streams": FakeStreams(fail_add=SourceError("rtsp://h/p", "connection refused"))},
      "handler_failed", "connection refused"),

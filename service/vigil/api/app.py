@@ -10,7 +10,7 @@ from vigil import __version__
 from vigil.api import deps
 from vigil.api.hygiene import RejectNonFiniteJson, validation_error
 from vigil.api.routers import analytics, deepstream, deepstream_control, health, models, streams
-from vigil.pipeline.manager import StreamExistsError, StreamNotFoundError
+from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.pipeline.stream import IllegalTransitionError
 from vigil.runtime import Runtime
 
@@ -36,6 +36,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(StreamNotFoundError)
     async def _not_found(_: Request, exc: StreamNotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(StreamLimitError)
+    async def _limit(_: Request, exc: StreamLimitError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_429_TOO_MANY_REQUESTS)
 
     @app.exception_handler(StreamExistsError)
     async def _exists(_: Request, exc: StreamExistsError) -> JSONResponse:

@@ -82,7 +82,7 @@ from pydantic import (
 )
 
 from vigil.deepstream import StreamAddRequest, StreamRemoveRequest, stream_id_for
-from vigil.pipeline.manager import StreamExistsError, StreamNotFoundError
+from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.specs import StreamId, StreamSpec
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ RejectionReason = Literal[
     "invalid_fields",
     "unknown_sensor",
     "stream_exists",
+    "stream_limit",
     "stream_not_found",
     "unsupported",
     "model_rejected",
@@ -566,7 +567,10 @@ class CommandProcessor:
 
     def _add_action(self, spec: StreamSpec, command_id: str | None) -> _Action:
         async def apply() -> None:
-            await _call(self.streams.add(spec), {StreamExistsError: "stream_exists"})
+            await _call(
+                self.streams.add(spec),
+                {StreamExistsError: "stream_exists", StreamLimitError: "stream_limit"},
+            )
 
         return _Action("add-stream", spec.id, command_id, apply)
 

@@ -25,6 +25,10 @@ class StreamExistsError(ValueError):
     """A stream with this id is already there."""
 
 
+class StreamLimitError(RuntimeError):
+    """The service already runs as many streams as it may (``pipeline.max_streams``)."""
+
+
 class StreamNotFoundError(KeyError):
     """No stream has this id."""
 
@@ -48,6 +52,7 @@ class StreamManager:
         pipeline: The started engine the streams feed.
         make_source: Builds a source for a spec (called for every (re)open).
         reconnect: Reopen policy for live sources.
+        max_streams: More streams than this are refused.
     """
 
     def __init__(
@@ -55,7 +60,9 @@ class StreamManager:
         pipeline: Pipeline,
         make_source: Callable[[StreamSpec], Source],
         reconnect: ReconnectPolicy,
+        max_streams: int = 256,
     ) -> None:
+        self.max_streams = max_streams
         self.pipeline = pipeline
         self.make_source = make_source
         self.reconnect = reconnect
@@ -89,9 +96,15 @@ class StreamManager:
 
         Raises:
             StreamExistsError: the id is taken.
+            StreamLimitError: ``max_streams`` streams exist already.
         """
         if spec.id in self._streams:
             raise StreamExistsError(f"stream {spec.id!r} already exists")
+        if len(self._streams) >= self.max_streams:
+            raise StreamLimitError(
+                f"stream limit reached: {len(self._streams)} streams run "
+                f"(pipeline.max_streams = {self.max_streams}); remove one first"
+            )
         managed = ManagedStream(spec, StreamStatus(spec.id, spec.url))
         self._start(managed)
         self._streams[spec.id] = managed

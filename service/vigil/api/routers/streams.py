@@ -17,7 +17,10 @@ _NOT_FOUND = {404: {"model": Problem, "description": "No stream with this id"}}
     "",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_write_key)],
-    responses={409: {"model": Problem, "description": "A stream with this id exists"}},
+    responses={
+        409: {"model": Problem, "description": "A stream with this id exists"},
+        429: {"model": Problem, "description": "pipeline.max_streams streams run already"},
+    },
 )
 async def add_stream(spec: StreamSpec, runtime: RuntimeDep) -> StreamInfo:
     """Add a stream and start processing it."""
