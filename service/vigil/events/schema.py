@@ -368,9 +368,6 @@ class ObjectInfo(_Model):
         mask_outline: Outline of the instance mask as polygons, each a flat
             ``[x1, y1, x2, y2, ...]`` list of at least three vertices in source pixels
             (``object.maskoutline``); None when the model gives no mask.
-        speed: Speed of a tracked object in source pixels per second (``object.speed``).
-        direction: Its heading in degrees, 0 = towards +x, 90 = towards +y (down the
-            image) (``object.direction``).
         predicted: The box is the tracker's prediction on a frame the model skipped
             (``object.predicted``, written only when true; a Vigil extension).
         analytics: The object's analytics status (``object.analytics``, a Vigil extension
@@ -383,8 +380,6 @@ class ObjectInfo(_Model):
     bbox: BBox
     attributes: dict[str, str] = Field(default_factory=dict)
     mask_outline: list[Annotated[list[_Pixel], Field(min_length=6)]] | None = None
-    speed: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
-    direction: Annotated[float, Field(ge=0.0, lt=360.0, allow_inf_nan=False)] = 0.0
     predicted: bool = False
     analytics: ObjectAnalyticsInfo | None = None
 
@@ -462,8 +457,8 @@ class ObjectInfo(_Model):
         """
         body: dict[str, Any] = {
             "id": self.id,
-            "speed": self.speed,
-            "direction": self.direction,
+            "speed": 0.0,
+            "direction": 0.0,
             "orientation": 0.0,
             self.sub_object_key: self.sub_object(),
             "bbox": self.bbox.to_full(),

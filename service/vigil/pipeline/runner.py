@@ -9,12 +9,12 @@ Tasks on the event loop:
   stay in frame order) and hands each batch to the *stage thread*, which parses the
   outputs, runs the stage chain (tracker, analytics, ...) and builds the events — CPU work
   kept off the loop that also serves the REST API — then gives the events to the sinks;
+* the *watchdog* (e.g. "is the embedded Triton still alive?") stops the engine when it
+  raises; :attr:`Pipeline.failure` then holds the reason.
 
 Frames the model should not see (a stream's inference interval, when the stream is tracked)
 travel with the batches as pass-through frames: they take no slot and no request, and the
 tracker predicts their boxes.
-* the *watchdog* (e.g. "is the embedded Triton still alive?") stops the engine when it
-  raises; :attr:`Pipeline.failure` then holds the reason.
 
 Streams are attached and detached while the engine runs (their decoder threads are managed
 by :class:`~vigil.pipeline.manager.StreamManager`); neither pauses the other streams.
@@ -72,14 +72,11 @@ class _Pending:
     """A batch on its way: frames (inferred and pass-through), its request, when sent."""
 
     frames: list[Frame]
+    inferred: list[Frame]  # the frames of ``frames`` the model sees, in order
     route: Route
     slot: Slot | None = None  # None when no frame of the batch is inferred
     task: asyncio.Task[None] | None = None
     sent: float = 0.0
-
-    @property
-    def inferred(self) -> list[Frame]:
-        return [f for f in self.frames if f.infer]
 
 
 class Pipeline:
@@ -351,7 +348,7 @@ class Pipeline:
             if not inferred:  # only frames between inferences: they go to the tracker
                 route = self.route
                 route.started()
-                self._pending.put_nowait(_Pending(batch, route))
+                self._pending.put_nowait(_Pending(batch, [], route))
                 continue
             ring = self.route.ring
             slot = await ring.acquire()
@@ -377,7 +374,9 @@ class Pipeline:
             self._recent.extend(inferred)
             self.metrics.batch_size.observe(len(inferred))
             task = asyncio.create_task(self.client.infer(route.model, slot, len(inferred)))
-            self._pending.put_nowait(_Pending(batch, route, slot, task, time.perf_counter()))
+            self._pending.put_nowait(
+                _Pending(batch, inferred, route, slot, task, time.perf_counter())
+            )
 
     async def _emit(self) -> None:
         while (item := await self._pending.get()) is not None:
@@ -389,7 +388,7 @@ class Pipeline:
     async def _emit_batch(self, item: _Pending) -> None:
         loop = asyncio.get_running_loop()
         route, inferred = item.route, item.inferred
-        detections: list[Detections | None] = [None] * len(inferred)
+        detections: list[Detections] = []  # one per inferred frame
         if item.task is not None and item.slot is not None:
             try:
                 await item.task
@@ -409,15 +408,13 @@ class Pipeline:
                 )
             finally:
                 route.ring.release(item.slot)
-        if self.secondary is not None and inferred and not self.chain.tracks:
+        if self.secondary is not None and detections and not self.chain.tracks:
             # Untracked: classify every due frame's objects (tracked streams classify each
             # track once, in the chain).
-            parsed = [d for d in detections if d is not None]
-            classified = iter(await self.secondary.run(inferred, parsed))
-            detections = [next(classified) for _ in detections]
+            detections = await self.secondary.run(inferred, detections)
         found = iter(detections)
         results = [
-            FrameResult(f, (next(found) or _EMPTY) if f.infer else _EMPTY, inferred=f.infer)
+            FrameResult(f, next(found) if f.infer else _EMPTY, inferred=f.infer)
             for f in item.frames
         ]
         # Tracking, analytics and event building run off the event loop (the REST API

@@ -37,14 +37,13 @@ import cv2
 import numpy as np
 
 from vigil.config import SecondaryModelSettings
-from vigil.detections import ATTRIBUTES, Detections
+from vigil.detections import ATTRIBUTES, Detections, iou_matrix
 from vigil.frame import Frame
 from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import SystemShmRing, new_prefix
 from vigil.parsers.base import model_param
-from vigil.parsers.nms import iou_matrix
 from vigil.preprocess.cpu import InputFormat, Layout
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ class AnalyticsStage(Stage):
     name = "analytics"
 
     def __init__(self) -> None:
-        self._configs: dict[str, AnalyticsConfig] = {}
         self._engines: dict[str, StreamAnalytics] = {}
         #: Stream id → cumulative counts, replaced (never mutated) after each batch.
         self.snapshot: dict[str, AnalyticsCounts] = {}
@@ -32,21 +31,15 @@ class AnalyticsStage(Stage):
     ) -> None:
         """Set, change (hot) or remove (None) a stream's analytics."""
         if config is None:
-            self._configs.pop(stream_id, None)
             self._engines.pop(stream_id, None)
-            self._publish(stream_id, None)
+            self._publish({stream_id: None})
             return
-        self._configs[stream_id] = config
         engine = self._engines.get(stream_id)
         if engine is None:
-            self._engines[stream_id] = StreamAnalytics(config)
+            engine = self._engines[stream_id] = StreamAnalytics(config)
         else:
             engine.reconfigure(config, reset_counts=reset_counts)
-        self._publish(stream_id, self._engines[stream_id].counts())
-
-    def config(self, stream_id: str) -> AnalyticsConfig | None:
-        """The stream's analytics configuration (None: no analytics)."""
-        return self._configs.get(stream_id)
+        self._publish({stream_id: engine.counts()})
 
     def process(self, results: list[FrameResult]) -> None:
         touched: set[str] = set()
@@ -74,27 +67,22 @@ class AnalyticsStage(Stage):
                     result.moving = result.moving[keep]
                 result.object_analytics = [o for o, k in zip(out.objects, keep, strict=True) if k]
             touched.add(result.stream_id)
-        for stream_id in touched:
-            self._publish(stream_id, self._engines[stream_id].counts())
+        if touched:
+            self._publish({sid: self._engines[sid].counts() for sid in touched})
 
     def stream_added(self, spec: StreamSpec) -> None:
         if spec.analytics is not None:
             self.configure(spec.id, spec.analytics)
 
     def stream_removed(self, stream_id: str) -> None:
-        self._configs.pop(stream_id, None)
-        self._engines.pop(stream_id, None)
-        self._publish(stream_id, None)
+        self.configure(stream_id, None)
 
-    def _publish(self, stream_id: str, counts: AnalyticsCounts | None) -> None:
+    def _publish(self, updates: dict[str, AnalyticsCounts | None]) -> None:
+        """Replace (or drop, for None) the counts of some streams in one new snapshot."""
         snapshot = dict(self.snapshot)
-        if counts is None:
-            snapshot.pop(stream_id, None)
-        else:
-            snapshot[stream_id] = counts
+        for stream_id, counts in updates.items():
+            if counts is None:
+                snapshot.pop(stream_id, None)
+            else:
+                snapshot[stream_id] = counts
         self.snapshot = snapshot  # one reference swap: readers never see a half update
-
-    @property
-    def stream_count(self) -> int:
-        """Streams with analytics state (for leak checks)."""
-        return len(self._engines)

@@ -73,8 +73,3 @@ class TrackingStage(Stage):
 
     def stream_removed(self, stream_id: str) -> None:
         self._trackers.pop(stream_id, None)
-
-    @property
-    def stream_count(self) -> int:
-        """Streams with a tracker (for leak checks)."""
-        return len(self._trackers)

@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linear_sum_assignment
 
-from vigil.detections import ATTRIBUTES, Detections
+from vigil.detections import ATTRIBUTES, Detections, iou_matrix
 from vigil.track import kalman
 
 PREDICTED: Final[str] = "predicted"
@@ -124,13 +124,11 @@ class TrackerOutput:
         changes: Lifecycle changes on this frame (exits included, though exited tracks
             have no row).
         moving: Per row, whether the track is moving (False: stopped).
-        velocity: Per row, ``(vx, vy)`` of the box centre in pixels per second.
     """
 
     detections: Detections
     changes: list[TrackChange]
     moving: np.ndarray
-    velocity: np.ndarray
 
 
 @dataclass
@@ -307,7 +305,7 @@ class ByteTracker:
     ) -> dict[int, int]:
         if not tracks or not len(dets):
             return {}
-        overlap = iou(boxes[tracks], detections.xyxy[dets].astype(np.float64))
+        overlap = iou_matrix(boxes[tracks], detections.xyxy[dets].astype(np.float64))
         if self.settings.per_class:
             track_classes = np.array([self._tracks[i].class_id for i in tracks])
             overlap[track_classes[:, None] != detections.class_id[dets][None, :]] = 0.0
@@ -405,20 +403,4 @@ class ByteTracker:
         data[PREDICTED] = np.full(len(ids), predicted, bool)
         out = Detections(dets.xyxy, dets.confidence, dets.class_id, ids, data)
         moving = np.array([self._tracks[i].moving for i in rows], bool)
-        velocity = (
-            self._mean[rows][:, 4:6].astype(np.float32) if rows else np.zeros((0, 2), np.float32)
-        )
-        return TrackerOutput(out, changes, moving, velocity)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a (N, 4)`` with every box in ``b (M, 4)``, corners."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+        return TrackerOutput(out, changes, moving)

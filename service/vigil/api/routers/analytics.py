@@ -39,21 +39,13 @@ def _invalid(loc: tuple[str, ...], message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return value
-
-
 def _info(runtime: Runtime, stream_id: str) -> StreamAnalyticsInfo:
     managed = runtime.streams.get(stream_id)
     counts = runtime.analytics.snapshot.get(stream_id)
     return StreamAnalyticsInfo(
         stream=stream_id,
         config=managed.spec.analytics,
-        counts={} if counts is None else _plain(counts),
+        counts={} if counts is None else dataclasses.asdict(counts),
     )
 
 

@@ -176,7 +176,7 @@ def _outcome_for(path: str) -> _Outcome | None:
     return None
 
 
-def _describe(errors: Sequence[Any], fields: dict[str, str] | None = None) -> str:
+def describe_errors(errors: Sequence[Any], fields: dict[str, str] | None = None) -> str:
     """Pydantic errors as one line that names each field (in DeepStream's terms)."""
     parts = []
     for err in errors:
@@ -201,7 +201,7 @@ def body_failure(exc: RequestValidationError) -> tuple[HTTPStatus, str]:
         position = err["loc"][-1]
         why = err.get("ctx", {}).get("error", err["msg"])
         return HTTPStatus.BAD_REQUEST, f"body is not valid JSON (at character {position}): {why}"
-    return HTTPStatus.UNPROCESSABLE_ENTITY, _describe(errors)
+    return HTTPStatus.UNPROCESSABLE_ENTITY, describe_errors(errors)
 
 
 class DeepStreamRoute(APIRoute):
@@ -248,7 +248,9 @@ async def _add(body: StreamAddRequest, runtime: RuntimeDep, outcome: _Outcome) -
     try:
         spec = StreamSpec(id=stream_id, url=camera.camera_url, name=camera.camera_name)
     except ValidationError as e:
-        return outcome.failure(HTTPStatus.UNPROCESSABLE_ENTITY, _describe(e.errors(), _SPEC_FIELD))
+        return outcome.failure(
+            HTTPStatus.UNPROCESSABLE_ENTITY, describe_errors(e.errors(), _SPEC_FIELD)
+        )
     try:
         await runtime.streams.add(spec)
     except StreamExistsError:

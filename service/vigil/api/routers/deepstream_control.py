@@ -28,7 +28,6 @@ settings, ``app/quit``, ...) answer 404 naming the call.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -44,6 +43,7 @@ from vigil.api.routers.deepstream import (
     DeepStreamReply,
     DeepStreamRoute,
     body_failure,
+    describe_errors,
     status_line,
 )
 from vigil.api.routers.health import readiness
@@ -191,9 +191,14 @@ def _no_stream(fail: str, stream_id: str | int) -> JSONResponse:
 _WRITE = [Depends(require_write_key)]
 
 
-@router.post(
-    "/api/v1/roi/update", dependencies=_WRITE, response_model=DeepStreamReply, responses=_FAILURES
-)
+def _control(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a DeepStream runtime-configuration POST at ``path``."""
+    return router.post(
+        path, dependencies=_WRITE, response_model=DeepStreamReply, responses=_FAILURES
+    )
+
+
+@_control("/api/v1/roi/update")
 async def update_roi(body: RoiUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Make DeepStream ROI rectangles the stream's include ROI filters."""
     fail = "ROI_UPDATE_FAIL"
@@ -218,7 +223,7 @@ async def update_roi(body: RoiUpdate, runtime: RuntimeDep) -> JSONResponse:
             {**current.model_dump(), "coordinates": "pixels", "rois": rois}
         )
     except ValidationError as e:
-        return _reply(f"{fail}, {_first_error(e)}", HTTPStatus.UNPROCESSABLE_ENTITY)
+        return _reply(f"{fail}, {describe_errors(e.errors())}", HTTPStatus.UNPROCESSABLE_ENTITY)
     await runtime.configure_analytics(managed.spec.id, config)
     return _reply("ROI_UPDATE_SUCCESS")
 
@@ -235,51 +240,22 @@ async def _patch(
     return _reply(f"{reason}_SUCCESS")
 
 
-async def _set_interval(body: IntervalUpdate, runtime: Runtime) -> JSONResponse:
+@_control("/api/v1/infer/set-interval")
+@_control("/api/v1/inferserver/set-interval")
+async def set_infer_interval(body: IntervalUpdate, runtime: RuntimeDep) -> JSONResponse:
+    """Infer one batch, then skip ``interval`` (nvinfer's and nvinferserver's ``interval``)."""
     patch = StreamPatch(inference_interval=body.stream.interval + 1)
     return await _patch(runtime, body.stream.stream_id, patch, "INFER_INTERVAL_UPDATE")
 
 
-@router.post(
-    "/api/v1/infer/set-interval",
-    dependencies=_WRITE,
-    response_model=DeepStreamReply,
-    responses=_FAILURES,
-)
-async def set_infer_interval(body: IntervalUpdate, runtime: RuntimeDep) -> JSONResponse:
-    """Infer one batch, then skip ``interval`` (nvinfer's ``interval``)."""
-    return await _set_interval(body, runtime)
-
-
-@router.post(
-    "/api/v1/inferserver/set-interval",
-    dependencies=_WRITE,
-    response_model=DeepStreamReply,
-    responses=_FAILURES,
-)
-async def set_inferserver_interval(body: IntervalUpdate, runtime: RuntimeDep) -> JSONResponse:
-    """Infer one batch, then skip ``interval`` (nvinferserver's ``interval``)."""
-    return await _set_interval(body, runtime)
-
-
-@router.post(
-    "/api/v1/dec/drop-frame-interval",
-    dependencies=_WRITE,
-    response_model=DeepStreamReply,
-    responses=_FAILURES,
-)
+@_control("/api/v1/dec/drop-frame-interval")
 async def set_drop_frame_interval(body: DropFrameUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Keep every Nth decoded frame of the stream."""
     patch = StreamPatch(drop_frame_interval=body.stream.drop_frame_interval)
     return await _patch(runtime, body.stream.stream_id, patch, "DROP_FRAME_INTERVAL_UPDATE")
 
 
-@router.post(
-    "/api/v1/mux/batched-push-timeout",
-    dependencies=_WRITE,
-    response_model=DeepStreamReply,
-    responses=_FAILURES,
-)
+@_control("/api/v1/mux/batched-push-timeout")
 async def set_batched_push_timeout(body: PushTimeoutUpdate, runtime: RuntimeDep) -> JSONResponse:
     """Send an incomplete batch this many microseconds after its first frame."""
     runtime.pipeline.set_batch_timeout(body.stream.batched_push_timeout / 1000)
@@ -343,12 +319,3 @@ for _path, _why in _UNSUPPORTED.items():
         response_model=DeepStreamReply,
         responses={400: _FAILURES[400], 422: _FAILURES[422]},
     )
-
-
-def _first_error(error: ValidationError) -> str:
-    err = error.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "body"
-    msg = err["msg"]
-    if isinstance(err.get("input"), float) and not math.isfinite(err["input"]):
-        msg = "must be a finite number"
-    return f"{where}: {msg}"
