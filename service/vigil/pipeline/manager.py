@@ -25,6 +25,10 @@ class StreamExistsError(ValueError):
     """A stream with this id is already there."""
 
 
+# StreamSpec fields that decide which decoded frames go on (the worker's Pacing)
+_PACING_FIELDS = ("inference_interval", "max_fps", "drop_frame_interval")
+
+
 class StreamLimitError(RuntimeError):
     """The service already runs as many streams as it may (``pipeline.max_streams``)."""
 
@@ -129,14 +133,11 @@ class StreamManager:
         """
         managed = self.get(stream_id)
         given = patch.model_fields_set
-        names = ("name", "inference_interval", "max_fps", "drop_frame_interval")
-        changes = {k: getattr(patch, k) for k in names if k in given}
-        for key in ("inference_interval", "drop_frame_interval"):
+        changes = {k: getattr(patch, k) for k in ("name", *_PACING_FIELDS) if k in given}
+        for key in ("inference_interval", "drop_frame_interval"):  # None: leave as is
             if key in changes and changes[key] is None:
                 del changes[key]
-        pacing_changed = bool(
-            {"inference_interval", "max_fps", "drop_frame_interval"} & changes.keys()
-        )
+        pacing_changed = not changes.keys().isdisjoint(_PACING_FIELDS)
         if patch.state == "stopped":
             if managed.status.state in (StreamState.STOPPED, StreamState.ERROR):
                 raise IllegalTransitionError(
@@ -156,7 +157,7 @@ class StreamManager:
         else:
             managed.spec = managed.spec.model_copy(update=changes)
             if pacing_changed and managed.worker is not None:
-                managed.worker.pacing = _pacing(managed.spec, self.pipeline.chain.tracks)
+                managed.worker.pacing = self._pacing(managed.spec)
         return managed
 
     async def stop_all(self, timeout_s: float = 10.0) -> None:
@@ -194,11 +195,20 @@ class StreamManager:
             managed.status,
             queue,
             self.reconnect,
-            _pacing(spec, self.pipeline.chain.tracks),
+            self._pacing(spec),
         )
         managed.worker = worker
         self.pipeline.attach(spec, managed.status, queue)
         worker.start()
+
+    def _pacing(self, spec: StreamSpec) -> Pacing:
+        return Pacing(
+            inference_interval=spec.inference_interval,
+            max_fps=spec.max_fps,
+            # a tracked stream's skipped frames still go through, for the tracker to predict
+            pass_skipped=self.pipeline.chain.tracks,
+            drop_frame_interval=spec.drop_frame_interval,
+        )
 
     def _stop(self, managed: ManagedStream) -> None:
         worker, managed.worker = managed.worker, None
@@ -209,12 +219,3 @@ class StreamManager:
         task = asyncio.create_task(asyncio.to_thread(worker.join))
         self._joins.add(task)
         task.add_done_callback(self._joins.discard)
-
-
-def _pacing(spec: StreamSpec, tracked: bool) -> Pacing:
-    return Pacing(
-        inference_interval=spec.inference_interval,
-        max_fps=spec.max_fps,
-        pass_skipped=tracked,
-        drop_frame_interval=spec.drop_frame_interval,
-    )
