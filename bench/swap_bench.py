@@ -99,7 +99,7 @@ async def main(video: Path, streams: int, fps: float) -> None:
         async with open_runtime(settings, extra_sinks=[sink]) as runtime:
             for i in range(streams):  # files played at `fps` (vtest.avi lasts 80 s at 10 fps)
                 spec = StreamSpec(id=f"cam-{i + 1}", url=f"file://{video}", max_fps=fps)
-                await runtime.streams.add(spec)
+                await runtime.streams.add(spec, trusted=True)
             await asyncio.sleep(5)
             steady_from = time.time()
             await asyncio.sleep(10)

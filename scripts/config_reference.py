@@ -46,6 +46,8 @@ START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 def update_readme(path: Path) -> None:
     """Replace the table between the markers in ``path``."""
     text = path.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path} lacks the {START} and {END} markers around the table")
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     path.write_text(f"{head}{START}\n{markdown()}\n{END}{tail}")

@@ -533,7 +533,7 @@ async def realtime_check(
     specs = [StreamSpec(id=f"rt-{i}", url=uri, max_fps=30.0) for i in range(streams)]
     async with open_runtime(settings, connection=triton) as runtime:
         for spec in specs:
-            await runtime.streams.add(spec)
+            await runtime.streams.add(spec, trusted=True)
         statuses = [m.status for m in runtime.streams.list()]
         # every stream running (NVDEC sessions open one after another), then 2 s to settle
         for _ in range(300):

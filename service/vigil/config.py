@@ -126,6 +126,12 @@ class SourceSettings(_Model):
     open_timeout_s: float = Field(10.0, gt=0, le=300, description="Connect / open timeout")
     read_timeout_s: float = Field(5.0, gt=0, le=300, description="No data for this long = lost")
     reconnect: ReconnectSettings = ReconnectSettings()
+    file_roots: list[Path] | None = Field(
+        None,
+        description="Directories that file streams added over REST, DeepStream or Kafka must "
+        "lie under (links and '..' resolved); unset: the directories of the file streams in "
+        "`streams`; [] refuses every client file stream",
+    )
 
 
 class ApiSettings(_Model):

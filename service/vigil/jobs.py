@@ -65,7 +65,7 @@ async def run_streams(
     async with open_runtime(settings, extra_sinks=extra_sinks, connection=connection) as rt:
         started = time.monotonic()
         for spec in specs:
-            await rt.streams.add(spec)
+            await rt.streams.add(spec, trusted=True)
         statuses = {m.spec.id: m.status for m in rt.streams.list()}
         if on_start:
             on_start(rt)

@@ -33,6 +33,7 @@ from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.secondary import open_secondary
 from vigil.pipeline.worker import ReconnectPolicy
+from vigil.sources.confine import FileRoots
 from vigil.sources.urls import redact_url
 from vigil.stages.analytics import AnalyticsStage
 from vigil.stages.base import Stage, StageChain
@@ -188,6 +189,7 @@ async def _runtime(
         lambda spec: acceleration.make_source(spec, settings.sources),
         ReconnectPolicy(**reconnect.model_dump()),
         max_streams=settings.pipeline.max_streams,
+        file_roots=_file_roots(settings),
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
     metrics.registry.register(
@@ -286,3 +288,9 @@ async def _raise_if_died(triton: TritonConnection, grace_s: float = 2.0) -> None
 def _redacted(url: str) -> str:
     # the event builder asks for every frame; parse each URL once
     return redact_url(url)
+
+
+def _file_roots(settings: Settings) -> FileRoots:
+    """``sources.file_roots``, or by default the directories of the configured file streams."""
+    roots = settings.sources.file_roots
+    return FileRoots.of_streams(settings.streams) if roots is None else FileRoots(roots)

@@ -36,7 +36,7 @@ async def serve(settings: Settings) -> int:
 
     async with open_runtime(settings) as runtime:
         for spec in settings.streams:
-            await runtime.streams.add(spec)
+            await runtime.streams.add(spec, trusted=True)
         ota = None
         if settings.model.ota_override_file is not None:
             ota = OtaWatcher(

@@ -146,7 +146,7 @@ async def test_gpu_path_exception_exit_unregisters_and_frees(settings, triton, g
 
     async def fail_mid_run() -> None:
         async with open_runtime(settings) as runtime:
-            await runtime.streams.add(file_spec("a", str(gpu_clip)))
+            await runtime.streams.add(file_spec("a", str(gpu_clip)), trusted=True)
             await asyncio.sleep(1.0)
             seen.extend(await registered(triton))
             ring = runtime.pipeline.route.ring

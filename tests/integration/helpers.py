@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from tests.conftest import SAMPLE_VIDEO
 from vigil.infer.shm import SHM_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,10 +94,15 @@ class ServiceProcess:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
+        config = dict(config or {})
+        # Clients may add the sample video and clips the tests make (all under the temp dir);
+        # test_file_roots.py narrows this to check the confinement itself.
+        sources = {"file_roots": [str(SAMPLE_VIDEO.parent), tempfile.gettempdir()]}
         self.config = {
             "api": {"port": self.port},
             "events": {"jsonl_path": str(run_dir / "events.jsonl")},
-            **(config or {}),
+            **config,
+            "sources": {**sources, **config.get("sources", {})},
         }
         self.env = env
         self.proc: subprocess.Popen[str] | None = None

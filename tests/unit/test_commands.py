@@ -27,6 +27,7 @@ from vigil.events.commands import (
     dead_letter_record,
 )
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
+from vigil.sources.confine import FileNotAllowedError
 from vigil.sources.errors import SourceError
 from vigil.specs import StreamSpec
 
@@ -450,6 +451,10 @@ REJECTIONS: list[tuple[str, bytes, dict[str, Any], str, str]] = [
     ("stream-limit", encode({"command": "add-stream", "stream": {"id": "a", "url": "test://pattern"}}),
      {"streams": FakeStreams(fail_add=StreamLimitError("stream limit reached: 2 streams run"))},
      "stream_limit", "limit reached"),
+    ("file-confined",
+     encode({"command": "add-stream", "stream": {"id": "a", "url": "file:///etc/shadow"}}),
+     {"streams": FakeStreams(fail_add=FileNotAllowedError("url: file streams from clients"))},
+     "file_not_allowed", "file streams from clients"),
     ("source-fails", encode({"command": "add-stream", "stream": {"id": "a", "url": "rtsp://h/p"}}),
      {"streams": FakeStreams(fail_add=SourceError("rtsp://h/p", "connection refused"))},
      "handler_failed", "connection refused"),

@@ -13,6 +13,7 @@ from vigil.api.routers import analytics, deepstream, deepstream_control, health,
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.pipeline.stream import IllegalTransitionError
 from vigil.runtime import Runtime
+from vigil.sources.confine import FileNotAllowedError
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -40,6 +41,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(StreamLimitError)
     async def _limit(_: Request, exc: StreamLimitError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_429_TOO_MANY_REQUESTS)
+
+    @app.exception_handler(FileNotAllowedError)
+    async def _file_not_allowed(_: Request, exc: FileNotAllowedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_403_FORBIDDEN)
 
     @app.exception_handler(StreamExistsError)
     async def _exists(_: Request, exc: StreamExistsError) -> JSONResponse:

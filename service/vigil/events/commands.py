@@ -83,6 +83,7 @@ from pydantic import (
 
 from vigil.deepstream import StreamAddRequest, StreamRemoveRequest, stream_id_for
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
+from vigil.sources.confine import FileNotAllowedError
 from vigil.specs import StreamId, StreamSpec
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ RejectionReason = Literal[
     "unknown_sensor",
     "stream_exists",
     "stream_limit",
+    "file_not_allowed",
     "stream_not_found",
     "unsupported",
     "model_rejected",
@@ -569,7 +571,11 @@ class CommandProcessor:
         async def apply() -> None:
             await _call(
                 self.streams.add(spec),
-                {StreamExistsError: "stream_exists", StreamLimitError: "stream_limit"},
+                {
+                    StreamExistsError: "stream_exists",
+                    StreamLimitError: "stream_limit",
+                    FileNotAllowedError: "file_not_allowed",
+                },
             )
 
         return _Action("add-stream", spec.id, command_id, apply)

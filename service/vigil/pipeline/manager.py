@@ -16,6 +16,7 @@ from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.stream import IllegalTransitionError, StreamState, StreamStatus
 from vigil.pipeline.worker import Pacing, ReconnectPolicy, StreamWorker
 from vigil.sources.base import Source
+from vigil.sources.confine import FileRoots
 from vigil.specs import StreamPatch, StreamSpec
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class StreamManager:
         make_source: Builds a source for a spec (called for every (re)open).
         reconnect: Reopen policy for live sources.
         max_streams: More streams than this are refused.
+        file_roots: Where file streams from clients may lie (``None``: anywhere).
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class StreamManager:
         make_source: Callable[[StreamSpec], Source],
         reconnect: ReconnectPolicy,
         max_streams: int = 256,
+        file_roots: FileRoots | None = None,
     ) -> None:
         self.max_streams = max_streams
+        self.file_roots = file_roots
         self.pipeline = pipeline
         self.make_source = make_source
         self.reconnect = reconnect
@@ -95,13 +99,21 @@ class StreamManager:
         """The status of every stream."""
         return [m.status for m in self._streams.values()]
 
-    async def add(self, spec: StreamSpec) -> ManagedStream:
+    async def add(self, spec: StreamSpec, *, trusted: bool = False) -> ManagedStream:
         """Add a stream and start it.
+
+        Args:
+            spec: The stream.
+            trusted: The operator's own stream (config file, command line): its file path is
+                not confined to ``file_roots``.
 
         Raises:
             StreamExistsError: the id is taken.
             StreamLimitError: ``max_streams`` streams exist already.
+            FileNotAllowedError: a client's file stream outside ``file_roots``.
         """
+        if not trusted and self.file_roots is not None:
+            self.file_roots.check(spec)
         if spec.id in self._streams:
             raise StreamExistsError(f"stream {spec.id!r} already exists")
         if len(self._streams) >= self.max_streams:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import av
 
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo, frame_from_av
+from vigil.sources.confine import file_path
 from vigil.sources.errors import DecodeErrors, SourceError
 
 # A corrupt packet is skipped and counted; this many failures in a row end the stream.
@@ -29,7 +29,7 @@ class FileSource(Source):
     def __init__(self, stream_id: str, path: str | Path) -> None:
         text = str(path)
         super().__init__(stream_id, text)
-        self.path = Path(unquote(urlsplit(text).path)) if text.startswith("file:") else Path(text)
+        self.path = file_path(text) if text.startswith("file:") else Path(text)
         self._container: av.container.InputContainer | None = None
         self._errors = DecodeErrors()
 

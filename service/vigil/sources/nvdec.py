@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from vigil.frame import Frame, PixelFormat
 from vigil.sources.base import Source, VideoInfo
+from vigil.sources.confine import file_path
 from vigil.sources.errors import DecodeErrors, SourceError
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class NvdecFileSource(Source):
     ) -> None:
         text = str(path)
         super().__init__(stream_id, text)
-        self.path = Path(unquote(urlsplit(text).path)) if text.startswith("file:") else Path(text)
+        self.path = file_path(text) if text.startswith("file:") else Path(text)
         self.device_id = device_id
         self.threaded = self.threaded_default if threaded is None else threaded
         self._threaded: Any = None

@@ -72,6 +72,7 @@ from vigil.deepstream import (
     stream_id_for,
 )
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
+from vigil.sources.confine import FileNotAllowedError
 from vigil.sources.errors import SourceError
 from vigil.specs import StreamSpec
 
@@ -90,6 +91,11 @@ _DUPLICATE = "Duplicate Camera id, unable to add stream"
 _NO_RECORD = "No record found. Failed to remove source stream"
 _SOURCE_FAILED = "Failed to add source stream"
 _LIMIT = "pipeline.max_streams streams run already"
+_ADD_FAILURES = {
+    403: "camera_url is a file outside sources.file_roots",
+    409: "A stream with this camera_id exists",
+    429: _LIMIT,
+}
 
 # Where the fields of a StreamSpec came from in a DeepStream body.
 _SPEC_FIELD = {"id": "value.camera_id", "url": "value.camera_url", "name": "value.camera_name"}
@@ -257,6 +263,9 @@ async def _add(body: StreamAddRequest, runtime: RuntimeDep, outcome: _Outcome) -
         return outcome.failure(HTTPStatus.CONFLICT, _DUPLICATE, stream_id)
     except StreamLimitError as e:
         return outcome.failure(HTTPStatus.TOO_MANY_REQUESTS, str(e), stream_id)
+    except FileNotAllowedError as e:
+        detail = str(e).replace("url:", "camera_url:", 1)
+        return outcome.failure(HTTPStatus.FORBIDDEN, detail, stream_id)
     except SourceError as e:
         return outcome.failure(
             HTTPStatus.UNPROCESSABLE_ENTITY, f"{_SOURCE_FAILED}: {e.reason}", stream_id
@@ -281,7 +290,7 @@ async def _remove(
     "/api/v1/stream/add",
     dependencies=[Depends(require_write_key)],
     response_model=DeepStreamReply,
-    responses=_failures(DeepStreamReply, {409: "A stream with this camera_id exists", 429: _LIMIT}),
+    responses=_failures(DeepStreamReply, _ADD_FAILURES),
 )
 async def add_stream(body: StreamAddRequest, runtime: RuntimeDep) -> JSONResponse:
     """Add a camera and start processing it (DeepStream's ``stream/add``)."""
@@ -325,7 +334,7 @@ async def get_stream_info(runtime: RuntimeDep) -> JSONResponse:
     dependencies=[Depends(require_write_key)],
     response_model=LegacyReply,
     deprecated=True,
-    responses=_failures(LegacyReply, {409: "A stream with this camera_id exists", 429: _LIMIT}),
+    responses=_failures(LegacyReply, _ADD_FAILURES),
 )
 async def add_stream_legacy(body: StreamAddRequest, runtime: RuntimeDep) -> JSONResponse:
     """DeepStream 6.2/6.3's path and reply for ``stream/add``."""

@@ -18,6 +18,7 @@ _NOT_FOUND = {404: {"model": Problem, "description": "No stream with this id"}}
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_write_key)],
     responses={
+        403: {"model": Problem, "description": "A file url outside sources.file_roots"},
         409: {"model": Problem, "description": "A stream with this id exists"},
         429: {"model": Problem, "description": "pipeline.max_streams streams run already"},
     },
