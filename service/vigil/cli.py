@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch FILE naming a model version or file; a change hot-swaps the model",
     )
     srv.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    for sub_parser in (run, srv):
+        sub_parser.add_argument(
+            "--no-recover",
+            action="store_true",
+            help="when Triton dies, stop and exit with code 2 instead of recovering in-process",
+        )
     return parser
 
 
@@ -93,6 +99,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             if v is not None
         }
     )
+    if args.no_recover:
+        recovery = triton.recovery.model_copy(update={"enabled": False})
+        triton = triton.model_copy(update={"recovery": recovery})
     model_update: dict[str, object] = {"name": args.model} if args.model else {}
     if getattr(args, "ota_override", None):
         model_update["ota_override_file"] = args.ota_override

@@ -38,6 +38,31 @@ class _Model(BaseModel):
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
+class RecoverySettings(_Model):
+    """What Vigil does when Triton dies or stops answering while streams run."""
+
+    enabled: bool = Field(
+        True,
+        description="Recover in-process: restart an embedded Triton, wait for an external one, "
+        "then re-register shared memory, reload the models and resume every stream; false: "
+        "the pipeline stops and vigil exits with code 2 (`--no-recover`)",
+    )
+    check_interval_s: float = Field(
+        0.5, gt=0, le=60, description="How often Triton's health is checked"
+    )
+    failed_checks: int = Field(
+        3, ge=1, le=100, description="Liveness checks failed in a row that make an outage"
+    )
+    initial_delay_s: float = Field(0.5, ge=0, le=300, description="First retry delay")
+    max_delay_s: float = Field(10.0, gt=0, le=3600, description="Retry delay cap")
+    max_restarts: int = Field(
+        5, ge=1, le=1000, description="Embedded: give up after this many failed restarts in a row"
+    )
+    max_outage_s: float | None = Field(
+        None, gt=0, description="Give up when Triton is not back after this long (unset: never)"
+    )
+
+
 class TritonSettings(_Model):
     """How to reach Triton: an external server by URL, or an embedded one started by Vigil."""
 
@@ -62,6 +87,7 @@ class TritonSettings(_Model):
     grpc_port: Port = Field(0, description="Embedded mode gRPC port; 0 picks a free port")
     metrics_port: Port = Field(0, description="Embedded mode metrics port; 0 picks a free port")
     request_timeout_s: float = Field(30.0, gt=0, description="Deadline of one inference request")
+    recovery: RecoverySettings = RecoverySettings()
 
 
 class PipelineSettings(_Model):

@@ -156,6 +156,11 @@ class ModelLifecycle:
         return list(self._state.previous)
 
     @property
+    def lock(self) -> asyncio.Lock:
+        """Held while a swap or rollback runs (Triton recovery waits for it)."""
+        return self._lock
+
+    @property
     def busy(self) -> bool:
         """Whether a swap is running."""
         return self._lock.locked()

@@ -33,6 +33,7 @@ from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.secondary import open_secondary
 from vigil.pipeline.worker import ReconnectPolicy
+from vigil.recovery import TritonRecovery
 from vigil.sources.confine import FileRoots
 from vigil.sources.urls import redact_url
 from vigil.stages.analytics import AnalyticsStage
@@ -59,6 +60,7 @@ class Runtime:
         registry: Models and versions in the repository.
         models: Swaps and rolls back the served model version.
         analytics: Per-stream analytics (configure through ``pipeline.in_chain``).
+        recovery: Brings Triton back after a failure (None with recovery off).
     """
 
     settings: Settings
@@ -71,6 +73,7 @@ class Runtime:
     models: ModelLifecycle
     acceleration: Acceleration
     analytics: AnalyticsStage
+    recovery: TritonRecovery | None = None
 
     @property
     def model(self) -> ModelInfo:
@@ -177,7 +180,8 @@ async def _runtime(
         events=builder,
         sinks=sinks,
         settings=settings.pipeline,
-        watchdog=triton.check_alive,
+        # With recovery on, Triton failures pause the engine instead of stopping it.
+        watchdog=None if settings.triton.recovery.enabled else triton.check_alive,
         metrics=metrics,
         secondary=secondary,
         acceleration=acceleration,
@@ -210,6 +214,12 @@ async def _runtime(
         warmup_rounds=settings.model.warmup_rounds,
         keep_previous=settings.model.keep_previous_loaded,
     )
+    recovery = None
+    if settings.triton.recovery.enabled:
+        recovery = TritonRecovery(
+            triton, settings.triton.recovery, pipeline, manager.statuses, lifecycle.lock
+        )
+        pipeline.watchdog = recovery.suspect
     commands = make_command_consumer(settings, manager, ModelCommands(lifecycle)) if kafka else None
     if kafka:
         metrics.registry.register(
@@ -220,6 +230,8 @@ async def _runtime(
             )
         )
     await pipeline.start()
+    if recovery:
+        recovery.start()
     if kafka:
         kafka.publisher.start()
     if commands:
@@ -236,8 +248,11 @@ async def _runtime(
             lifecycle,
             acceleration,
             analytics,
+            recovery,
         )
     finally:
+        if recovery:
+            await recovery.close()
         if commands:
             await commands.close()
         await manager.stop_all()

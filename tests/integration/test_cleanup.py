@@ -59,7 +59,16 @@ def test_cli_signal_mid_run_stops_triton_and_removes_shared_memory(
 ):
     events = tmp_path / "events.jsonl"
     proc = start_vigil(
-        ["run", "--source", str(sample_video), "--out", str(events), "--no-progress"], tmp_path
+        [
+            "run",
+            "--source",
+            str(sample_video),
+            "--out",
+            str(events),
+            "--no-progress",
+            "--no-recover",
+        ],
+        tmp_path,
     )
     try:
         _wait_until_processing(proc, events)
@@ -79,7 +88,16 @@ def test_cli_when_triton_is_killed_mid_run_reports_log_tail_and_cleans_up(
 ):
     events = tmp_path / "events.jsonl"
     proc = start_vigil(
-        ["run", "--source", str(sample_video), "--out", str(events), "--no-progress"], tmp_path
+        [
+            "run",
+            "--source",
+            str(sample_video),
+            "--out",
+            str(events),
+            "--no-progress",
+            "--no-recover",
+        ],
+        tmp_path,
     )
     try:
         _wait_until_processing(proc, events)

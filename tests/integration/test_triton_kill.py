@@ -59,7 +59,16 @@ def test_cli_when_triton_is_killed_at_any_point_exits_2_and_cleans_up(
     milestone, delay_s = _kill_point(seed)
     events = tmp_path / "events.jsonl"
     proc = start_vigil(
-        ["run", "--source", str(sample_video), "--out", str(events), "--no-progress"], tmp_path
+        [
+            "run",
+            "--source",
+            str(sample_video),
+            "--out",
+            str(events),
+            "--no-progress",
+            "--no-recover",
+        ],
+        tmp_path,
     )
     try:
         assert wait_for(lambda: _triton_pid(tmp_path) is not None or proc.poll() is not None, 60)

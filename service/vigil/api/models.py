@@ -79,6 +79,17 @@ class Ready(BaseModel):
     reason: str = ""
 
 
+class OutageInfo(BaseModel):
+    """A period with Triton down, and what it cost."""
+
+    reason: str
+    started_s: float = Field(description="Unix time")
+    ended_s: float | None = Field(description="Unix time; null while it lasts")
+    duration_s: float
+    attempts: int = Field(description="Restarts or readiness waits that failed")
+    lost_frames: dict[str, int] = Field(description="Per stream, frames lost")
+
+
 class Health(BaseModel):
     """Overall health."""
 
@@ -86,6 +97,10 @@ class Health(BaseModel):
     triton: dict[str, str | bool]
     model: str
     streams: dict[str, int] = Field(description="Number of streams per state")
+    outages: list[OutageInfo] = Field(
+        default_factory=list,
+        description="Recent Triton outages Vigil recovered from (the current one last)",
+    )
 
 
 class Problem(BaseModel):

@@ -43,10 +43,41 @@ class TritonClient:
         self.repository = repository
         self.request_timeout_s = request_timeout_s
         self._client = aioclient.InferenceServerClient(url)
+        # What this client made the server load: name → versions. A restarted server is
+        # given the same again.
+        self.loaded: dict[str, frozenset[int]] = {}
+        self._slots: dict[str, Slot] = {}  # registered shared-memory regions, by name
 
     async def close(self) -> None:
         """Close the connection."""
         await self._client.close()
+
+    async def retarget(self, url: str) -> None:
+        """Talk to the server at ``url`` from now on (a restarted server on new ports)."""
+        old, self._client, self.url = self._client, aioclient.InferenceServerClient(url), url
+        await old.close()
+
+    async def is_live(self, timeout_s: float = 2.0) -> bool:
+        """Whether the server answers its liveness check within ``timeout_s``."""
+        try:
+            return bool(await self._client.is_server_live(client_timeout=timeout_s))
+        except (TimeoutError, InferenceServerException):
+            return False
+
+    async def restore(self) -> None:
+        """Give a restarted (or returning) server what this client had set up: register the
+        shared-memory regions again and load the same model versions.
+
+        Raises:
+            InferError: a region could not be mapped or a model not loaded.
+        """
+        for slot in list(self._slots.values()):
+            # A server that only blipped may still hold the region: register it afresh.
+            await self._unregister(slot, in_use_wait_s=0.0)
+            await self.register_slot(slot)
+        for name, versions in list(self.loaded.items()):
+            if versions:
+                await self.load_versions(name, sorted(versions))
 
     async def wait_ready(self, timeout_s: float) -> None:
         """Wait until the server reports ready.
@@ -126,6 +157,7 @@ class TritonClient:
         states = (await self.loaded_versions()).get(name, {})
         ready = {v for v, state in states.items() if state == "READY"}
         if ready == wanted:
+            self.loaded[name] = frozenset(int(v) for v in wanted)
             return
         config["version_policy"] = {"specific": {"versions": sorted(int(v) for v in wanted)}}
         try:
@@ -135,17 +167,23 @@ class TritonClient:
             raise ModelLoadError(
                 f"Triton could not load {name!r} version {shown}: {e.message()}"
             ) from e
+        self.loaded[name] = frozenset(int(v) for v in wanted)
 
     async def _load_default(self, name: str) -> dict[str, Any]:
         """Load with the repository's own config and version policy; returns that config."""
         try:
             await self._client.load_model(name, client_timeout=600)
-            return (await self._client.get_model_config(name, as_json=True))["config"]
+            config = (await self._client.get_model_config(name, as_json=True))["config"]
         except InferenceServerException as e:
             raise ModelLoadError(f"Triton could not load model {name!r}: {e.message()}") from e
+        ready = {v for v, state in (await self.loaded_versions()).get(name, {}).items()
+                 if state == "READY" and v.isdigit()}  # fmt: skip
+        self.loaded[name] = frozenset(int(v) for v in ready)
+        return config
 
     async def unload_model(self, name: str) -> None:
         """Unload every version of ``name``; errors are logged, not raised (cleanup)."""
+        self.loaded.pop(name, None)
         try:
             await self._client.unload_model(name, client_timeout=60)
         except (TimeoutError, InferenceServerException) as e:
@@ -194,6 +232,7 @@ class TritonClient:
                 await self._client.register_system_shared_memory(
                     region.name, region.key, region.byte_size
                 )
+            self._slots[region.name] = slot
         except InferenceServerException as e:
             where = (
                 "CUDA shared memory needs Triton on the same host with the same GPU"
@@ -214,6 +253,10 @@ class TritonClient:
         up to ``in_use_wait_s``; left registered, the region would keep our memory mapped in
         the server.
         """
+        self._slots.pop(slot.region.name, None)
+        await self._unregister(slot, in_use_wait_s)
+
+    async def _unregister(self, slot: Slot, in_use_wait_s: float) -> None:
         name = slot.region.name
         unregister = (
             self._client.unregister_cuda_shared_memory

@@ -137,6 +137,9 @@ class Pipeline:
         self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._main: asyncio.Task[None] | None = None
         self._recent: deque[Frame] = deque(maxlen=settings.max_batch_size)
+        self._serving = asyncio.Event()  # cleared while inference is paused (Triton down)
+        self._serving.set()
+        self.paused_reason: str | None = None
 
     @property
     def route(self) -> Route:
@@ -196,6 +199,27 @@ class Pipeline:
         await asyncio.wait([self._main])
         if self.failure is not None:
             raise self.failure
+
+    def pause(self, reason: str) -> None:
+        """Stop taking batches (Triton is down): frames wait in the streams' queues, where
+        live streams drop the oldest (counted) and files wait; requests in flight fail and
+        are counted as lost. Idempotent."""
+        self.paused_reason = reason
+        self._serving.clear()
+
+    def resume(self, outage_s: float = 0.0) -> None:
+        """Take batches again after :meth:`pause`; the stages hear of the ``outage_s`` gap
+        (the tracker bridges it, so ids carry on)."""
+        self.paused_reason = None
+        self._post.submit(self.chain.inference_resumed, outage_s)
+        self._serving.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the engine because of ``error`` (e.g. Triton could not be recovered)."""
+        if self.failure is None:
+            self.failure = error
+        if self._main is not None:
+            self._main.cancel()
 
     async def wait_stopped(self) -> BaseException | None:
         """Wait until the engine stops by itself; returns why (None after a drain)."""
@@ -338,6 +362,10 @@ class Pipeline:
         except BaseExceptionGroup as group_error:
             self.failure = _first_error(group_error)
             log.error("pipeline stopped: %s", self.failure)
+        except asyncio.CancelledError:
+            if self.failure is None:  # stop(), not fail()
+                raise
+            log.error("pipeline stopped: %s", self.failure)
 
     async def _produce(self) -> None:
         if self._batcher is None:
@@ -349,6 +377,8 @@ class Pipeline:
                 route = self.route
                 route.started()
                 self._pending.put_nowait(_Pending(batch, [], route))
+                if not self._serving.is_set():
+                    await self._serving.wait()
                 continue
             ring = self.route.ring
             slot = await ring.acquire()
@@ -377,6 +407,8 @@ class Pipeline:
             self._pending.put_nowait(
                 _Pending(batch, inferred, route, slot, task, time.perf_counter())
             )
+            if not self._serving.is_set():  # the next batch waits until Triton is back
+                await self._serving.wait()
 
     async def _emit(self) -> None:
         while (item := await self._pending.get()) is not None:

@@ -100,6 +100,10 @@ class Stage(ABC):
     def stream_removed(self, stream_id: str) -> None:  # noqa: B027 (optional hook)
         """A stream is gone: free everything kept for it."""
 
+    def inference_resumed(self, outage_s: float) -> None:  # noqa: B027 (optional hook)
+        """Inference stopped for ``outage_s`` (Triton was down) and resumes with the next
+        frame; frames of live streams in between were lost."""
+
     def close(self) -> None:  # noqa: B027 (optional hook)
         """The pipeline is stopping."""
 
@@ -130,6 +134,11 @@ class StageChain:
         self.streams.discard(stream_id)
         for stage in self.stages:
             stage.stream_removed(stream_id)
+
+    def inference_resumed(self, outage_s: float) -> None:
+        """Tell every stage inference resumes after an outage of ``outage_s``."""
+        for stage in self.stages:
+            stage.inference_resumed(outage_s)
 
     def process(self, results: list[FrameResult]) -> None:
         """Run every stage over one batch.

@@ -52,24 +52,50 @@ class TrackingStage(Stage):
         self.settings = settings
         self.ids = ids or TrackIds()
         self._trackers: dict[str, ByteTracker] = {}
+        # Per stream: seconds taken off frame times (outages bridged), the last frame's time
+        # and the gap before it; streams whose next gap is an outage to bridge.
+        self._offset_s: dict[str, float] = {}
+        self._last: dict[str, tuple[float, float]] = {}
+        self._bridge: set[str] = set()
 
     def process(self, results: list[FrameResult]) -> None:
         for result in results:
-            tracker = self._trackers.get(result.stream_id)
+            sid = result.stream_id
+            tracker = self._trackers.get(sid)
             if tracker is None:
-                tracker = self._trackers[result.stream_id] = ByteTracker(
-                    self.settings, next_id=self.ids
-                )
+                tracker = self._trackers[sid] = ByteTracker(self.settings, next_id=self.ids)
+            time_s = self._tracker_time(sid, result.time_s)
             if result.inferred:
-                out = tracker.update(result.detections, result.time_s)
+                out = tracker.update(result.detections, time_s)
                 result.detections = out.detections
             else:
-                out = tracker.predict(result.time_s)
+                out = tracker.predict(time_s)
                 result.detections = _clipped(
                     out.detections, result.frame.width, result.frame.height
                 )
             result.track_changes = list(out.changes)
             result.moving = out.moving
 
+    def inference_resumed(self, outage_s: float) -> None:
+        # A live stream's next frame comes ~outage_s after its last one; the objects did not
+        # vanish meanwhile, so the tracker is shown that gap as one ordinary frame step (its
+        # tracks would otherwise all end as lost). Files waited in their queues: no gap.
+        self._bridge = set(self._trackers)
+
+    def _tracker_time(self, stream_id: str, time_s: float) -> float:
+        last = self._last.get(stream_id)
+        step = time_s - last[0] if last else 0.0
+        if stream_id in self._bridge:
+            self._bridge.discard(stream_id)
+            usual = last[1] if last else 0.0
+            if step > max(2 * usual, self.settings.lost_track_s / 2):
+                self._offset_s[stream_id] = self._offset_s.get(stream_id, 0.0) + step - usual
+                step = usual
+        self._last[stream_id] = (time_s, step if last else 0.0)
+        return time_s - self._offset_s.get(stream_id, 0.0)
+
     def stream_removed(self, stream_id: str) -> None:
         self._trackers.pop(stream_id, None)
+        self._offset_s.pop(stream_id, None)
+        self._last.pop(stream_id, None)
+        self._bridge.discard(stream_id)

@@ -12,6 +12,7 @@ process is ours to clean up on every exit path:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -108,6 +109,7 @@ class EmbeddedTriton:
         self.model_repository = model_repository
         self.log_path = log_path
         self.ports = ports or TritonPorts(free_port(), free_port(), free_port())
+        self.fixed_ports = ports is not None
         self.shm_prefix = shm_prefix
         self.startup_timeout_s = startup_timeout_s
         self.cuda_memory_pool_bytes = cuda_memory_pool_bytes
@@ -169,6 +171,44 @@ class EmbeddedTriton:
             TritonStartError: the server exited or did not become ready in time; the
                 message carries the tail of its log.
         """
+        self._spawn()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    async def restart(self, new_ports: bool = False) -> None:
+        """Stop what is left of the server and start a new one; ready when this returns.
+
+        Call it from the thread that started the server (the event loop's): the new server's
+        death signal is tied to that thread. Readiness is awaited without blocking the loop.
+
+        Args:
+            new_ports: Pick new free ports (the old ones may be taken by now).
+
+        Raises:
+            TritonStartError: the new server exited or was not ready in time (log tail).
+        """
+        self.stop(timeout_s=5.0)
+        if new_ports:
+            self.ports = TritonPorts(free_port(), free_port(), free_port())
+        self._spawn()
+        try:
+            deadline = time.monotonic() + self.startup_timeout_s
+            while not await asyncio.to_thread(self._ready_once):
+                if time.monotonic() >= deadline:
+                    raise TritonStartError(
+                        f"Triton was not ready after {self.startup_timeout_s:.0f} s",
+                        tail(self.log_path),
+                        str(self.log_path),
+                    )
+                await asyncio.sleep(0.1)
+        except BaseException:
+            self.stop(timeout_s=5.0)
+            raise
+
+    def _spawn(self) -> None:
         binary = self.server_dir / "bin" / "tritonserver"
         if not binary.exists():
             raise TritonNotInstalledError(
@@ -181,6 +221,7 @@ class EmbeddedTriton:
         )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting Triton (grpc %s, log %s)", self.grpc_url, self.log_path)
+        self._stopping = False
         with self.log_path.open("ab") as log_file:
             # Triton gets SIGKILL if Vigil dies (PR_SET_PDEATHSIG, set by util-linux's
             # setpriv rather than a Python preexec_fn: no Python code runs between fork and
@@ -194,33 +235,32 @@ class EmbeddedTriton:
                 env=env,
                 start_new_session=True,  # Ctrl-C reaches Vigil, which stops Triton in order
             )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
-        url = f"{self.http_url}/v2/health/ready"
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            code = self._proc.poll()
-            if code is not None:
+        while not self._ready_once():
+            if time.monotonic() >= deadline:
                 raise TritonStartError(
-                    f"Triton exited during start-up with code {code}",
+                    f"Triton was not ready after {self.startup_timeout_s:.0f} s",
                     tail(self.log_path),
                     str(self.log_path),
                 )
-            if _http_ok(url):
-                log.info("Triton ready (pid %d)", self._proc.pid)
-                return
             time.sleep(0.1)
-        raise TritonStartError(
-            f"Triton was not ready after {self.startup_timeout_s:.0f} s",
-            tail(self.log_path),
-            str(self.log_path),
-        )
+
+    def _ready_once(self) -> bool:
+        """Whether the server is ready now; raises if it exited."""
+        assert self._proc is not None
+        code = self._proc.poll()
+        if code is not None:
+            raise TritonStartError(
+                f"Triton exited during start-up with code {code}",
+                tail(self.log_path),
+                str(self.log_path),
+            )
+        if _http_ok(f"{self.http_url}/v2/health/ready"):
+            log.info("Triton ready (pid %d)", self._proc.pid)
+            return True
+        return False
 
     def check_alive(self) -> None:
         """Raise :class:`TritonDiedError` (with the log tail) if the server has exited."""

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vigil.api.deps import RuntimeDep, require_read_key
-from vigil.api.models import Health, Live, Ready
+from vigil.api.models import Health, Live, OutageInfo, Ready
 from vigil.runtime import Runtime
 
 router = APIRouter(tags=["health"])
@@ -25,6 +25,8 @@ async def readiness(runtime: Runtime) -> tuple[bool, str]:
     """Whether Vigil can serve (pipeline running, Triton up, model loaded) and why not."""
     if runtime.pipeline.failure is not None:
         return False, f"pipeline stopped: {runtime.pipeline.failure}"
+    if runtime.pipeline.paused_reason is not None:
+        return False, runtime.pipeline.paused_reason
     return await runtime.triton.client.model_ready(runtime.model.name)
 
 
@@ -54,11 +56,26 @@ async def health(runtime: RuntimeDep) -> Health:
     }
     if reason:
         triton["reason"] = reason
+    recovery = runtime.recovery
+    outages = (
+        [*recovery.history, *([recovery.outage] if recovery.outage else [])] if recovery else []
+    )
     return Health(
         status="ok" if ok and not states.get("error") else "degraded",
         triton=triton,
         model=runtime.model.name,
         streams=dict(states),
+        outages=[
+            OutageInfo(
+                reason=o.reason,
+                started_s=o.started_s,
+                ended_s=o.ended_s,
+                duration_s=round(o.duration_s, 3),
+                attempts=o.attempts,
+                lost_frames=o.lost_frames,
+            )
+            for o in outages[-10:]
+        ],
     )
 
 
