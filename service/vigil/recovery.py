@@ -210,7 +210,10 @@ class TritonRecovery:
         # A fresh channel each time: gRPC's own reconnect backoff would keep an old one
         # failing for a while after the server is back.
         if server is not None:
-            await server.restart(new_ports=attempt > 0 and not server.fixed_ports)
+            # The models load while the server starts: they are loaded once it is ready.
+            await server.restart(
+                new_ports=attempt > 0 and not server.fixed_ports, models=list(client.loaded)
+            )
             await client.retarget(server.grpc_url)
         else:
             await client.retarget(client.url)

@@ -110,6 +110,7 @@ class EmbeddedTriton:
         self.log_path = log_path
         self.ports = ports or TritonPorts(free_port(), free_port(), free_port())
         self.fixed_ports = ports is not None
+        self.load_at_start: list[str] = []  # models the server loads before it is ready
         self.shm_prefix = shm_prefix
         self.startup_timeout_s = startup_timeout_s
         self.cuda_memory_pool_bytes = cuda_memory_pool_bytes
@@ -161,6 +162,7 @@ class EmbeddedTriton:
             "--log-verbose=0",
             "--exit-timeout-secs=5",
             *gpu,
+            *(f"--load-model={name}" for name in self.load_at_start),
         ]
 
     def start(self) -> None:
@@ -178,7 +180,7 @@ class EmbeddedTriton:
             self.stop()
             raise
 
-    async def restart(self, new_ports: bool = False) -> None:
+    async def restart(self, new_ports: bool = False, models: list[str] | None = None) -> None:
         """Stop what is left of the server and start a new one; ready when this returns.
 
         Call it from the thread that started the server (the event loop's): the new server's
@@ -186,6 +188,7 @@ class EmbeddedTriton:
 
         Args:
             new_ports: Pick new free ports (the old ones may be taken by now).
+            models: Models the new server loads while it starts (it is ready once they are).
 
         Raises:
             TritonStartError: the new server exited or was not ready in time (log tail).
@@ -193,6 +196,7 @@ class EmbeddedTriton:
         self.stop(timeout_s=5.0)
         if new_ports:
             self.ports = TritonPorts(free_port(), free_port(), free_port())
+        self.load_at_start = list(models or [])
         self._spawn()
         try:
             deadline = time.monotonic() + self.startup_timeout_s
