@@ -22,7 +22,7 @@ include make/rtsp.mk
 include make/kafka.mk
 include make/tracking.mk
 
-.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign clean
+.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign recovery-campaign clean
 
 help:
 	@echo "make demo    install what is missing, then run vigil on the sample video (two sensors)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-gpu   GPU path vs the model's limit (needs an NVIDIA GPU; docs/benchmarks.md)"
 	@echo "make bench-tracking   tracker accuracy (MOT TUD-Stadtmitte) vs PyPI trackers' ByteTrack"
 	@echo "make kill-campaign    Triton SIGKILLed at 50 points of vigil run, CPU hog beside it"
+	@echo "make recovery-campaign   vigil serve: Triton SIGKILLed 10 times 20 s apart, an external one down 30 s"
 	@echo "make install | triton | models | sample   individual set-up steps"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -124,6 +125,11 @@ KILL_RUNS ?= 50
 kill-campaign: install system-deps triton models
 	TEST_KILL_RUNS=$(KILL_RUNS) scripts/with_cpu_hog.sh $(PY) -m pytest -q tests/integration/test_triton_kill.py
 	scripts/with_cpu_hog.sh $(PY) -m pytest -q tests/unit/test_engine_failures.py
+
+# In-process recovery at the acceptance figures (CI runs 2 kills 10 s apart, a 5 s outage).
+recovery-campaign: install system-deps rtsp-deps triton models
+	TEST_RECOVERY_KILLS=10 TEST_RECOVERY_GAP_S=20 TEST_EXTERNAL_OUTAGE_S=30 \
+		scripts/with_cpu_hog.sh $(PY) -m pytest -q -s tests/integration/test_triton_recovery.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
