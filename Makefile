@@ -22,7 +22,7 @@ include make/rtsp.mk
 include make/kafka.mk
 include make/tracking.mk
 
-.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign recovery-campaign clean
+.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign recovery-campaign soak clean
 
 help:
 	@echo "make demo    install what is missing, then run vigil on the sample video (two sensors)"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-tracking   tracker accuracy (MOT TUD-Stadtmitte) vs PyPI trackers' ByteTrack"
 	@echo "make kill-campaign    Triton SIGKILLed at 50 points of vigil run, CPU hog beside it"
 	@echo "make recovery-campaign   vigil serve: Triton SIGKILLed 10 times 20 s apart, an external one down 30 s"
+	@echo "make soak   vigil serve for 1 h, 4 streams + an add/remove every 5 s: RSS slope, fds, threads"
 	@echo "make install | triton | models | sample   individual set-up steps"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -125,6 +126,11 @@ KILL_RUNS ?= 50
 kill-campaign: install system-deps triton models
 	TEST_KILL_RUNS=$(KILL_RUNS) scripts/with_cpu_hog.sh $(PY) -m pytest -q tests/integration/test_triton_kill.py
 	scripts/with_cpu_hog.sh $(PY) -m pytest -q tests/unit/test_engine_failures.py
+
+# Leaks that show only over time (SOAK_MINUTES=60; the churn test is CI's short version).
+SOAK_MINUTES ?= 60
+soak: install system-deps rtsp-deps triton models
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 # In-process recovery at the acceptance figures (CI runs 2 kills 10 s apart, a 5 s outage).
 recovery-campaign: install system-deps rtsp-deps triton models

@@ -1,0 +1,165 @@
+"""Soak: `vigil serve` for an hour with 4 streams and a stream added and removed every 5 s.
+
+What leaks slowly shows only over time: the service process's resident memory (RSS), open
+file descriptors, threads and Vigil's `/dev/shm` segments are sampled every 30 s. The verdict
+is the RSS slope (least squares) over the last 40 minutes — it must stay ≤ 1 MB per 10 min —
+and fds, threads and segments back at their level after warm-up (flat).
+
+The 4 streams are real: two RTSP clients of a camera that loops the sample video (decoded by
+FFmpeg), a test pattern, and the sample video played at 2 fps. The churn alternates an RTSP
+stream, a short file and a test pattern.
+
+Usage: ``python bench/soak.py [--minutes 60] [--video vtest.avi]`` (``make soak``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.clips import make_clip
+from tests.support.rtsp import RtspCamera
+
+ROOT = Path(__file__).resolve().parents[1]
+SHM = Path("/dev/shm")
+FLAT = ("fds", "threads", "shm")  # must stay flat
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def footprint(pid: int) -> dict[str, float]:
+    """RSS (MB), open fds, threads of ``pid`` and Vigil's shared-memory segments."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {
+        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "threads": int(fields["Threads"]),
+        "shm": len([p for p in SHM.glob(f"vigil_{pid}_*")]),
+    }
+
+
+def slope_mb_per_10min(samples: list[tuple[float, dict]], last_s: float) -> float:
+    """Least-squares RSS slope over the last ``last_s`` seconds, in MB per 10 minutes."""
+    end = samples[-1][0]
+    window = [(t, f["rss_mb"]) for t, f in samples if t >= end - last_s]
+    if len(window) < 3:
+        return float("nan")
+    t, rss = np.array(window).T
+    return float(np.polyfit(t, rss, 1)[0] * 600)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument(
+        "--video", type=Path, default=Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+    )
+    parser.add_argument("--churn-s", type=float, default=5.0)
+    parser.add_argument("--sample-s", type=float, default=30.0)
+    parser.add_argument("--out", type=Path, help="write the samples as JSON here")
+    args = parser.parse_args()
+    duration_s = args.minutes * 60
+    judged_s = min(40 * 60, duration_s * 2 / 3)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="vigil-soak-") as tmp,
+        RtspCamera(source=args.video, fps=10) as camera,
+    ):
+        run_dir = Path(tmp)
+        clip = make_clip(args.video, 20, run_dir / "short.mp4")
+        port = free_port()
+        config = {
+            "api": {"port": port},
+            "events": {"jsonl_path": None},
+            "sources": {"file_roots": [str(args.video.parent), str(run_dir)]},
+            "streams": [
+                {"id": "rtsp-a", "url": camera.url},
+                {"id": "rtsp-b", "url": camera.url},
+                {"id": "pattern", "url": "test://pattern?fps=10"},
+                {"id": "file", "url": args.video.resolve().as_uri(), "max_fps": 2},
+            ],
+        }
+        (run_dir / "vigil.yaml").write_text(yaml.safe_dump(config))
+        env = {**os.environ, "VIGIL_RUN_DIR": str(run_dir)}
+        log = (run_dir / "service.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vigil.cli", "serve", "--config", str(run_dir / "vigil.yaml")],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                try:
+                    if api.get("/api/v1/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            else:
+                raise SystemExit("the service did not become ready")
+            urls = [camera.url, clip.as_uri(), "test://pattern?fps=10"]
+            samples: list[tuple[float, dict]] = []
+            start = time.monotonic()
+            next_sample = start
+            cycle = 0
+            while (now := time.monotonic()) - start < duration_s:
+                if proc.poll() is not None:
+                    raise SystemExit(f"the service exited with {proc.returncode}")
+                sid = f"churn-{cycle}"
+                reply = api.post("/api/v1/streams", json={"id": sid, "url": urls[cycle % 3]})
+                assert reply.status_code == 201, reply.text
+                time.sleep(args.churn_s / 2)
+                assert api.delete(f"/api/v1/streams/{sid}").status_code == 204
+                cycle += 1
+                if now >= next_sample:
+                    f = footprint(proc.pid)
+                    samples.append((now - start, f))
+                    next_sample += args.sample_s
+                    print(f"{(now - start) / 60:6.1f} min  {json.dumps(f)}", flush=True)
+                time.sleep(args.churn_s / 2)
+            streams = api.get("/api/v1/streams").json()["streams"]
+        finally:
+            api.close()
+            proc.terminate()
+            proc.wait(60)
+
+    slope = slope_mb_per_10min(samples, judged_s)
+    settled = [f for t, f in samples if t >= duration_s - judged_s]
+    spread = {k: (min(f[k] for f in settled), max(f[k] for f in settled)) for k in FLAT}
+    states = ", ".join(f"{s['id']} {s['state']}" for s in streams)
+    first, last = samples[0][1]["rss_mb"], samples[-1][1]["rss_mb"]
+    print(
+        f"\nsoak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores"
+    )
+    print(f"{args.minutes:g} min, {cycle} add/remove cycles; streams at the end: {states}")
+    print(f"RSS {first:.1f} -> {last:.1f} MB; slope over the last {judged_s / 60:.0f} min:")
+    print(f"  {slope:+.2f} MB / 10 min (limit 1.0)")
+    print("  " + ", ".join(f"{k} {lo}-{hi}" for k, (lo, hi) in spread.items()))
+    if args.out:
+        args.out.write_text(json.dumps({"samples": samples, "slope_mb_per_10min": slope}))
+    return 0 if slope <= 1.0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
