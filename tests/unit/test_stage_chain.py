@@ -10,6 +10,8 @@ from vigil.detections import Detections
 from vigil.frame import Frame
 from vigil.specs import StreamSpec
 from vigil.stages.base import FrameResult, Stage, StageChain
+from vigil.stages.tracking import TrackingStage
+from vigil.track import TrackerSettings
 
 
 class Recorder(Stage):
@@ -79,3 +81,39 @@ def test_chain_tracks_only_with_a_predicting_stage() -> None:
 
     assert not StageChain([Recorder("a", [])]).tracks
     assert StageChain([Recorder("a", []), Predictor("p", [])]).tracks
+
+
+def _live_frames(
+    stage: Stage, start_s: float, count: int, box: list[float], vx: float = 0.0
+) -> set[int]:
+    """Frames of a live stream at 10 fps with one object moving ``vx`` px per frame; returns
+    the ids reported."""
+    ids: set[int] = set()
+    for i in range(count):
+        t = start_s + i / 10
+        pixels = np.zeros((360, 640, 3), np.uint8)
+        frame = Frame("live", int(t * 10), t, t, time.monotonic(), pixels)
+        moved = [box[0] + vx * i, box[1], box[2] + vx * i, box[3]]
+        dets = Detections(
+            np.array([moved], np.float32), np.array([0.9], np.float32), np.array([0], np.int32)
+        )
+        result = FrameResult(frame, dets)
+        stage.process([result])
+        if result.detections.tracker_id is not None:
+            ids.update(int(i) for i in result.detections.tracker_id)
+    return ids
+
+
+def test_tracker_bridges_an_inference_outage_so_ids_carry_on() -> None:
+    # A person walks 20 px/s, then waits; Triton was down 12 s meanwhile, so the live
+    # stream's next frame comes 12 s later, with the person a few pixels on.
+    bridged, unbridged = TrackingStage(TrackerSettings()), TrackingStage(TrackerSettings())
+    for stage in (bridged, unbridged):
+        stage.stream_added(StreamSpec(id="live", url="test://pattern"))
+    before = _live_frames(bridged, 0.0, 20, [100.0, 100.0, 140.0, 180.0], vx=2.0)
+    assert _live_frames(unbridged, 0.0, 20, [100.0, 100.0, 140.0, 180.0], vx=2.0) == before
+    bridged.inference_resumed(12.0)
+    waiting = [142.0, 100.0, 182.0, 180.0]
+    assert _live_frames(bridged, 14.0, 10, waiting) == before, "same person, same id"
+    # Without the bridge the tracker carries the walk on for 12 s (240 px): a new id.
+    assert _live_frames(unbridged, 14.0, 10, waiting).isdisjoint(before)
