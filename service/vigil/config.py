@@ -151,6 +151,12 @@ class SourceSettings(_Model):
 
     open_timeout_s: float = Field(10.0, gt=0, le=300, description="Connect / open timeout")
     read_timeout_s: float = Field(5.0, gt=0, le=300, description="No data for this long = lost")
+    decoder_isolation: Literal["process", "none"] = Field(
+        "process",
+        description="process: each file and network stream decodes (FFmpeg) in a child process, "
+        "so a decoder crash or hang fails that stream only; none: decoder threads in the "
+        "service process (a little less CPU and memory)",
+    )
     reconnect: ReconnectSettings = ReconnectSettings()
     file_roots: list[Path] | None = Field(
         None,

@@ -10,18 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
+from vigil.sources.urls import file_path
 from vigil.specs import StreamSpec
 
 
 class FileNotAllowedError(PermissionError):
     """A file stream's path lies outside every allowed directory."""
-
-
-def file_path(url: str) -> Path:
-    """The local path a ``file://`` URL names, as the file sources read it."""
-    return Path(unquote(urlsplit(url).path))
 
 
 class FileRoots:

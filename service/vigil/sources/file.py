@@ -10,8 +10,8 @@ import av
 
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo, frame_from_av
-from vigil.sources.confine import file_path
 from vigil.sources.errors import DecodeErrors, SourceError
+from vigil.sources.urls import file_path
 
 # A corrupt packet is skipped and counted; this many failures in a row end the stream.
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from vigil.frame import Frame, PixelFormat
 from vigil.sources.base import Source, VideoInfo
-from vigil.sources.confine import file_path
 from vigil.sources.errors import DecodeErrors, SourceError
+from vigil.sources.urls import file_path
 
 log = logging.getLogger(__name__)
 

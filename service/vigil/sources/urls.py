@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 _SECRET_QUERY_KEY = re.compile(r"user|pass|pwd|token|secret|key|auth|sig|cred", re.IGNORECASE)
 _USERINFO = re.compile(r"(//)[^/?#@]*@")
@@ -42,3 +43,8 @@ def redact_url(url: str) -> str:
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         return _USERINFO.sub(rf"\g<1>{REDACTED}@", url)
+
+
+def file_path(url: str) -> Path:
+    """The local path a ``file://`` URL names (percent-decoded), as file sources read it."""
+    return Path(unquote(urlsplit(url).path))
