@@ -89,6 +89,8 @@ def test_cpu_path_builds_system_ring_cpu_preprocessor_and_pyav_sources():
     pytest.importorskip("av", reason="PyAV is not installed (GPU hosts may run without it)")
     from vigil.config import SourceSettings
     from vigil.sources.file import FileSource
+    from vigil.sources.isolated import IsolatedSource
+    from vigil.sources.testpattern import TestPatternSource
     from vigil.specs import StreamSpec
 
     image = TensorSpec("image", np.dtype(np.uint8), (30, 40, 3))
@@ -101,7 +103,15 @@ def test_cpu_path_builds_system_ring_cpu_preprocessor_and_pyav_sources():
     fmt = InputFormat(40, 30, Layout.HWC, np.dtype(np.uint8))
     assert isinstance(CPU_PATH.make_preprocessor(fmt), CpuPreprocessor)
     spec = StreamSpec(id="a", url="file:///tmp/x.mp4")
-    assert isinstance(CPU_PATH.make_source(spec, SourceSettings()), FileSource)
+    isolated = CPU_PATH.make_source(spec, SourceSettings())
+    assert isinstance(isolated, IsolatedSource)
+    assert not isolated.is_live
+    in_process = SourceSettings(decoder_isolation="none")
+    assert isinstance(CPU_PATH.make_source(spec, in_process), FileSource)
+    camera = StreamSpec(id="b", url="rtsp://camera.local/s")
+    assert CPU_PATH.make_source(camera, SourceSettings()).is_live
+    pattern = StreamSpec(id="c", url="test://pattern")
+    assert isinstance(CPU_PATH.make_source(pattern, SourceSettings()), TestPatternSource)
 
 
 class FakeRegion:
