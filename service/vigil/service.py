@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from vigil.api.app import create_app
+from vigil.api.security import audit_log
 from vigil.config import ApiSettings, Settings
 from vigil.ota import OtaWatcher
 from vigil.runtime import open_runtime
@@ -68,7 +69,7 @@ async def serve(settings: Settings) -> int:
         log.error("%s", problem)
         return EXIT_FAILED
     if settings.api.api_keys:
-        log.info("API keys: %s", ", ".join(kid for kid, _ in settings.api.key_ids()))
+        audit_log.info("API keys: %s", ", ".join(kid for kid, _ in settings.api.key_ids()))
     received: list[int] = []
 
     def remember(signum: int, _frame: object) -> None:
