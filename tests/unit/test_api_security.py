@@ -372,3 +372,32 @@ def test_tls_when_files_do_not_load_then_serve_refuses_before_runtime(
     settings = Settings(api=ApiSettings(tls={"cert_file": cert, "key_file": cert}))  # type: ignore[arg-type]
     assert asyncio.run(service.serve(settings)) == service.EXIT_FAILED
     assert "api.tls.cert_file" in caplog.text
+
+
+def test_audit_when_deepstream_add_then_key_id_reaches_the_line(caplog) -> None:
+    """DeepStream routes rebuild the request from a copy of the scope: the key id set on it
+    still reaches the audit line (the state dict is shared)."""
+    client = make_client(api_keys=[KEY])
+    body = (
+        Path(__file__).resolve().parents[1] / "data" / "deepstream" / "add_file.json"
+    ).read_bytes()
+    reply = client.post(
+        "/api/v1/stream/add",
+        content=body,
+        headers={"X-API-Key": KEY, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert reply.status_code == 200, reply.text
+    [record] = _audit(caplog)
+    assert record.getMessage().startswith(f"{key_id(KEY)} POST /api/v1/stream/add 200")
+
+
+def test_body_cap_when_upload_over_model_limit_then_its_own_413() -> None:
+    runtime = SimpleNamespace(settings=Settings(), streams=FakeStreams(), registry=FakeRegistry())
+    runtime.registry.max_upload_bytes = MIB + MIB // 2
+    client = TestClient(create_app(runtime), raise_server_exceptions=False)  # type: ignore[arg-type]
+    reply = client.post(
+        "/api/v1/models/ssd/versions", files={"file": ("model.onnx", b"\0" * (2 * MIB))}
+    )
+    assert reply.status_code == 413
+    assert "model.max_upload_bytes" in reply.text
+    assert "api.max_body_bytes" not in reply.text
