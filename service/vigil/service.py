@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
+from typing import Any
 
 import uvicorn
 
 from vigil.api.app import create_app
-from vigil.config import Settings
+from vigil.api.security import audit_log
+from vigil.config import ApiSettings, Settings
 from vigil.ota import OtaWatcher
 from vigil.runtime import open_runtime
 
@@ -18,12 +21,55 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED = 0, 2
 
 
+def tls_options(api: ApiSettings) -> dict[str, Any]:
+    """uvicorn's TLS arguments for ``api.tls`` (none for plain HTTP)."""
+    tls = api.tls
+    if not tls.enabled:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)}
+    if tls.client_ca_file is not None:
+        options |= {"ssl_ca_certs": str(tls.client_ca_file), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
+
+
+def check_api(api: ApiSettings) -> str | None:
+    """Why the API cannot start as configured, or None: a public address without keys, or
+    TLS files that do not load. Checked before anything starts (no Triton for nothing)."""
+    problem = api.insecure_bind()
+    if problem is not None:
+        return problem
+    tls = api.tls
+    if tls.enabled:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            # A password callback keeps an encrypted key from prompting on the terminal.
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file), password=lambda: b"")
+        except (ssl.SSLError, OSError) as e:
+            return (
+                f"api.tls.cert_file / api.tls.key_file: cannot load {tls.cert_file} with "
+                f"{tls.key_file} (PEM certificate and its unencrypted key expected): {e}"
+            )
+        if tls.client_ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(tls.client_ca_file))
+            except (ssl.SSLError, OSError) as e:
+                return f"api.tls.client_ca_file: cannot load {tls.client_ca_file}: {e}"
+    return None
+
+
 async def serve(settings: Settings) -> int:
     """Run the service until SIGINT/SIGTERM, or until the pipeline fails (Triton died).
 
     Returns the process exit code: 0 after a signal-initiated clean stop is reported as
-    ``128 + signal``, 2 if the pipeline failed.
+    ``128 + signal``, 2 if the pipeline failed or the API settings are unsafe or unusable
+    (then nothing starts).
     """
+    problem = check_api(settings.api)
+    if problem is not None:
+        log.error("%s", problem)
+        return EXIT_FAILED
+    if settings.api.api_keys:
+        audit_log.info("API keys: %s", ", ".join(kid for kid, _ in settings.api.key_ids()))
     received: list[int] = []
 
     def remember(signum: int, _frame: object) -> None:
@@ -51,6 +97,7 @@ async def serve(settings: Settings) -> int:
             log_level=settings.log_level.lower(),
             lifespan="off",
             access_log=False,
+            **tls_options(settings.api),
         )
         server = uvicorn.Server(config)
         failed = asyncio.Event()

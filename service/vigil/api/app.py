@@ -10,6 +10,7 @@ from vigil import __version__
 from vigil.api import deps
 from vigil.api.hygiene import RejectNonFiniteJson, validation_error
 from vigil.api.routers import analytics, deepstream, deepstream_control, health, models, streams
+from vigil.api.security import AuditLog, LimitRequestBody
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.pipeline.stream import IllegalTransitionError
 from vigil.runtime import Runtime
@@ -23,7 +24,15 @@ def create_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         description="Intelligent video analytics around NVIDIA Triton: streams in, events out.",
     )
+    # The last added runs first: the audit line sees every answer (413s too), and the body
+    # cap stops a large body before RejectNonFiniteJson would read it into memory.
     app.add_middleware(RejectNonFiniteJson)
+    app.add_middleware(
+        LimitRequestBody,
+        max_bytes=runtime.settings.api.max_body_bytes,
+        exempt=models.has_own_body_limit,
+    )
+    app.add_middleware(AuditLog)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.dependency_overrides[deps.get_runtime] = lambda: runtime
     app.dependency_overrides[deps.get_api_settings] = lambda: runtime.settings.api

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 
 from vigil.config import ApiSettings
@@ -27,31 +27,50 @@ def get_api_settings() -> ApiSettings:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _check_key(settings: ApiSettings, key: str | None) -> None:
+ANONYMOUS = "anonymous"
+"""``request.state.key_id`` when no key is required (keys off, or an unguarded read)."""
+NO_KEY, INVALID_KEY = "none", "invalid"
+"""``request.state.key_id`` of a request refused for a missing or a wrong key."""
+
+
+def _check_key(request: Request, settings: ApiSettings, key: str | None) -> None:
+    """Let the request through or raise 401/403; ``request.state.key_id`` names the key
+    that matched (its id, never the key) or why none did."""
     if not settings.api_keys:
+        request.state.key_id = ANONYMOUS
         return
     if not key:
+        request.state.key_id = NO_KEY
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing API key: send it in the X-API-Key header",
             headers={"WWW-Authenticate": "APIKey"},
         )
-    if not any(secrets.compare_digest(key, k.get_secret_value()) for k in settings.api_keys):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+    sent = key.encode()
+    for kid, known in settings.key_ids():
+        if secrets.compare_digest(sent, known.encode()):
+            request.state.key_id = kid
+            return
+    request.state.key_id = INVALID_KEY
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
 
 
 def require_write_key(
+    request: Request,
     settings: Annotated[ApiSettings, Depends(get_api_settings)],
     key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
     """Mutating endpoints: a valid key when keys are configured."""
-    _check_key(settings, key)
+    _check_key(request, settings, key)
 
 
 def require_read_key(
+    request: Request,
     settings: Annotated[ApiSettings, Depends(get_api_settings)],
     key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
     """Read-only endpoints: a valid key only when ``protect_reads`` is on."""
     if settings.protect_reads:
-        _check_key(settings, key)
+        _check_key(request, settings, key)
+    else:
+        request.state.key_id = ANONYMOUS

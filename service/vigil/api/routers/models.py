@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,6 +32,13 @@ ModelName = Annotated[
 ]
 
 _UPLOAD_CHUNK = 1 << 20
+_UPLOAD_PATH = re.compile(r"^/api/v1/models/[^/]+/versions$")
+
+
+def has_own_body_limit(method: str, path: str) -> bool:
+    """Whether a request is a model upload (:func:`upload_version`), whose body is bounded
+    by ``model.max_upload_bytes`` rather than ``api.max_body_bytes``."""
+    return method == "POST" and _UPLOAD_PATH.match(path) is not None
 
 
 class TensorInfo(BaseModel):
