@@ -22,7 +22,7 @@ include make/rtsp.mk
 include make/kafka.mk
 include make/tracking.mk
 
-.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign recovery-campaign soak clean
+.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign recovery-campaign fuzz-campaign soak clean
 
 help:
 	@echo "make demo    install what is missing, then run vigil on the sample video (two sensors)"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-tracking   tracker accuracy (MOT TUD-Stadtmitte) vs PyPI trackers' ByteTrack"
 	@echo "make kill-campaign    Triton SIGKILLed at 50 points of vigil run, CPU hog beside it"
 	@echo "make recovery-campaign   vigil serve: Triton SIGKILLed 10 times 20 s apart, an external one down 30 s"
+	@echo "make fuzz-campaign   200 damaged H.264/MJPEG files beside healthy streams, CPU hog beside it"
 	@echo "make soak   vigil serve for 1 h, 4 streams + an add/remove every 5 s: RSS slope, fds, threads"
 	@echo "make install | triton | models | sample   individual set-up steps"
 
@@ -126,6 +127,10 @@ KILL_RUNS ?= 50
 kill-campaign: install system-deps triton models
 	TEST_KILL_RUNS=$(KILL_RUNS) scripts/with_cpu_hog.sh $(PY) -m pytest -q tests/integration/test_triton_kill.py
 	scripts/with_cpu_hog.sh $(PY) -m pytest -q tests/unit/test_engine_failures.py
+
+# Decoder isolation at the acceptance figure (CI runs 24 files).
+fuzz-campaign: install system-deps rtsp-deps triton models
+	TEST_FUZZ_CLIPS=200 scripts/with_cpu_hog.sh $(PY) -m pytest -q -s tests/integration/test_decoder_isolation.py
 
 # Leaks that show only over time (SOAK_MINUTES=60; the churn test is CI's short version).
 SOAK_MINUTES ?= 60
