@@ -1,5 +1,6 @@
-"""`sources.file_roots` against the real service: a client's file stream outside the roots is
-refused (403 over REST and DeepStream's API, through '..' and links too); inside, it runs."""
+"""The real service's front door: a client's file stream outside `sources.file_roots` is refused
+(403 over REST and DeepStream's API, through '..' and links too; inside, it runs), and a
+public address without API keys is refused at start."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import shutil
 import httpx
 import pytest
 
-from tests.integration.helpers import ServiceProcess
+from tests.integration.helpers import (
+    ServiceProcess,
+    assert_clean,
+    processes_mentioning,
+    run_vigil,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,3 +56,13 @@ def test_file_streams_from_clients_stay_under_file_roots(tmp_path, short_clip, r
         ok = api.post("/api/v1/streams", json={"id": "ok", "url": (media / "clip.mp4").as_uri()})
         assert ok.status_code == 201, ok.text
         assert api.get("/api/v1/streams/ok").json()["state"] in ("starting", "running", "ended")
+
+
+def test_serve_on_a_public_address_without_keys_is_refused_at_start(tmp_path, reference_model):
+    code, out, pid = run_vigil(["serve", "--host", "0.0.0.0", "--port", "0"], tmp_path)
+    assert code == 2, out
+    assert "refusing to serve the API on 0.0.0.0" in out
+    assert "VIGIL_API__API_KEYS" in out
+    assert "starting Triton" not in out, "refused before Triton starts"
+    assert not processes_mentioning(str(tmp_path))
+    assert_clean(tmp_path, pid)
