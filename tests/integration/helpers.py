@@ -35,6 +35,13 @@ def start_vigil(args: list[str], run_dir: Path, **env: str) -> subprocess.Popen[
     )
 
 
+def start_run_no_recover(video: Path, events: Path, run_dir: Path) -> subprocess.Popen[str]:
+    """``vigil run`` on one file with the exit-code contract of ``--no-recover`` (Triton's
+    death stops the run with code 2), events to ``events``, no progress bars."""
+    args = ["run", "--source", str(video), "--out", str(events), "--no-progress", "--no-recover"]
+    return start_vigil(args, run_dir)
+
+
 def run_vigil(args: list[str], run_dir: Path, timeout_s: float = 300, **env: str):
     """Run ``vigil ARGS`` to completion; returns (exit code, output, pid)."""
     proc = start_vigil(args, run_dir, **env)

@@ -13,6 +13,7 @@ from tests.integration.helpers import (
     processes_mentioning,
     run_vigil,
     shm_segments_of,
+    start_run_no_recover,
     start_vigil,
     wait_for,
 )
@@ -58,18 +59,7 @@ def test_cli_signal_mid_run_stops_triton_and_removes_shared_memory(
     tmp_path, sample_video, reference_model, sig
 ):
     events = tmp_path / "events.jsonl"
-    proc = start_vigil(
-        [
-            "run",
-            "--source",
-            str(sample_video),
-            "--out",
-            str(events),
-            "--no-progress",
-            "--no-recover",
-        ],
-        tmp_path,
-    )
+    proc = start_run_no_recover(sample_video, events, tmp_path)
     try:
         _wait_until_processing(proc, events)
         assert shm_segments_of(proc.pid), "the ring should exist while running"
@@ -87,18 +77,7 @@ def test_cli_when_triton_is_killed_mid_run_reports_log_tail_and_cleans_up(
     tmp_path, sample_video, reference_model
 ):
     events = tmp_path / "events.jsonl"
-    proc = start_vigil(
-        [
-            "run",
-            "--source",
-            str(sample_video),
-            "--out",
-            str(events),
-            "--no-progress",
-            "--no-recover",
-        ],
-        tmp_path,
-    )
+    proc = start_run_no_recover(sample_video, events, tmp_path)
     try:
         _wait_until_processing(proc, events)
         tritons = [p for p in processes_mentioning(str(tmp_path)) if "bin/tritonserver " in p]

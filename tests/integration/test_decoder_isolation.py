@@ -21,8 +21,7 @@ import pytest
 
 from tests.integration.helpers import ServiceProcess, processes_mentioning, wait_for
 from tests.support.clips import make_clip
-from tests.support.fuzz import fuzz_clips, make_mjpeg
-from tests.support.rtsp import RtspCamera, rtsp_server_available
+from tests.support.fuzz import fuzz_clips
 
 pytestmark = pytest.mark.integration
 
@@ -81,18 +80,10 @@ class StallWatch:
                         self.longest_s = max(self.longest_s, now - since)
 
 
-@pytest.fixture
-def camera(sample_video: Path):
-    reason = rtsp_server_available()
-    if reason:
-        pytest.fail(f"GStreamer RTSP server unavailable (run `make test`): {reason}")
-    with RtspCamera(source=sample_video, fps=10) as cam:
-        yield cam
-
-
 def test_a_crashed_or_hung_decoder_fails_its_stream_only(
-    tmp_path, camera, sample_video, reference_model
+    tmp_path, vtest_camera, sample_video, reference_model
 ):
+    camera = vtest_camera
     healthy = [
         {"id": "healthy-rtsp", "url": camera.url},
         {"id": "healthy-pattern", "url": "test://pattern?fps=10"},
@@ -151,7 +142,7 @@ def test_a_crashed_or_hung_decoder_fails_its_stream_only(
 def test_decoder_fuzzing_bad_files_end_their_stream_only(
     tmp_path, sample_video, short_clip, reference_model
 ):
-    mjpeg = make_mjpeg(sample_video, 20, tmp_path / "mjpeg.avi")
+    mjpeg = make_clip(sample_video, 20, tmp_path / "mjpeg.avi", codec="mjpeg")
     bad = list(fuzz_clips([short_clip, mjpeg], FUZZ_CLIPS, tmp_path / "fuzz"))
     healthy = [
         {"id": "healthy-file", "url": sample_video.as_uri(), "max_fps": FPS},
@@ -193,4 +184,3 @@ def test_decoder_fuzzing_bad_files_end_their_stream_only(
         f"{sorted({r.split(':')[-1].strip()[:40] for _, r in outcomes.values()})[:8]}"
     )
     assert watch.longest_s <= 1.0
-    _ = make_clip  # (the H.264 base clip is the short_clip fixture's)

@@ -6,27 +6,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from tests.integration.helpers import assert_clean, run_vigil
-from vigil.infer.shm import new_prefix
-from vigil.triton.materializer import materialize
-from vigil.triton.server import EmbeddedTriton
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def external_triton(tmp_path_factory, settings):
-    base = tmp_path_factory.mktemp("external")
-    materialize(
-        settings.triton.model_repository, base / "repo", [str(settings.triton_python_env())]
-    )
-    server = EmbeddedTriton(
-        settings.triton_server_dir(),
-        base / "repo",
-        base / "triton.log",
-        shm_prefix=new_prefix("ext") + "_",
-    )
-    with server:
-        yield server
 
 
 def test_cli_with_triton_url_uses_the_external_server(

@@ -26,7 +26,7 @@ import pytest
 from tests.integration.helpers import (
     assert_clean,
     processes_mentioning,
-    start_vigil,
+    start_run_no_recover,
     wait_for,
 )
 
@@ -58,18 +58,7 @@ def test_cli_when_triton_is_killed_at_any_point_exits_2_and_cleans_up(
 ) -> None:
     milestone, delay_s = _kill_point(seed)
     events = tmp_path / "events.jsonl"
-    proc = start_vigil(
-        [
-            "run",
-            "--source",
-            str(sample_video),
-            "--out",
-            str(events),
-            "--no-progress",
-            "--no-recover",
-        ],
-        tmp_path,
-    )
+    proc = start_run_no_recover(sample_video, events, tmp_path)
     try:
         assert wait_for(lambda: _triton_pid(tmp_path) is not None or proc.poll() is not None, 60)
         if milestone == "events written":

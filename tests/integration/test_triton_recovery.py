@@ -22,9 +22,7 @@ import httpx
 import pytest
 
 from tests.integration.helpers import ServiceProcess, processes_mentioning, wait_for
-from tests.support.rtsp import RtspCamera, rtsp_server_available
-from vigil.infer.shm import new_prefix
-from vigil.triton.materializer import materialize
+from tests.support.rtsp import RtspCamera
 from vigil.triton.server import EmbeddedTriton
 
 pytestmark = pytest.mark.integration
@@ -137,15 +135,6 @@ def _kill_and_recover(
     return resumed, len(last_ids & next_ids) / len(last_ids)
 
 
-@pytest.fixture
-def camera(sample_video: Path):
-    reason = rtsp_server_available()
-    if reason:
-        pytest.fail(f"GStreamer RTSP server unavailable (run `make test`): {reason}")
-    with RtspCamera(source=sample_video, fps=10) as cam:
-        yield cam
-
-
 def _streams(camera: RtspCamera, sample_video: Path) -> list[dict]:
     return [
         {"id": "rtsp-a", "url": camera.url},
@@ -157,9 +146,9 @@ def _streams(camera: RtspCamera, sample_video: Path) -> list[dict]:
 
 
 def test_embedded_triton_killed_repeatedly_the_service_recovers_each_time(
-    tmp_path, camera, sample_video, reference_model
+    tmp_path, vtest_camera, sample_video, reference_model
 ):
-    streams = _streams(camera, sample_video)
+    streams = _streams(vtest_camera, sample_video)
     events_path = tmp_path / "events.jsonl"
     with (
         ServiceProcess(tmp_path, {"streams": streams}) as svc,
@@ -180,22 +169,6 @@ def test_embedded_triton_killed_repeatedly_the_service_recovers_each_time(
             f"{', '.join(str(o['duration_s']) for o in outages)} s; lost frames "
             f"{[o['lost_frames'] for o in outages]}; file-stream ids kept {kept}"
         )
-
-
-@pytest.fixture
-def external_triton(tmp_path_factory, settings):
-    base = tmp_path_factory.mktemp("external")
-    materialize(
-        settings.triton.model_repository, base / "repo", [str(settings.triton_python_env())]
-    )
-    server = EmbeddedTriton(
-        settings.triton_server_dir(),
-        base / "repo",
-        base / "triton.log",
-        shm_prefix=new_prefix("ext") + "_",
-    )
-    with server:
-        yield server
 
 
 def test_external_triton_stopped_and_started_again_the_service_resumes(

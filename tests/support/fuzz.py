@@ -1,33 +1,14 @@
 """Malformed video files for decoder fuzzing: bit flips, truncation, garbage, empty files,
-a smashed header and the wrong extension, made from a valid H.264 MP4 and MJPEG AVI."""
+a smashed header and the wrong extension, made from valid clips (H.264 MP4 and MJPEG AVI from
+``tests.support.clips.make_clip``)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
-import av
-
 KINDS = ("bitflip", "truncate", "garbage", "zero", "header", "wrong-extension")
-
-
-def make_mjpeg(video: Path, frames: int, out: Path, fps: int = 10) -> Path:
-    """The first ``frames`` frames of ``video`` as an MJPEG AVI at ``out``."""
-    with av.open(str(video)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("mjpeg", rate=fps)
-        source = src.streams.video[0].codec_context
-        stream.width, stream.height, stream.pix_fmt = source.width, source.height, "yuvj420p"
-        stream.time_base = Fraction(1, fps)
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == frames:
-                break
-            new = frame.reformat(format="yuvj420p")
-            new.pts = i
-            dst.mux(stream.encode(new))
-        dst.mux(stream.encode())
-    return out
 
 
 def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:

@@ -1,0 +1,43 @@
+"""Fixtures shared by integration tests: an external Triton, a camera looping the sample."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.rtsp import RtspCamera, rtsp_server_available
+from vigil.config import Settings
+from vigil.infer.shm import new_prefix
+from vigil.triton.materializer import materialize
+from vigil.triton.server import EmbeddedTriton
+
+
+@pytest.fixture
+def external_triton(
+    tmp_path_factory: pytest.TempPathFactory, settings: Settings
+) -> Iterator[EmbeddedTriton]:
+    """A Triton server Vigil did not start (reach it with ``triton.url``)."""
+    base = tmp_path_factory.mktemp("external")
+    materialize(
+        settings.triton.model_repository, base / "repo", [str(settings.triton_python_env())]
+    )
+    server = EmbeddedTriton(
+        settings.triton_server_dir(),
+        base / "repo",
+        base / "triton.log",
+        shm_prefix=new_prefix("ext") + "_",
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture
+def vtest_camera(sample_video: Path) -> Iterator[RtspCamera]:
+    """An RTSP camera looping the sample video (people walking) at 10 fps."""
+    reason = rtsp_server_available()
+    if reason:
+        pytest.fail(f"GStreamer RTSP server unavailable (run `make test`): {reason}")
+    with RtspCamera(source=sample_video, fps=10) as camera:
+        yield camera
