@@ -56,6 +56,8 @@ class Outage:
         attempts: Restarts (embedded) or readiness waits (external) that failed.
         lost_frames: Per stream, frames dropped during the outage (requests that failed
             and frames pushed out of full queues).
+        phases_s: How long the last attempt's steps took: ``server`` (restart or wait until
+            ready), ``restore`` (regions and models), ``warm_up``.
     """
 
     reason: str
@@ -63,6 +65,7 @@ class Outage:
     ended_s: float | None = None
     attempts: int = 0
     lost_frames: dict[str, int] = field(default_factory=dict)
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -157,6 +160,16 @@ class TritonRecovery:
                 continue
             failed += 1
             if failed >= self.settings.failed_checks:
+                # A killed server's socket closes before its process is reaped (a large
+                # process takes a while to exit on a busy host): name the death if it is one.
+                for _ in range(20):
+                    if server is None:
+                        break
+                    try:
+                        server.check_alive()
+                    except TritonDiedError as e:
+                        return str(e).splitlines()[0]
+                    await asyncio.sleep(0.1)
                 return f"Triton at {client.url} does not answer its liveness check"
 
     # --- recovering --------------------------------------------------------------------------
@@ -170,14 +183,17 @@ class TritonRecovery:
         async with self._exclusive():
             while True:
                 try:
-                    await self._bring_back(outage.attempts)
+                    await self._bring_back(outage)
                     break
                 except (TritonServerError, InferError, OSError) as e:
                     outage.attempts += 1
                     log.warning("Triton recovery attempt %d failed: %s", outage.attempts, e)
                     self._check_limits(outage, e)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.settings.max_delay_s)
+                    if self.connection.server is not None:  # a failed restart: back off
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.settings.max_delay_s)
+                    # An external server is polled by the readiness wait itself: no pause, so
+                    # streams resume as soon as it is back.
         lost_after = self._lost()
         outage.lost_frames = {sid: n - lost_before.get(sid, 0) for sid, n in lost_after.items()}
         outage.ended_s = time.time()
@@ -185,10 +201,11 @@ class TritonRecovery:
         self.history.append(outage)
         self.pipeline.resume(outage.duration_s)
         log.warning(
-            "Triton is back after %.1f s (%d failed attempts): inference resumed; frames lost "
-            "per stream: %s",
+            "Triton is back after %.1f s (%d failed attempts; last attempt %s s): inference "
+            "resumed; frames lost per stream: %s",
             outage.duration_s,
             outage.attempts,
+            outage.phases_s,
             outage.lost_frames or "none",
         )
 
@@ -205,8 +222,10 @@ class TritonRecovery:
                 f"(triton.recovery.max_outage_s = {settings.max_outage_s:g}): {error}"
             )
 
-    async def _bring_back(self, attempt: int) -> None:
+    async def _bring_back(self, outage: Outage) -> None:
         server, client = self.connection.server, self.connection.client
+        attempt, phases = outage.attempts, outage.phases_s
+        t0 = time.monotonic()
         # A fresh channel each time: gRPC's own reconnect backoff would keep an old one
         # failing for a while after the server is back.
         if server is not None:
@@ -218,8 +237,13 @@ class TritonRecovery:
         else:
             await client.retarget(client.url)
         await client.wait_ready(self.settings.max_delay_s)
+        t1 = time.monotonic()
+        phases["server"] = round(t1 - t0, 3)
         await client.restore()
+        t2 = time.monotonic()
+        phases["restore"] = round(t2 - t1, 3)
         await self.pipeline.warm_up(self.pipeline.route, rounds=1)
+        phases["warm_up"] = round(time.monotonic() - t2, 3)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
