@@ -1,11 +1,15 @@
 """Pipeline benchmark: how close does Vigil's full pipeline run to the model-only limit?
 
-Measured in one run, on the same clip and batch size:
+Measured in one run, on the same clip and batch size. Every row goes through the same
+frames: the clip's, in order (``--batches N`` limits the model-only rows to the first N
+batches, for a quick run; the table says so):
 
 1. decode only — PyAV decoding of the clip to RGB frames;
-2. model only, onnxruntime in-process — the SSD on preprocessed batches, no Triton;
-3. model only, through Triton — the same batches already in shared-memory slots, with the
-   same number of requests in flight as the pipeline uses (no decode, no preprocess, no parse);
+2. model only, onnxruntime in-process — the SSD on the clip's preprocessed batches, no Triton;
+3. model only, through Triton — the same batches, each sent once, copied into a free
+   shared-memory slot before its request (a memory copy, as the pipeline's preprocess writes
+   into the slot), with the same number of requests in flight as the pipeline uses (no
+   decode, no preprocess, no parse);
 4. full pipeline — ``vigil run``'s code path: decode → batch → preprocess → Triton → parse →
    events to a JSONL file;
 5. ratio pipeline / model-only-through-Triton (target ≥ 0.85 on the 2-core CI machine).
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import tempfile
@@ -48,16 +53,22 @@ def decode_only(video: Path) -> tuple[int, float]:
     return frames, frames / (time.perf_counter() - start)
 
 
-def preprocessed_batches(video: Path, model: ModelInfo, batch: int, count: int) -> list[np.ndarray]:
-    """``count`` preprocessed batches from the clip's first frames."""
+def preprocessed_batches(
+    video: Path, model: ModelInfo, batch: int, count: int | None
+) -> list[np.ndarray]:
+    """The clip's frames, preprocessed, in full batches: the first ``count`` batches, or
+    all of them (``count`` None; a last partial batch is left out)."""
     pre = CpuPreprocessor(InputFormat.from_tensor(model.inputs[0]))
     source = FileSource("bench", video)
     source.open()
     frames = source.frames()
     batches = []
-    for _ in range(count):
+    while count is None or len(batches) < count:
+        chunk = list(itertools.islice(frames, batch))
+        if len(chunk) < batch:
+            break
         out = np.empty((batch, *model.inputs[0].shape), model.inputs[0].dtype)
-        pre([next(frames) for _ in range(batch)], out)
+        pre(chunk, out)
         batches.append(out)
     source.close()
     return batches
@@ -76,24 +87,27 @@ def onnxruntime_only(onnx_path: Path, batches: list[np.ndarray], input_name: str
 async def triton_only(
     triton: TritonConnection, model: ModelInfo, batches: list[np.ndarray], inflight: int
 ) -> float:
-    """Frames per second through Triton, tensors already in shared memory."""
+    """Frames per second through Triton: each of ``batches`` once, in order, copied into
+    a free shared-memory slot before its request."""
     batch = len(batches[0])
+    name = model.inputs[0].name
     ring = SystemShmRing(new_prefix("bench"), inflight, batch, model.inputs, model.outputs)
     try:
         for slot in ring.slots:
             await triton.client.register_slot(slot)
-            slot.inputs[model.inputs[0].name][:] = batches[0]
+        ring.slots[0].inputs[name][:] = batches[0]
         await triton.client.infer(model, ring.slots[0], batch)  # warm-up
 
-        async def one(i: int) -> None:
+        async def one(tensor: np.ndarray) -> None:
             slot = await ring.acquire()
             try:
+                slot.inputs[name][:] = tensor
                 await triton.client.infer(model, slot, batch)
             finally:
                 ring.release(slot)
 
         start = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(len(batches))))
+        await asyncio.gather(*(one(b) for b in batches))
         elapsed = time.perf_counter() - start
         for slot in ring.slots:
             await triton.client.unregister_slot(slot)
@@ -161,11 +175,14 @@ async def main(args: argparse.Namespace) -> None:
     table.add_column("measurement")
     table.add_column("frames/s", justify="right")
     table.add_column("vs model-only (Triton)", justify="right")
+    model_frames = len(batches) * args.batch_size
+    which = "the clip's" if args.batches is None else f"the clip's first {model_frames}"
     rows = [
         (f"decode only ({frames} frames, PyAV → RGB)", decode_fps),
-        ("model only, onnxruntime in-process", ort_fps),
+        (f"model only, onnxruntime in-process ({which} frames)", ort_fps),
         (
-            f"model only, Triton + system shm ({settings.pipeline.inflight_requests} in flight)",
+            f"model only, Triton + system shm ({settings.pipeline.inflight_requests} in flight, "
+            f"{which} frames)",
             triton_fps,
         ),
         (f"full pipeline ({args.streams} streams × {frames} frames → events)", pipeline_fps),
@@ -184,6 +201,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", type=Path, required=True)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--batches", type=int, default=60, help="batches for model-only runs")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=None,
+        help="model-only rows on the clip's first N batches (default: the whole clip)",
+    )
     parser.add_argument("--streams", type=int, default=2)
     asyncio.run(main(parser.parse_args()))

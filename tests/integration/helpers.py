@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,48 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.1) -> bool:
     return bool(predicate())
 
 
+def descendants(pid: int) -> dict[int, str]:
+    """Live descendants of ``pid`` (children, their children, ...): pid → start time.
+
+    The start time (``/proc/PID/stat`` field 22) tells a process from a later one that was
+    given the same pid.
+    """
+    parents: dict[int, int] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        started[int(entry.name)] = fields[19]
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = started[child]
+                todo.append(child)
+    return found
+
+
+def still_alive(processes: dict[int, str]) -> list[str]:
+    """Those of ``processes`` (pid → start time, from :func:`descendants`) still running."""
+    alive = []
+    for pid, start in processes.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[19] == start and fields[0] != "Z":
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            alive.append(f"{pid}: {cmdline.decode(errors='replace')[:200]}")
+    return alive
+
+
 def assert_clean(run_dir: Path, pid: int) -> None:
     """No Triton (or backend stub) process of the run and no shm segment of ``pid`` remain."""
     assert wait_for(lambda: not processes_mentioning(str(run_dir)), 10), processes_mentioning(
@@ -91,7 +134,11 @@ class ServiceProcess:
     """``vigil serve`` as a subprocess on a free port, with a config file under ``run_dir``.
 
     Use as a context manager: it starts the service, waits until ``/api/v1/ready`` answers
-    200, and on exit stops it with SIGTERM (SIGKILL if it hangs) and checks it cleaned up.
+    200, and on exit stops it with SIGTERM (SIGKILL if it hangs) and checks it cleaned up
+    (:meth:`assert_clean_exit`): the SIGTERM exit status, no child process (Triton, its
+    backend stubs) left, no shared-memory segment of the service or its children left.
+    The check is skipped when the block raised (the test already failed) or when the test
+    stopped the service itself (e.g. ``stop(signal.SIGKILL)``, which cannot clean up).
     """
 
     def __init__(self, run_dir: Path, config: dict | None = None, **env: str) -> None:
@@ -114,6 +161,11 @@ class ServiceProcess:
         self.env = env
         self.proc: subprocess.Popen[str] | None = None
         self.output = ""
+        #: The service's descendants (pid → start time) just before the last stop().
+        self.children: dict[int, str] = {}
+        #: How the last stop() ended the service: "sigterm" (or the signal's name) when it
+        #: exited after that signal, "sigkill-after-timeout" when it hung, "already-exited".
+        self.stopped_how = ""
 
     @property
     def url(self) -> str:
@@ -162,17 +214,40 @@ class ServiceProcess:
         """Stop the service; returns its exit code."""
         assert self.proc is not None
         if self.proc.poll() is None:
+            self.children = descendants(self.proc.pid)
             self.proc.send_signal(sig)
+            self.stopped_how = signal.Signals(sig).name.lower()
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                self.stopped_how = "sigkill-after-timeout"
+        elif not self.stopped_how:
+            self.stopped_how = "already-exited"
         self.output = self.log()
         return self.proc.returncode
+
+    def assert_clean_exit(self) -> None:
+        """After a SIGTERM :meth:`stop`: exit status 128 + SIGTERM, and neither a child
+        process nor a shared-memory segment of the service or of its children left."""
+        assert self.proc is not None
+        assert self.stopped_how == "sigterm", (
+            f"the service was not stopped by SIGTERM ({self.stopped_how}):\n{self.output[-3000:]}"
+        )
+        assert self.proc.returncode == 128 + signal.SIGTERM, (
+            f"exit status {self.proc.returncode} after SIGTERM:\n{self.output[-3000:]}"
+        )
+        assert wait_for(lambda: not still_alive(self.children), 10), still_alive(self.children)
+        assert_clean(self.run_dir, self.pid)
+        for child in self.children:
+            assert shm_segments_of(child) == [], f"child {child} left {shm_segments_of(child)}"
 
     def __enter__(self) -> ServiceProcess:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        stopped_by_test = self.stopped_how != ""
         self.stop()
+        if exc_type is None and not stopped_by_test:
+            self.assert_clean_exit()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.helpers import ServiceProcess, wait_for
+from tests.integration.helpers import ServiceProcess, shm_segments_of, wait_for
 from tests.support.rtsp import RtspCamera, rtsp_server_available
 
 pytestmark = pytest.mark.integration
@@ -21,14 +21,15 @@ RSS_BUDGET_MB = 20.0
 
 
 def footprint(pid: int) -> dict[str, float]:
-    """RSS (MB), threads, open fds and Vigil /dev/shm entries of a process."""
+    """RSS (MB), threads, open fds and /dev/shm segments of a process (its own only: other
+    Vigil processes on the machine come and go)."""
     status = Path(f"/proc/{pid}/status").read_text()
     rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
     return {
         "rss_mb": rss_kb / 1024,
         "threads": len(os.listdir(f"/proc/{pid}/task")),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
-        "shm": len([n for n in os.listdir("/dev/shm") if n.startswith("vigil_")]),
+        "shm": len(shm_segments_of(pid)),
     }
 
 

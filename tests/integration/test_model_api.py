@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -132,8 +133,20 @@ def test_models_over_rest_and_ota(tmp_path: Path) -> None:
         _configmap(tmp_path / "ota", "..2026_11_21_c", "version: [1\n")
         assert wait_for(lambda: "malformed" in svc.log(), 10, 0.2)
         assert _serving(api) == ("tiny", 1)
-        # frames keep flowing on the version OTA chose
-        wait_for(lambda: '"version": "1"' in (run_dir / "events.jsonl").read_text(), 20, 0.2)
+        # frames keep flowing on the version OTA chose: events written after the swap come
+        # from version 1 (the JSONL is compact JSON: parse it rather than match spacing)
+        events_path = run_dir / "events.jsonl"
+        swapped_at = events_path.stat().st_size
+
+        def versions_since_swap() -> list[str]:
+            with events_path.open("rb") as f:
+                f.seek(swapped_at)
+                lines = f.read().decode().splitlines()
+            # the first line may be the end of one written while the swap happened
+            return [json.loads(line)["analyticsModule"]["version"] for line in lines[1:-1]]
+
+        assert wait_for(lambda: len(versions_since_swap()) >= 5, 20, 0.2), svc.log()[-2000:]
+        assert set(versions_since_swap()) == {"1"}, versions_since_swap()
         assert api.get("/api/v1/streams/cam-1").json()["state"] == "running"
     assert svc.proc is not None
     assert svc.proc.returncode == 143, svc.output[-3000:]

@@ -171,9 +171,13 @@ def test_network_source_when_camera_frozen_raises_within_read_timeout(camera, ma
     print(f"\nfreeze noticed after {detect_s:.3f} s (read_timeout_s={READ_TIMEOUT_S:g})")
     assert error.reason == f"timed out: no data for {READ_TIMEOUT_S:g} s"
     assert READ_TIMEOUT_S - 0.5 <= detect_s < READ_TIMEOUT_S + MARGIN_S
+    # close() must not wait for the frozen camera's answer (to RTSP TEARDOWN): such a wait
+    # would end only when the read timeout interrupts it.
     started = time.monotonic()
     source.close()
-    assert time.monotonic() - started < 1.0, "close() blocked on a frozen camera"
+    close_s = time.monotonic() - started
+    print(f"close() on the frozen camera took {close_s:.3f} s")
+    assert close_s < READ_TIMEOUT_S, "close() waited for the frozen camera"
 
 
 def test_network_source_open_when_camera_frozen_times_out(camera, make_source) -> None:
@@ -198,8 +202,10 @@ def test_network_source_open_when_nothing_listens_fails_fast(make_source) -> Non
         source.open()
     elapsed_s = time.monotonic() - started
 
+    print(f"\nopen with nothing listening failed after {elapsed_s:.3f} s")
+    # Fails on the refusal, not by waiting out open_timeout_s (the reason says which).
     assert caught.value.reason == "cannot connect: Connection refused"
-    assert elapsed_s < 1.0
+    assert elapsed_s < OPEN_TIMEOUT_S
 
 
 def test_network_source_open_when_mount_unknown_names_server_answer(camera, make_source) -> None:

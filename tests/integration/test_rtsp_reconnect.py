@@ -17,6 +17,13 @@ pytestmark = pytest.mark.integration
 OUTAGE_S = 10.0
 
 
+def rate(series: list[tuple[float, int]], start: float, end: float) -> float:
+    """Frames per second processed between the samples nearest ``start`` and ``end``."""
+    inside = [(t, n) for t, n in series if start <= t <= end]
+    (t0, n0), (t1, n1) = inside[0], inside[-1]
+    return (n1 - n0) / (t1 - t0)
+
+
 @pytest.fixture
 def cameras():
     reason = rtsp_server_available()
@@ -54,7 +61,8 @@ def test_camera_killed_for_10s_reconnects_within_5s_and_others_keep_flowing(
         assert wait_for(lambda: all(info(s)["state"] == "running" for s in ("cam1", "cam2")), 30)
         assert wait_for(lambda: info("cam1")["frames_processed"] > 10, 30)
 
-        # Sample the other streams' counters every 0.2 s for the whole outage.
+        # Sample the other streams' counters every 0.2 s, for OUTAGE_S before the outage (the
+        # rate this machine manages now) and for the whole outage.
         samples: dict[str, list[tuple[float, int]]] = {"cam2": [], "file": []}
         states: list[tuple[float, str]] = []
         stop = threading.Event()
@@ -71,6 +79,8 @@ def test_camera_killed_for_10s_reconnects_within_5s_and_others_keep_flowing(
         sampler = threading.Thread(target=sample)
         sampler.start()
         try:
+            sampled_from = time.monotonic()
+            time.sleep(OUTAGE_S)
             cam1.kill()
             killed_at = time.monotonic()
             assert wait_for(lambda: info("cam1")["state"] == "reconnecting", 8)
@@ -90,10 +100,17 @@ def test_camera_killed_for_10s_reconnects_within_5s_and_others_keep_flowing(
         assert info("cam1")["reconnects"] >= 1
         assert any(state == "reconnecting" for _, state in states)
         for sid, series in samples.items():
+            # Frames per second before and during the outage, both measured now, on this
+            # machine: a stream that waited on cam1 (a connection attempt, a backoff of
+            # 0.5-2 s) would lose half its rate or more; a loaded machine slows both alike.
+            before = rate(series, sampled_from, killed_at)
+            during = rate(series, killed_at, back_at)
             rises = [t for (_, prev), (t, n) in pairwise(series) if n > prev]
             gaps = [b - a for a, b in pairwise(rises)]
             worst = max(gaps) if gaps else float("inf")
-            print(f"{sid}: {len(rises)} rises, longest gap between rises {worst:.2f} s")
-            assert series[-1][1] > series[0][1]
-            assert worst <= 1.0, f"{sid} stalled for {worst:.2f} s during the outage"
+            print(
+                f"{sid}: {before:.1f} frames/s before the outage, {during:.1f} during; "
+                f"longest gap between rises {worst:.2f} s"
+            )
+            assert during >= 0.8 * before, f"{sid} slowed down during cam1's outage"
     assert_clean(tmp_path, svc.pid)
