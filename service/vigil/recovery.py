@@ -37,6 +37,9 @@ from vigil.triton.runtime import TritonConnection
 
 log = logging.getLogger(__name__)
 
+#: One readiness wait for an external server (then a new channel and another wait).
+EXTERNAL_WAIT_S = 2.0
+
 #: Drop reasons that count as frames lost to an outage.
 LOST_REASONS = ("infer_error", "queue_full")
 
@@ -187,7 +190,14 @@ class TritonRecovery:
                     break
                 except (TritonServerError, InferError, OSError) as e:
                     outage.attempts += 1
-                    log.warning("Triton recovery attempt %d failed: %s", outage.attempts, e)
+                    # Loud on attempts 1, 2, 4, 8, ...: a long outage does not flood the log.
+                    loud = outage.attempts & (outage.attempts - 1) == 0
+                    log.log(
+                        logging.WARNING if loud else logging.DEBUG,
+                        "Triton recovery attempt %d failed: %s",
+                        outage.attempts,
+                        e,
+                    )
                     self._check_limits(outage, e)
                     if self.connection.server is not None:  # a failed restart: back off
                         await asyncio.sleep(delay)
@@ -236,7 +246,9 @@ class TritonRecovery:
             await client.retarget(server.grpc_url)
         else:
             await client.retarget(client.url)
-        await client.wait_ready(self.settings.max_delay_s)
+        # Short waits, each on a fresh channel: gRPC's reconnect backoff on a channel that
+        # kept failing would otherwise notice a returning server seconds late.
+        await client.wait_ready(EXTERNAL_WAIT_S if server is None else self.settings.max_delay_s)
         t1 = time.monotonic()
         phases["server"] = round(t1 - t0, 3)
         await client.restore()
