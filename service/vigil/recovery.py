@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from vigil.config import RecoverySettings
+from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError
 from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.stream import StreamStatus
@@ -37,7 +38,7 @@ from vigil.triton.runtime import TritonConnection
 
 log = logging.getLogger(__name__)
 
-#: One readiness wait for an external server (then a new channel and another wait).
+#: How long one attempt polls an external server for readiness.
 EXTERNAL_WAIT_S = 2.0
 
 #: Drop reasons that count as frames lost to an outage.
@@ -244,11 +245,9 @@ class TritonRecovery:
                 new_ports=attempt > 0 and not server.fixed_ports, models=list(client.loaded)
             )
             await client.retarget(server.grpc_url)
+            await client.wait_ready(self.settings.max_delay_s)
         else:
-            await client.retarget(client.url)
-        # Short waits, each on a fresh channel: gRPC's reconnect backoff on a channel that
-        # kept failing would otherwise notice a returning server seconds late.
-        await client.wait_ready(EXTERNAL_WAIT_S if server is None else self.settings.max_delay_s)
+            await self._wait_external(client)
         t1 = time.monotonic()
         phases["server"] = round(t1 - t0, 3)
         await client.restore()
@@ -256,6 +255,24 @@ class TritonRecovery:
         phases["restore"] = round(t2 - t1, 3)
         await self.pipeline.warm_up(self.pipeline.route, rounds=1)
         phases["warm_up"] = round(time.monotonic() - t2, 3)
+
+    @staticmethod
+    async def _wait_external(client: TritonClient) -> None:
+        """Poll an external server for readiness, each try on a fresh channel: gRPC's
+        reconnect backoff on a channel that kept failing would notice a returning server
+        seconds late.
+
+        Raises:
+            InferError: not ready within :data:`EXTERNAL_WAIT_S` (one failed attempt).
+        """
+        deadline = time.monotonic() + EXTERNAL_WAIT_S
+        while True:
+            await client.retarget(client.url)
+            if await client.is_ready(timeout_s=0.5):
+                return
+            if time.monotonic() >= deadline:
+                raise InferError(f"Triton at {client.url} is not ready")
+            await asyncio.sleep(0.25)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:

@@ -64,6 +64,13 @@ class TritonClient:
         except (TimeoutError, InferenceServerException):
             return False
 
+    async def is_ready(self, timeout_s: float = 2.0) -> bool:
+        """Whether the server says it is ready within ``timeout_s``."""
+        try:
+            return bool(await self._client.is_server_ready(client_timeout=timeout_s))
+        except (TimeoutError, InferenceServerException):
+            return False
+
     async def restore(self) -> None:
         """Give a restarted (or returning) server what this client had set up: register the
         shared-memory regions again and load the same model versions.
