@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from vigil.children import death_signal_prefix
 from vigil.config import SourceSettings
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo
@@ -83,8 +84,15 @@ class IsolatedSource(Source):
             "open_timeout_s": self.settings.open_timeout_s,
             "read_timeout_s": self.settings.read_timeout_s,
         }
+        # The child dies with this decoder thread (and so with Vigil, even on SIGKILL).
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "vigil.sources.decoder_process", json.dumps(request)],
+            [
+                *death_signal_prefix(),
+                sys.executable,
+                "-m",
+                "vigil.sources.decoder_process",
+                json.dumps(request),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C reaches Vigil, which stops the children

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.children import death_signal_prefix
 from vigil.infer.shm import NAME_PREFIX, pid_alive, remove_segments_with_prefix
 from vigil.triton.errors import (
     TritonDiedError,
@@ -51,12 +51,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _death_signal_prefix() -> list[str]:
-    """``setpriv --pdeathsig KILL --`` when util-linux's setpriv is there, else nothing."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 def _http_ok(url: str) -> bool:
@@ -232,7 +226,7 @@ class EmbeddedTriton:
             # exec, which gRPC's fork handlers do not survive). The death signal fires when
             # the *thread* that started it exits: start from the caller's long-lived thread.
             self._proc = subprocess.Popen(
-                [*_death_signal_prefix(), *self.command()],
+                [*death_signal_prefix(), *self.command()],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
