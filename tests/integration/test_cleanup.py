@@ -10,11 +10,13 @@ import pytest
 
 from tests.integration.helpers import (
     assert_clean,
+    descendants,
     processes_mentioning,
     run_vigil,
     shm_segments_of,
     start_run_no_recover,
     start_vigil,
+    still_alive,
     wait_for,
 )
 
@@ -125,15 +127,21 @@ def test_after_vigil_is_killed_the_next_start_removes_what_it_left(
     try:
         _wait_until_processing(proc, events)
         assert shm_segments_of(proc.pid)
+        children = descendants(proc.pid)
+        assert any("vigil.sources.decoder_process" in c for c in still_alive(children))
         proc.kill()
         proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    # Triton follows Vigil (PR_SET_PDEATHSIG); what a SIGKILL cannot clean is swept next start.
+    # Triton and the decoder processes follow Vigil (PR_SET_PDEATHSIG); what a SIGKILL cannot
+    # clean is swept next start.
     assert wait_for(
         lambda: not [p for p in processes_mentioning(str(first_dir)) if "bin/tritonserver " in p],
         10,
+    )
+    assert wait_for(lambda: not [c for c in still_alive(children) if "decoder_process" in c], 10), (
+        still_alive(children)
     )
     second_dir = tmp_path / "second"
     second_dir.mkdir()
