@@ -243,9 +243,14 @@ async def test_refused_swaps_leave_the_old_version_serving(
     shutil.rmtree(repo, ignore_errors=True)
 
 
+@pytest.mark.parametrize("recover", [True, False], ids=["recovery", "no-recover"])
 async def test_triton_killed_during_a_swap_leaves_a_consistent_state(
-    swap_settings: Settings,
+    swap_settings: Settings, recover: bool
 ) -> None:
+    recovery = swap_settings.triton.recovery.model_copy(update={"enabled": recover})
+    swap_settings = swap_settings.model_copy(
+        update={"triton": swap_settings.triton.model_copy(update={"recovery": recovery})}
+    )
     sink = RecordingSink()
     state_file = swap_settings.data_dir / "model-state.json"
     async with open_runtime(swap_settings, extra_sinks=[sink]) as runtime:
@@ -260,13 +265,25 @@ async def test_triton_killed_during_a_swap_leaves_a_consistent_state(
         with pytest.raises(SwapError) as failed:
             await asyncio.wait_for(swap, 60)
         assert failed.value.record is None or failed.value.record.state == "failed"
-        # the engine notices Triton is gone and stops, with the reason
+        assert runtime.models.serving == ("tiny", 2)
+        # what a restart will serve is the version that was serving: the swap never switched
+        assert '"version": 2' in state_file.read_text()
+        if recover:
+            # Triton comes back with the serving version; the streams go on; a swap works
+            assert runtime.recovery is not None
+            deadline = time.monotonic() + 90
+            while not runtime.recovery.history:
+                assert time.monotonic() < deadline, "Triton was not recovered"
+                await asyncio.sleep(0.1)
+            assert runtime.pipeline.failure is None
+            await _wait_frames(sink, STREAMS * FPS)
+            record = await runtime.models.swap("tiny", 1)
+            assert record.state == "ok"
+            return
+        # without recovery the engine notices Triton is gone and stops, with the reason
         reason = await asyncio.wait_for(runtime.pipeline.wait_stopped(), 30)
         assert reason is not None
         assert "Triton" in str(reason)
-        assert runtime.models.serving == ("tiny", 2)
-    # what a restart will serve is the version that was serving: the swap never switched
-    assert '"version": 2' in state_file.read_text()
     async with open_runtime(swap_settings, extra_sinks=[sink]) as runtime:
         assert runtime.models.serving == ("tiny", 2)
         record = await runtime.models.swap("tiny", 1)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import signal
+import tempfile
 
 import httpx
 import pytest
 
+from tests.conftest import SAMPLE_VIDEO
 from tests.integration.helpers import ServiceProcess, assert_clean, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+DEEPSTREAM_MEDIA = "/opt/nvidia/deepstream/deepstream/samples/streams"
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +22,14 @@ def service(tmp_path_factory, reference_model):
     run_dir = tmp_path_factory.mktemp("service")
     svc = ServiceProcess(
         run_dir,
-        {"sources": {"open_timeout_s": 2, "read_timeout_s": 2}},
+        {
+            "sources": {
+                "open_timeout_s": 2,
+                "read_timeout_s": 2,
+                # DeepStream's documented add body names a file in its samples directory
+                "file_roots": [str(SAMPLE_VIDEO.parent), tempfile.gettempdir(), DEEPSTREAM_MEDIA],
+            }
+        },
         VIGIL_API__API_KEYS='["secret-key"]',
     )
     with svc:
