@@ -142,7 +142,7 @@ soak: install system-deps rtsp-deps triton models
 # starved 2-core machine (where the model alone takes 17 s to load; docs/reliability.md).
 recovery-campaign: install system-deps rtsp-deps triton models
 	TEST_RECOVERY_KILLS=10 TEST_RECOVERY_GAP_S=20 TEST_EXTERNAL_OUTAGE_S=30 \
-		$(PY) -m pytest -q -s tests/integration/test_triton_recovery.py
+		TEST_RESUME_WITHIN_S=10 $(PY) -m pytest -q -s tests/integration/test_triton_recovery.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -62,12 +62,25 @@ def _http_ok(url: str) -> bool:
 
 
 def tail(path: Path, lines: int = 30) -> str:
-    """The last ``lines`` lines of a text file ('' if it does not exist)."""
+    """The last ``lines`` lines of a text file ('' if it does not exist).
+
+    When Triton refused its command line it prints its long usage text after the one line
+    that says why; that line is put first, or the tail would be usage text only.
+    """
     try:
         with path.open("r", errors="replace") as f:
-            return "".join(deque(f, maxlen=lines)).rstrip()
+            last = list(deque(f, maxlen=lines))
     except FileNotFoundError:
         return ""
+    if any(line.startswith(("Usage:", "  --")) for line in last):
+        with path.open("r", errors="replace") as f:
+            before_usage: deque[str] = deque(maxlen=2)
+            for line in f:
+                if line.startswith("Usage:"):
+                    last = [*before_usage, "[...usage text...]\n", *last[-5:]]
+                    break
+                before_usage.append(line)
+    return "".join(last).rstrip()
 
 
 class EmbeddedTriton:
