@@ -130,7 +130,7 @@ kill-campaign: install system-deps triton models
 
 # Decoder isolation at the acceptance figure (CI runs 24 files).
 fuzz-campaign: install system-deps rtsp-deps triton models
-	TEST_FUZZ_CLIPS=200 scripts/with_cpu_hog.sh $(PY) -m pytest -q -s tests/integration/test_decoder_isolation.py
+	TEST_FUZZ_CLIPS=200 TEST_MAX_STALL_S=1 scripts/with_cpu_hog.sh $(PY) -m pytest -q -s tests/integration/test_decoder_isolation.py
 
 # Leaks that show only over time (SOAK_MINUTES=60; the churn test is CI's short version).
 SOAK_MINUTES ?= 60
