@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -43,24 +45,26 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(deepstream_control.router)
     app.include_router(analytics.router)
 
-    @app.exception_handler(StreamNotFoundError)
-    async def _not_found(_: Request, exc: StreamNotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
-
-    @app.exception_handler(StreamLimitError)
-    async def _limit(_: Request, exc: StreamLimitError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_429_TOO_MANY_REQUESTS)
-
-    @app.exception_handler(FileNotAllowedError)
-    async def _file_not_allowed(_: Request, exc: FileNotAllowedError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_403_FORBIDDEN)
-
-    @app.exception_handler(StreamExistsError)
-    async def _exists(_: Request, exc: StreamExistsError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
-
-    @app.exception_handler(IllegalTransitionError)
-    async def _illegal(_: Request, exc: IllegalTransitionError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+    for error, code in _STATUS_OF.items():
+        app.add_exception_handler(error, _answer_with(code))
 
     return app
+
+
+# Errors of the stream manager (and file confinement) → the status code that answers them.
+_STATUS_OF: dict[type[Exception], int] = {
+    StreamNotFoundError: status.HTTP_404_NOT_FOUND,
+    StreamLimitError: status.HTTP_429_TOO_MANY_REQUESTS,
+    FileNotAllowedError: status.HTTP_403_FORBIDDEN,
+    StreamExistsError: status.HTTP_409_CONFLICT,
+    IllegalTransitionError: status.HTTP_409_CONFLICT,
+}
+
+
+def _answer_with(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """An exception handler answering ``code`` with the error's message as the detail."""
+
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    return handler
