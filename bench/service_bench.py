@@ -56,6 +56,19 @@ async def job_fps(clips: list[Path], tmp: Path) -> float:
     return frames / result.elapsed_s
 
 
+def wait_ready(api: httpx.Client, timeout_s: float) -> bool:
+    """Poll ``/api/v1/ready`` of a starting ``vigil serve``; True once it answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if api.get("/api/v1/ready").status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def service_fps(clips: list[Path], tmp: Path) -> tuple[float, list[float]]:
     """Frames/s of `vigil serve` with the clips added over REST, and the latencies (s) of
     the ``GET /api/v1/streams`` calls made every 50 ms while it ran flat out."""
@@ -75,14 +88,7 @@ def service_fps(clips: list[Path], tmp: Path) -> tuple[float, list[float]]:
     )
     try:
         with httpx.Client(base_url=url, timeout=10) as api:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if api.get("/api/v1/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
+            wait_ready(api, 120)
             start = time.monotonic()
             for i, clip in enumerate(clips, 1):
                 api.post("/api/v1/streams", json={"id": f"cam-{i}", "url": clip.as_uri()})

@@ -32,6 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.service_bench import wait_ready
 from tests.support.clips import make_clip
 from tests.support.rtsp import RtspCamera
 
@@ -108,15 +109,7 @@ def main() -> int:
         )  # fmt: skip
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         try:
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                try:
-                    if api.get("/api/v1/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-            else:
+            if not wait_ready(api, 180):
                 raise SystemExit("the service did not become ready")
             urls = [camera.url, clip.as_uri(), "test://pattern?fps=10"]
             samples: list[tuple[float, dict]] = []
