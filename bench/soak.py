@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,6 +70,25 @@ def slope_mb_per_10min(samples: list[tuple[float, dict]], last_s: float) -> floa
     return float(np.polyfit(t, rss, 1)[0] * 600)
 
 
+def print_growth(snapshots: Path, settled_fraction: float, top: int = 15) -> None:
+    """Print the allocation sites that grew most between a settled snapshot and the last."""
+    files = sorted(snapshots.glob("snap-*.pickle"))
+    if len(files) < 2:
+        print("tracemalloc: fewer than two snapshots")
+        return
+    # Snapshots are evenly spaced over the run: the judged window starts a third of the way in.
+    first = files[min(len(files) - 2, round(len(files) * settled_fraction))]
+    old = tracemalloc.Snapshot.load(str(first))
+    new = tracemalloc.Snapshot.load(str(files[-1]))
+    total = sum(s.size for s in new.statistics("filename")) - sum(
+        s.size for s in old.statistics("filename")
+    )
+    print(f"tracemalloc: Python heap {total / 1e6:+.2f} MB from {first.name} to {files[-1].name}")
+    for stat in new.compare_to(old, "traceback")[:top]:
+        where = " < ".join(f"{f.filename}:{f.lineno}" for f in reversed(stat.traceback[-3:]))
+        print(f"  {stat.size_diff / 1e3:+9.1f} kB {stat.count_diff:+7d}  {where}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60)
@@ -78,6 +98,12 @@ def main() -> int:
     parser.add_argument("--churn-s", type=float, default=5.0)
     parser.add_argument("--sample-s", type=float, default=30.0)
     parser.add_argument("--out", type=Path, help="write the samples as JSON here")
+    parser.add_argument(
+        "--tracemalloc",
+        type=Path,
+        metavar="DIR",
+        help="run the service under tracemalloc, snapshots in DIR; print what grew",
+    )
     args = parser.parse_args()
     duration_s = args.minutes * 60
     judged_s = min(40 * 60, duration_s * 2 / 3)
@@ -103,8 +129,14 @@ def main() -> int:
         (run_dir / "vigil.yaml").write_text(yaml.safe_dump(config))
         env = {**os.environ, "VIGIL_RUN_DIR": str(run_dir)}
         log = (run_dir / "service.log").open("w")
+        serve = ["serve", "--config", str(run_dir / "vigil.yaml")]
+        if args.tracemalloc:
+            launcher = [str(ROOT / "bench" / "traced_serve.py"), "--out", str(args.tracemalloc)]
+            launcher += ["--every", str(max(60.0, duration_s / 15)), "--"]
+        else:
+            launcher = ["-m", "vigil.cli"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vigil.cli", "serve", "--config", str(run_dir / "vigil.yaml")],
+            [sys.executable, *launcher, *serve],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
@@ -149,6 +181,8 @@ def main() -> int:
     print(f"RSS {first:.1f} -> {last:.1f} MB; slope over the last {judged_s / 60:.0f} min:")
     print(f"  {slope:+.2f} MB / 10 min (limit 1.0)")
     print("  " + ", ".join(f"{k} {lo}-{hi}" for k, (lo, hi) in spread.items()))
+    if args.tracemalloc:
+        print_growth(args.tracemalloc, settled_fraction=1 - judged_s / duration_s)
     if args.out:
         args.out.write_text(json.dumps({"samples": samples, "slope_mb_per_10min": slope}))
     return 0 if slope <= 1.0 else 1
