@@ -1,6 +1,11 @@
 import pytest
 
-from vigil.pipeline.stream import IllegalTransitionError, StreamState, StreamStatus
+from vigil.pipeline.stream import (
+    IllegalTransitionError,
+    LatencyWindow,
+    StreamState,
+    StreamStatus,
+)
 
 S = StreamState
 
@@ -51,6 +56,19 @@ def test_transition_if_checks_the_current_state():
 def test_stream_stats_latency_percentiles():
     status = StreamStatus("cam", "x")
     assert status.stats.latency_percentile_ms(50) is None
-    status.stats.latencies_s.extend([0.010] * 98 + [0.5, 0.5])
+    for latency in [0.010] * 98 + [0.5, 0.5]:
+        status.stats.latencies_s.append(latency)
     assert status.stats.latency_percentile_ms(50) == pytest.approx(10)
     assert status.stats.latency_percentile_ms(99) == pytest.approx(500)
+
+
+def test_latency_window_keeps_the_last_frames_in_fixed_memory():
+    window = LatencyWindow(size=100)
+    before = window._values.nbytes
+    for _ in range(1000):
+        window.append(5.0)  # an old, slow phase...
+    for _ in range(100):
+        window.append(0.02)  # ...entirely overwritten by the last 100 frames
+    assert len(window) == 100
+    assert window.percentile_ms(100) == pytest.approx(20)
+    assert window._values.nbytes == before
