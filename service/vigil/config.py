@@ -106,6 +106,12 @@ class PipelineSettings(_Model):
     max_streams: int = Field(
         256, ge=1, le=100_000, description="Streams beyond this many are refused (HTTP 429)"
     )
+    heap_trim_interval_s: float | None = Field(
+        30.0,
+        gt=0,
+        description="Hand freed heap memory back to the OS this often (glibc malloc_trim); "
+        "null: never",
+    )
 
 
 class GpuSettings(_Model):

@@ -23,6 +23,7 @@ from vigil.events.c2d import make_command_consumer
 from vigil.events.kafka import make_kafka_sink
 from vigil.events.schema import PlaceInfo
 from vigil.events.sinks import EventSink, JsonlSink
+from vigil.heap import HeapTrimmer
 from vigil.infer.errors import InferError
 from vigil.infer.model import ModelInfo
 from vigil.infer.registry import ModelFormat, ModelRegistry, RegistryError
@@ -230,6 +231,10 @@ async def _runtime(
             )
         )
     await pipeline.start()
+    interval = settings.pipeline.heap_trim_interval_s
+    trimmer = HeapTrimmer(interval) if interval else None
+    if trimmer:
+        trimmer.start()
     if recovery:
         recovery.start()
     if kafka:
@@ -251,6 +256,8 @@ async def _runtime(
             recovery,
         )
     finally:
+        if trimmer:
+            await trimmer.close()
         if recovery:
             await recovery.close()
         if commands:
