@@ -253,7 +253,7 @@ async def contention(
     the pipeline: NVDEC decoding of the streams, and/or GPU preprocessing of 1080p NV12
     batches paced at (b)'s rate. Shows what sharing the GPU with Triton's processes costs."""
     from vigil.frame import Frame, PixelFormat
-    from vigil.preprocess.base import InputFormat
+    from vigil.infer.tensors import InputFormat
     from vigil.preprocess.gpu import GpuPreprocessor
     from vigil.sources.nvdec import NvdecFileSource
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vigil.config import GpuSettings, SourceSettings
-from vigil.infer.shm import SlotRing, SystemShmRing, TensorSpec
-from vigil.preprocess.base import InputFormat, Preprocessor
+from vigil.infer.shm import SlotRing, SystemShmRing
+from vigil.infer.tensors import InputFormat, TensorSpec
+from vigil.preprocess.base import Preprocessor
 from vigil.sources.base import Source
 from vigil.specs import StreamSpec
 

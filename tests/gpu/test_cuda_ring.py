@@ -7,7 +7,8 @@ import pytest
 
 from vigil.infer import cuda_shm
 from vigil.infer.cuda_shm import CudaSharedMemoryError, CudaShmRing, allocated_regions
-from vigil.infer.shm import TensorSpec, new_prefix
+from vigil.infer.shm import new_prefix
+from vigil.infer.tensors import TensorSpec
 
 pytestmark = pytest.mark.gpu
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vigil.frame import Frame, PixelFormat
-from vigil.preprocess.base import InputFormat, Layout
+from vigil.infer.tensors import InputFormat, Layout
 from vigil.preprocess.cpu import CpuPreprocessor
 from vigil.preprocess.gpu import GpuPreprocessor
 

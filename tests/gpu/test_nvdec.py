@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vigil.preprocess.base import InputFormat, Layout
+from vigil.infer.tensors import InputFormat, Layout
 from vigil.preprocess.gpu import GpuPreprocessor
 from vigil.sources.nvdec import NvdecFileSource, nvdec_unavailable_reason
 

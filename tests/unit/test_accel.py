@@ -10,8 +10,8 @@ import pytest
 from vigil.accel import CPU_PATH, AccelerationError, GpuProbe, choose_acceleration
 from vigil.config import GpuSettings
 from vigil.frame import Frame, PixelFormat
-from vigil.infer.shm import SHM_DIR, SlotRing, SystemShmRing, TensorSpec, new_prefix
-from vigil.preprocess.base import InputFormat, Layout
+from vigil.infer.shm import SHM_DIR, SlotRing, SystemShmRing, new_prefix
+from vigil.infer.tensors import InputFormat, Layout, TensorSpec
 from vigil.preprocess.cpu import CpuPreprocessor
 
 GPU_HOST = GpuProbe(cuda=None, nvdec=None)

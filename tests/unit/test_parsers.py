@@ -30,7 +30,7 @@ from vigil.events.schema import FULL_SCHEMA_PATH, PlaceInfo
 from vigil.frame import Frame
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import TensorSpec
+from vigil.infer.tensors import TensorSpec
 from vigil.masks import MASKS, InstanceMask
 from vigil.parsers import make_parser
 from vigil.parsers.base import Cluster

@@ -5,8 +5,8 @@ import pytest
 
 from vigil.frame import Frame
 from vigil.infer.errors import UnsupportedModelError
-from vigil.infer.shm import TensorSpec
-from vigil.preprocess.cpu import CpuPreprocessor, InputFormat, Layout
+from vigil.infer.tensors import InputFormat, Layout, TensorSpec
+from vigil.preprocess.cpu import CpuPreprocessor
 
 
 def frame(value: int) -> Frame:

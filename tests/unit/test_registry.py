@@ -12,8 +12,8 @@ import pytest
 
 from tests.support.swap_models import VERSION_1, tiny_detector, tiny_repository
 from vigil.infer.registry import ModelFormat, ModelRegistry, RegistryError, format_of
-from vigil.infer.shm import TensorSpec
 from vigil.infer.signature import Signature, read_onnx_signature
+from vigil.infer.tensors import TensorSpec
 from vigil.ota import OverrideError, parse_override
 from vigil.triton.materializer import read_model_config
 

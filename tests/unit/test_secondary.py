@@ -11,7 +11,8 @@ from vigil.detections import ATTRIBUTES, Detections
 from vigil.frame import Frame
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import SHM_DIR, Slot, TensorSpec
+from vigil.infer.shm import SHM_DIR, Slot
+from vigil.infer.tensors import TensorSpec
 from vigil.pipeline.secondary import SecondaryClassifier, SecondaryStage
 
 F32 = np.dtype(np.float32)

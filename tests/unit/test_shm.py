@@ -7,11 +7,11 @@ from vigil.infer.shm import (
     SHM_DIR,
     SharedMemoryRegion,
     SystemShmRing,
-    TensorSpec,
     new_prefix,
     remove_segments_with_prefix,
     remove_stale_segments,
 )
+from vigil.infer.tensors import TensorSpec
 
 IMAGE = TensorSpec("image", np.dtype(np.uint8), (30, 40, 3))
 BOXES = TensorSpec("boxes", np.dtype(np.float32), (10, 4))

@@ -3,7 +3,7 @@ import pytest
 
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import TensorSpec
+from vigil.infer.tensors import TensorSpec
 from vigil.parsers import make_parser
 from vigil.parsers.ssd import SsdParser
 

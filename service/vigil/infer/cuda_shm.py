@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from vigil.infer.shm import SlotRing, TensorSpec
+from vigil.infer.shm import SlotRing
+from vigil.infer.tensors import TensorSpec
 
 
 class CudaSharedMemoryError(RuntimeError):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import triton_to_np_dtype
 
-from vigil.infer.shm import TensorSpec
+from vigil.infer.tensors import TensorSpec
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,8 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import triton_to_np_dtype
 
 from vigil.infer.errors import InferError, UnsupportedModelError
-from vigil.infer.shm import TensorSpec
 from vigil.infer.signature import Signature, SignatureError, read_onnx_signature
-from vigil.preprocess.cpu import InputFormat
+from vigil.infer.tensors import InputFormat, TensorSpec
 from vigil.triton.errors import RepositoryError
 from vigil.triton.materializer import read_model_config, repository_models
 

@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vigil.infer.tensors import TensorSpec
+
 log = logging.getLogger(__name__)
 
 SHM_DIR = Path("/dev/shm")
@@ -158,20 +160,6 @@ class SharedMemoryRegion:
                 log.debug("views of %s still alive; unmapped when they are collected", self.name)
         with contextlib.suppress(FileNotFoundError):
             (SHM_DIR / self.name).unlink()
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A named tensor of one batch item: dtype and shape without the batch dimension."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[int, ...]
-
-    @property
-    def item_bytes(self) -> int:
-        """Bytes of one batch item."""
-        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.infer.shm import TensorSpec
+from vigil.infer.tensors import TensorSpec
 
 #: A dimension the file leaves open (dynamic); matches any size.
 DYNAMIC = -1

@@ -27,9 +27,8 @@ import numpy as np
 from vigil.detections import Detections
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import TensorSpec
+from vigil.infer.tensors import InputFormat, TensorSpec
 from vigil.parsers.nms import nms
-from vigil.preprocess.cpu import InputFormat
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ import numpy as np
 from vigil.detections import Detections
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import TensorSpec
+from vigil.infer.tensors import TensorSpec
 from vigil.parsers.base import Parser, clip_boxes, cxcywh_to_xyxy, model_param
 
 

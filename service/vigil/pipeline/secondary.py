@@ -43,8 +43,8 @@ from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import SystemShmRing, new_prefix
+from vigil.infer.tensors import InputFormat, Layout
 from vigil.parsers.base import model_param
-from vigil.preprocess.cpu import InputFormat, Layout
 
 log = logging.getLogger(__name__)
 

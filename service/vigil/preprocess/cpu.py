@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 
 from vigil.frame import Frame
-from vigil.preprocess.base import InputFormat, Layout
+from vigil.infer.tensors import InputFormat, Layout
 
-__all__ = ["CpuPreprocessor", "InputFormat", "Layout"]
+__all__ = ["CpuPreprocessor"]
 
 
 class CpuPreprocessor:

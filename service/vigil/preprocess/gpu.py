@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from vigil.frame import Frame, PixelFormat
-from vigil.preprocess.base import InputFormat, Layout
+from vigil.infer.tensors import InputFormat, Layout
 from vigil.preprocess.nv12_kernel import fused_nv12
 
 # BT.601 limited range: RGB = Y' * 1.164 + chroma terms (Y' = Y - 16, U' = U - 128, V' = V - 128)
