@@ -36,10 +36,11 @@ from rich.table import Table
 
 from vigil.config import Settings
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import SystemShmRing, new_prefix
+from vigil.infer.shm import SystemShmRing
 from vigil.infer.tensors import InputFormat
 from vigil.jobs import file_spec, run_streams
 from vigil.preprocess.cpu import CpuPreprocessor
+from vigil.shm_segments import new_prefix
 from vigil.sources.file import FileSource
 from vigil.triton.runtime import TritonConnection, connect
 

@@ -58,10 +58,10 @@ from vigil.config import Settings  # noqa: E402
 from vigil.infer import cuda_shm  # noqa: E402
 from vigil.infer.cuda_shm import CudaShmRing  # noqa: E402
 from vigil.infer.model import ModelInfo  # noqa: E402
-from vigil.infer.shm import new_prefix  # noqa: E402
 from vigil.jobs import file_spec, run_streams  # noqa: E402
 from vigil.parsers import make_parser  # noqa: E402
 from vigil.runtime import open_runtime  # noqa: E402
+from vigil.shm_segments import new_prefix  # noqa: E402
 from vigil.specs import StreamSpec  # noqa: E402
 from vigil.triton.runtime import TritonConnection, connect  # noqa: E402
 

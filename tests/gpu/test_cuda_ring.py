@@ -7,8 +7,8 @@ import pytest
 
 from vigil.infer import cuda_shm
 from vigil.infer.cuda_shm import CudaSharedMemoryError, CudaShmRing, allocated_regions
-from vigil.infer.shm import new_prefix
 from vigil.infer.tensors import TensorSpec
+from vigil.shm_segments import new_prefix
 
 pytestmark = pytest.mark.gpu
 

@@ -22,9 +22,9 @@ from vigil.config import Settings
 from vigil.infer import cuda_shm
 from vigil.infer.client import TritonClient
 from vigil.infer.cuda_shm import allocated_regions
-from vigil.infer.shm import new_prefix
 from vigil.jobs import file_spec, run_streams
 from vigil.runtime import open_runtime
+from vigil.shm_segments import new_prefix
 from vigil.triton.runtime import connect
 from vigil.triton.server import EmbeddedTriton
 

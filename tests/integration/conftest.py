@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.rtsp import RtspCamera, rtsp_server_available
 from vigil.config import Settings
-from vigil.infer.shm import new_prefix
+from vigil.shm_segments import new_prefix
 from vigil.triton.materializer import materialize
 from vigil.triton.server import EmbeddedTriton
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import SAMPLE_VIDEO
-from vigil.infer.shm import SHM_DIR
+from vigil.shm_segments import SHM_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,9 +26,9 @@ from vigil.config import Settings
 from vigil.events.schema import Event
 from vigil.events.sinks import EventSink
 from vigil.infer.registry import RegistryError
-from vigil.infer.shm import SHM_DIR
 from vigil.lifecycle import SwapError
 from vigil.runtime import Runtime, open_runtime
+from vigil.shm_segments import SHM_DIR
 from vigil.specs import StreamSpec
 
 pytestmark = pytest.mark.integration

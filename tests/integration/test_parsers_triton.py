@@ -32,11 +32,12 @@ from vigil.config import Settings
 from vigil.detections import Detections
 from vigil.events.schema import FULL_SCHEMA_PATH
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import SystemShmRing, new_prefix
+from vigil.infer.shm import SystemShmRing
 from vigil.jobs import file_spec, run_streams
 from vigil.masks import MASKS
 from vigil.parsers import make_parser
 from vigil.pipeline.stream import StreamState
+from vigil.shm_segments import new_prefix
 from vigil.triton.runtime import TritonConnection, connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

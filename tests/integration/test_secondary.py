@@ -23,10 +23,10 @@ from jsonschema import Draft202012Validator
 from tests.support.tiny_models import TinyModel, color_classifier_model, write_repository
 from vigil.config import SecondaryModelSettings, Settings
 from vigil.events.schema import FULL_SCHEMA_PATH
-from vigil.infer.shm import SHM_DIR
 from vigil.jobs import file_spec, run_streams
 from vigil.pipeline.stream import StreamState
 from vigil.runtime import Runtime
+from vigil.shm_segments import SHM_DIR
 from vigil.triton.runtime import TritonConnection, connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

@@ -10,9 +10,10 @@ import pytest
 from vigil.accel import CPU_PATH, AccelerationError, GpuProbe, choose_acceleration
 from vigil.config import GpuSettings
 from vigil.frame import Frame, PixelFormat
-from vigil.infer.shm import SHM_DIR, SlotRing, SystemShmRing, new_prefix
+from vigil.infer.shm import SlotRing, SystemShmRing
 from vigil.infer.tensors import InputFormat, Layout, TensorSpec
 from vigil.preprocess.cpu import CpuPreprocessor
+from vigil.shm_segments import SHM_DIR, new_prefix
 
 GPU_HOST = GpuProbe(cuda=None, nvdec=None)
 GPU_NO_NVDEC = GpuProbe(cuda=None, nvdec="PyNvVideoCodec cannot be used: libnvcuvid.so.1 missing")

@@ -26,11 +26,12 @@ from vigil.events.schema import Event, PlaceInfo
 from vigil.frame import Frame
 from vigil.infer.errors import InferError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import SHM_DIR, Slot
+from vigil.infer.shm import Slot
 from vigil.infer.tensors import TensorSpec
 from vigil.parsers.base import Parser
 from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.stream import StreamStatus
+from vigil.shm_segments import SHM_DIR
 from vigil.specs import StreamSpec
 from vigil.triton.errors import TritonDiedError
 

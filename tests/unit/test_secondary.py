@@ -11,9 +11,10 @@ from vigil.detections import ATTRIBUTES, Detections
 from vigil.frame import Frame
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import SHM_DIR, Slot
+from vigil.infer.shm import Slot
 from vigil.infer.tensors import TensorSpec
 from vigil.pipeline.secondary import SecondaryClassifier, SecondaryStage
+from vigil.shm_segments import SHM_DIR
 
 F32 = np.dtype(np.float32)
 PRIMARY = ModelInfo("det", "1", 8, [], [], labels=["person", "car"])

@@ -3,15 +3,14 @@ import os
 import numpy as np
 import pytest
 
-from vigil.infer.shm import (
+from vigil.infer.shm import SharedMemoryRegion, SystemShmRing
+from vigil.infer.tensors import TensorSpec
+from vigil.shm_segments import (
     SHM_DIR,
-    SharedMemoryRegion,
-    SystemShmRing,
     new_prefix,
     remove_segments_with_prefix,
     remove_stale_segments,
 )
-from vigil.infer.tensors import TensorSpec
 
 IMAGE = TensorSpec("image", np.dtype(np.uint8), (30, 40, 3))
 BOXES = TensorSpec("boxes", np.dtype(np.float32), (10, 4))

@@ -22,7 +22,8 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from vigil.infer.errors import InferError, ModelLoadError, ModelNotFoundError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import NAME_PREFIX, Slot, pid_alive
+from vigil.infer.shm import Slot
+from vigil.shm_segments import NAME_PREFIX, pid_alive
 
 log = logging.getLogger(__name__)
 

@@ -161,7 +161,7 @@ class CudaShmRing(SlotRing):
     """A ring of slots in CUDA memory shared with Triton (GPU hosts).
 
     Args:
-        prefix: Name prefix from :func:`~vigil.infer.shm.new_prefix`; slot ``i`` is
+        prefix: Name prefix from :func:`~vigil.shm_segments.new_prefix`; slot ``i`` is
             ``<prefix>_<i>``.
         slots: Number of slots (= requests that can be in flight).
         max_batch: Batch items per slot.

@@ -6,9 +6,10 @@ output tensors. A ring of slots (one per request in flight) is created and regis
 Triton once; preprocessing writes straight into a free slot, and parsing reads the outputs
 from it before the slot goes back to the ring.
 
-Every region is named ``vigil_<pid>_<token>_...``. The process that creates a region
-removes it (:meth:`SharedMemoryRegion.close`); regions whose creating process has died
-(killed with SIGKILL, say) are removed by :func:`remove_stale_segments` at the next start.
+Every region is named ``vigil_<pid>_<token>_...`` (:mod:`vigil.shm_segments`). The process that
+creates a region removes it (:meth:`SharedMemoryRegion.close`); regions whose creating process
+has died (killed with SIGKILL, say) are removed by
+:func:`~vigil.shm_segments.remove_stale_segments` at the next start.
 
 The ring logic (:class:`SlotRing`, :class:`Slot`) does not care where a region lives:
 :class:`SystemShmRing` makes POSIX regions here, :class:`~vigil.infer.cuda_shm.CudaShmRing`
@@ -24,61 +25,18 @@ import contextlib
 import logging
 import mmap
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from vigil.infer.tensors import TensorSpec
+from vigil.shm_segments import SHM_DIR
 
 log = logging.getLogger(__name__)
 
-SHM_DIR = Path("/dev/shm")
-NAME_PREFIX = "vigil_"
 _ALIGN = 64
-
-
-def new_prefix(purpose: str) -> str:
-    """A unique segment-name prefix owned by this process: ``vigil_<pid>_<token>_<purpose>``."""
-    return f"{NAME_PREFIX}{os.getpid()}_{secrets.token_hex(4)}_{purpose}"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_segments_with_prefix(prefix: str) -> int:
-    """Unlink every ``/dev/shm`` entry whose name starts with ``prefix``; returns the count."""
-    removed = 0
-    for entry in SHM_DIR.glob(f"{prefix}*"):
-        with contextlib.suppress(FileNotFoundError):
-            entry.unlink()
-            removed += 1
-    return removed
-
-
-def remove_stale_segments() -> list[str]:
-    """Unlink Vigil segments whose creating process no longer exists; returns their names."""
-    removed = []
-    for entry in SHM_DIR.glob(f"{NAME_PREFIX}*"):
-        pid_text = entry.name[len(NAME_PREFIX) :].split("_", 1)[0]
-        if pid_text.isdigit() and not pid_alive(int(pid_text)):
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-                removed.append(entry.name)
-    if removed:
-        log.warning("removed %d stale shared-memory segments: %s", len(removed), removed[:5])
-    return removed
 
 
 class Region(Protocol):

@@ -50,7 +50,7 @@ from vigil.frame import Frame
 from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import Slot, SlotRing, new_prefix
+from vigil.infer.shm import Slot, SlotRing
 from vigil.infer.tensors import InputFormat
 from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
@@ -59,6 +59,7 @@ from vigil.pipeline.queues import DropPolicy, FrameQueue
 from vigil.pipeline.route import Route
 from vigil.pipeline.secondary import SecondaryStage
 from vigil.pipeline.stream import StreamStatus
+from vigil.shm_segments import new_prefix
 from vigil.specs import StreamSpec
 from vigil.stages.base import FrameResult, StageChain
 

@@ -42,9 +42,10 @@ from vigil.frame import Frame
 from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import SystemShmRing, new_prefix
+from vigil.infer.shm import SystemShmRing
 from vigil.infer.tensors import InputFormat, Layout
 from vigil.parsers.base import model_param
+from vigil.shm_segments import new_prefix
 
 log = logging.getLogger(__name__)
 

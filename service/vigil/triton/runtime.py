@@ -14,7 +14,7 @@ from pathlib import Path
 from vigil.accel import Acceleration
 from vigil.config import Settings
 from vigil.infer.client import TritonClient
-from vigil.infer.shm import new_prefix, remove_stale_segments
+from vigil.shm_segments import new_prefix, remove_stale_segments
 from vigil.triton.materializer import materialize, materialize_version
 from vigil.triton.server import EmbeddedTriton, TritonPorts, reap_orphaned_backend_stubs
 

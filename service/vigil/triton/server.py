@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vigil.children import death_signal_prefix
-from vigil.infer.shm import NAME_PREFIX, pid_alive, remove_segments_with_prefix
+from vigil.shm_segments import NAME_PREFIX, pid_alive, remove_segments_with_prefix
 from vigil.triton.errors import (
     TritonDiedError,
     TritonNotInstalledError,
