@@ -42,7 +42,7 @@ from vigil.jobs import file_spec, run_streams
 from vigil.preprocess.cpu import CpuPreprocessor
 from vigil.shm_segments import new_prefix
 from vigil.sources.file import FileSource
-from vigil.triton.runtime import TritonConnection, connect
+from vigil.triton_connection import TritonConnection, connect
 
 
 def decode_only(video: Path) -> tuple[int, float]:

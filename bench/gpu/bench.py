@@ -63,7 +63,7 @@ from vigil.parsers import make_parser  # noqa: E402
 from vigil.runtime import open_runtime  # noqa: E402
 from vigil.shm_segments import new_prefix  # noqa: E402
 from vigil.specs import StreamSpec  # noqa: E402
-from vigil.triton.runtime import TritonConnection, connect  # noqa: E402
+from vigil.triton_connection import TritonConnection, connect  # noqa: E402
 
 # --- measurement helpers -------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from vigil.events.sinks import EventSink
 from vigil.pipeline.stream import StreamState, StreamStatus
 from vigil.runtime import Runtime, open_runtime
 from vigil.specs import StreamSpec
-from vigil.triton.runtime import TritonConnection
+from vigil.triton_connection import TritonConnection
 
 
 @dataclass

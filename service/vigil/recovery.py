@@ -34,7 +34,7 @@ from vigil.infer.errors import InferError
 from vigil.pipeline.runner import Pipeline
 from vigil.pipeline.stream import StreamStatus
 from vigil.triton.errors import TritonDiedError, TritonServerError
-from vigil.triton.runtime import TritonConnection
+from vigil.triton_connection import TritonConnection
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from vigil.stages.analytics import AnalyticsStage
 from vigil.stages.base import Stage, StageChain
 from vigil.stages.secondary import ClassifyTracksStage
 from vigil.stages.tracking import TrackingStage
-from vigil.triton.runtime import TritonConnection, connect
+from vigil.triton_connection import TritonConnection, connect
 
 log = logging.getLogger(__name__)
 

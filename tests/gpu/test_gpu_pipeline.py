@@ -25,8 +25,8 @@ from vigil.infer.cuda_shm import allocated_regions
 from vigil.jobs import file_spec, run_streams
 from vigil.runtime import open_runtime
 from vigil.shm_segments import new_prefix
-from vigil.triton.runtime import connect
 from vigil.triton.server import EmbeddedTriton
+from vigil.triton_connection import connect
 
 pytestmark = pytest.mark.gpu
 

@@ -38,7 +38,7 @@ from vigil.masks import MASKS
 from vigil.parsers import make_parser
 from vigil.pipeline.stream import StreamState
 from vigil.shm_segments import new_prefix
-from vigil.triton.runtime import TritonConnection, connect
+from vigil.triton_connection import TritonConnection, connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

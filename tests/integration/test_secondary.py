@@ -27,7 +27,7 @@ from vigil.jobs import file_spec, run_streams
 from vigil.pipeline.stream import StreamState
 from vigil.runtime import Runtime
 from vigil.shm_segments import SHM_DIR
-from vigil.triton.runtime import TritonConnection, connect
+from vigil.triton_connection import TritonConnection, connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -18,7 +18,7 @@ from vigil.config import Settings
 from vigil.events.schema import Event
 from vigil.jobs import file_spec, run_streams
 from vigil.specs import StreamSpec
-from vigil.triton.runtime import TritonConnection, connect
+from vigil.triton_connection import TritonConnection, connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -1,4 +1,9 @@
-"""Get a working Triton connection, embedded or external, and clean it up afterwards."""
+"""Get a working Triton connection, embedded or external, and clean it up afterwards.
+
+This is where the server side (:mod:`vigil.triton`: the embedded server and its repository)
+meets the client side (:mod:`vigil.infer`); it sits above both so that neither package imports
+the other's user.
+"""
 
 from __future__ import annotations
 
