@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vigil.accel import Acceleration, AccelerationError, choose_acceleration
 from vigil.analytics import AnalyticsConfig
+from vigil.classifiers import open_secondary_classifiers
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
 from vigil.events.c2d import make_command_consumer
@@ -32,7 +33,6 @@ from vigil.metrics import AnalyticsCollector, KafkaCollector, PipelineMetrics, S
 from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
-from vigil.pipeline.secondary import open_secondary
 from vigil.pipeline.worker import ReconnectPolicy
 from vigil.recovery import TritonRecovery
 from vigil.sources.confine import FileRoots
@@ -166,7 +166,7 @@ async def _runtime(
         raise AccelerationError(
             "secondary: classifiers need frames in host memory; set gpu.decode to cpu"
         )
-    secondary = await open_secondary(triton.client, model, settings.secondary)
+    secondary = await open_secondary_classifiers(triton.client, model, settings.secondary)
     stages: list[Stage] = []
     if settings.tracking.enabled:
         stages.append(TrackingStage(settings.tracking))

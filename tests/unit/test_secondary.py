@@ -6,6 +6,7 @@ import numpy as np
 import pydantic
 import pytest
 
+from vigil.classifiers import SecondaryClassifier, SecondaryClassifiers
 from vigil.config import SecondaryModelSettings
 from vigil.detections import ATTRIBUTES, Detections
 from vigil.frame import Frame
@@ -13,7 +14,6 @@ from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import Slot
 from vigil.infer.tensors import TensorSpec
-from vigil.pipeline.secondary import SecondaryClassifier, SecondaryStage
 from vigil.shm_segments import SHM_DIR
 
 F32 = np.dtype(np.float32)
@@ -117,7 +117,7 @@ async def test_secondary_interval_carries_results_to_frames_in_between(tracker):
 
 async def test_secondary_stage_keeps_detections_when_the_classifier_fails():
     sgie = classifier(FakeClient(fail=True))
-    stage = SecondaryStage([sgie])
+    stage = SecondaryClassifiers([sgie])
     try:
         result = await stage.run([frame("a", 0)], [dets()])
     finally:

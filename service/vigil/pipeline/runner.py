@@ -41,6 +41,7 @@ from typing import TypeVar
 import numpy as np
 
 from vigil.accel import CPU_PATH, Acceleration
+from vigil.classifiers import SecondaryClassifiers
 from vigil.config import PipelineSettings
 from vigil.detections import Detections
 from vigil.events.builder import EventBuilder
@@ -57,7 +58,6 @@ from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
 from vigil.pipeline.route import Route
-from vigil.pipeline.secondary import SecondaryStage
 from vigil.pipeline.stream import StreamStatus
 from vigil.shm_segments import new_prefix
 from vigil.specs import StreamSpec
@@ -113,7 +113,7 @@ class Pipeline:
         settings: PipelineSettings,
         watchdog: Callable[[], None] | None = None,
         metrics: PipelineMetrics | None = None,
-        secondary: SecondaryStage | None = None,
+        secondary: SecondaryClassifiers | None = None,
         acceleration: Acceleration = CPU_PATH,
         chain: StageChain | None = None,
     ) -> None:

@@ -1,7 +1,7 @@
 """Secondary classifiers on tracked objects: each track is classified once.
 
 Untracked streams classify in the emitter (every due frame, see
-:mod:`vigil.pipeline.secondary`). With a tracker, a track's attributes are known once it has
+:mod:`vigil.classifiers`). With a tracker, a track's attributes are known once it has
 been classified, so only tracks without attributes are cropped and sent; every later frame of
 the track carries the remembered attributes, and they follow the track through occlusions
 and predicted frames. A failed request leaves those tracks unclassified, to be tried on the
@@ -14,8 +14,8 @@ import asyncio
 
 import numpy as np
 
+from vigil.classifiers import SecondaryClassifiers
 from vigil.detections import ATTRIBUTES, Detections
-from vigil.pipeline.secondary import SecondaryStage
 from vigil.stages.base import FrameResult, Stage
 from vigil.track import PREDICTED, TrackChangeKind
 
@@ -31,7 +31,7 @@ class ClassifyTracksStage(Stage):
 
     name = "secondary"
 
-    def __init__(self, secondary: SecondaryStage, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, secondary: SecondaryClassifiers, loop: asyncio.AbstractEventLoop) -> None:
         self.secondary = secondary
         self.loop = loop
         self._known: dict[str, dict[int, dict[str, str]]] = {}

@@ -294,7 +294,7 @@ class SecondaryClassifier:
             self._remembered.popitem(last=False)
 
 
-class SecondaryStage:
+class SecondaryClassifiers:
     """The configured classifiers, run one after another on each primary batch.
 
     Args:
@@ -326,12 +326,12 @@ class SecondaryStage:
             await classifier.stop()
 
 
-async def open_secondary(
+async def open_secondary_classifiers(
     client: TritonClient, primary: ModelInfo, settings: Sequence[SecondaryModelSettings]
-) -> SecondaryStage | None:
+) -> SecondaryClassifiers | None:
     """Load the configured classifiers (None when there are none).
 
-    Their shared memory is made on the first batch; :meth:`SecondaryStage.stop` frees it.
+    Their shared memory is made on the first batch; :meth:`SecondaryClassifiers.stop` frees it.
 
     Raises:
         ModelNotFoundError: a classifier is not in the repository.
@@ -343,7 +343,7 @@ async def open_secondary(
     for item in settings:
         model = await client.load_model(item.name)
         classifiers.append(SecondaryClassifier(client, model, primary, item))
-    return SecondaryStage(classifiers)
+    return SecondaryClassifiers(classifiers)
 
 
 def _attribute_column(dets: Detections) -> np.ndarray:
