@@ -18,6 +18,7 @@ from pathlib import Path
 from vigil.accel import Acceleration, AccelerationError, choose_acceleration
 from vigil.analytics import AnalyticsConfig
 from vigil.classifiers import open_secondary_classifiers
+from vigil.collectors import AnalyticsCollector, KafkaCollector, StreamCollector
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
 from vigil.events.c2d import make_command_consumer
@@ -29,7 +30,7 @@ from vigil.infer.errors import InferError
 from vigil.infer.model import ModelInfo
 from vigil.infer.registry import ModelFormat, ModelRegistry, RegistryError
 from vigil.lifecycle import ModelCommands, ModelLifecycle, read_state
-from vigil.metrics import AnalyticsCollector, KafkaCollector, PipelineMetrics, StreamCollector
+from vigil.metrics import PipelineMetrics
 from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.runner import Pipeline
