@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 
 from vigil.events.applied import AppliedCommands
-from vigil.events.outbox import (
-    FullPolicy,
-    Outbox,
-    OutboxClosedError,
-    OutboxCorruptError,
-    OutboxLockedError,
-    record_size,
-)
+from vigil.events.outbox import FullPolicy, Outbox, record_size
+from vigil.sqlite_file import SqliteFileClosedError, SqliteFileCorruptError, SqliteFileLockedError
 
 TOPIC = "t"  # 1 byte, so that a record of value length n costs n + 1 (+ key)
 
@@ -289,14 +283,14 @@ def test_outbox_when_the_directory_is_missing_creates_it(tmp_path: Path):
 
 
 def test_outbox_when_the_file_is_open_elsewhere_raises_locked(path: Path):
-    with Outbox(path, max_bytes=1000), pytest.raises(OutboxLockedError, match=str(path)):
+    with Outbox(path, max_bytes=1000), pytest.raises(SqliteFileLockedError, match=str(path)):
         Outbox(path, max_bytes=1000)
 
 
 def test_outbox_when_the_file_is_not_a_database_raises_corrupt_naming_it(path: Path):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"this is not SQLite" * 1000)
-    with pytest.raises(OutboxCorruptError, match=str(path)) as info:
+    with pytest.raises(SqliteFileCorruptError, match=str(path)) as info:
         Outbox(path, max_bytes=1000)
     assert info.value.path == path
 
@@ -306,7 +300,7 @@ def test_outbox_when_the_file_is_another_database_raises_corrupt(path: Path):
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE other (x)")
     conn.close()
-    with pytest.raises(OutboxCorruptError, match="not a Vigil file"):
+    with pytest.raises(SqliteFileCorruptError, match="not a Vigil file"):
         Outbox(path, max_bytes=1000)
 
 
@@ -315,9 +309,9 @@ def test_outbox_when_closed_close_is_idempotent_and_use_raises(path: Path):
     box.close()
     box.close()
     assert box.closed
-    with pytest.raises(OutboxClosedError):
+    with pytest.raises(SqliteFileClosedError):
         box.append([rec(0)])
-    with pytest.raises(OutboxClosedError):
+    with pytest.raises(SqliteFileClosedError):
         box.peek(1)
 
 
@@ -526,5 +520,5 @@ def test_applied_commands_when_closed_close_is_idempotent_and_use_raises(tmp_pat
     applied = AppliedCommands(tmp_path / "applied.db")
     applied.close()
     applied.close()
-    with pytest.raises(OutboxClosedError):
+    with pytest.raises(SqliteFileClosedError):
         applied.seen("c1")

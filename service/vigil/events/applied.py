@@ -18,12 +18,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from vigil.events.outbox import (
-    SqliteFile,
-    check_application,
-    transaction,
-    translate_errors,
-)
+from vigil.sqlite_file import SqliteFile, check_application, transaction, translate_errors
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS applied_commands (
@@ -49,9 +44,9 @@ class AppliedCommands(SqliteFile):
         synchronous: ``"normal"`` or ``"full"``.
 
     Raises:
-        OutboxCorruptError: The file exists but is not a usable Vigil file.
-        OutboxLockedError: Another process has it open.
-        OutboxError: It could not be opened for another reason.
+        SqliteFileCorruptError: The file exists but is not a usable Vigil file.
+        SqliteFileLockedError: Another process has it open.
+        SqliteFileError: It could not be opened for another reason.
     """
 
     _what = "the command-id store"

@@ -632,7 +632,7 @@ def make_kafka_sink(settings: Settings) -> KafkaSink:
 
     Raises:
         KafkaConfigError: the TLS/SASL settings cannot work (checked before anything starts).
-        OutboxError: the outbox file cannot be opened.
+        SqliteFileError: the outbox file cannot be opened.
     """
     kafka = settings.kafka
     client_options(kafka)  # fail fast on missing certificate or password files

@@ -20,53 +20,20 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal
+
+from vigil.sqlite_file import SqliteFile, check_application, transaction, translate_errors
 
 log = logging.getLogger(__name__)
 
-#: ``PRAGMA application_id`` of the files this package creates ("VIGL").
-APPLICATION_ID = 0x5649474C
-_SCHEMA_VERSION = 1
 # SQLite's default limit on the number of ``?`` in one statement is 32766; stay well below it.
 _ACK_CHUNK = 500
 _OVERSIZE_LOG_INTERVAL_S = 60.0
-
-
-class OutboxError(RuntimeError):
-    """An outbox (or applied-commands) file could not be opened or used.
-
-    Attributes:
-        path: The SQLite file.
-        reason: What went wrong.
-    """
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
-class OutboxCorruptError(OutboxError):
-    """The file is not a SQLite database, is damaged, or belongs to another application.
-
-    The file is left as it is: move it aside (its events may be recoverable with
-    ``sqlite3 FILE .recover``) and start with a new one.
-    """
-
-
-class OutboxLockedError(OutboxError):
-    """Another process has the file open; only one process may own an outbox."""
-
-
-class OutboxClosedError(OutboxError):
-    """The outbox was used after ``close()``."""
 
 
 @dataclass(frozen=True)
@@ -146,96 +113,6 @@ def record_size(topic: str, key: bytes | None, value: bytes) -> int:
     return len(topic.encode()) + (len(key) if key is not None else 0) + len(value)
 
 
-def connect(path: Path, synchronous: Literal["normal", "full"]) -> sqlite3.Connection:
-    """Open (creating it and its directory if needed) a SQLite file owned by this process.
-
-    WAL mode with exclusive locking: no ``-shm`` file, no other process can open the file while
-    this connection lives, and the lock is released by the OS if the process dies.
-
-    Raises:
-        OutboxLockedError: Another process has the file open.
-        OutboxCorruptError: The file is not a usable SQLite database.
-        OutboxError: Anything else (permissions, full disk...).
-    """
-    if synchronous not in ("normal", "full"):
-        raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutboxError(path, f"cannot create the directory: {e}") from e
-    with translate_errors(path, "open"):
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
-    try:
-        with translate_errors(path, "open"):
-            # Must precede the switch to WAL, so that SQLite keeps the WAL index in the heap.
-            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise OutboxError(path, f"cannot switch to WAL mode (journal_mode={mode})")
-            conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            # Truncate the WAL back to this size after each checkpoint instead of letting it
-            # keep its high-water mark.
-            conn.execute("PRAGMA journal_size_limit=67108864")
-            conn.execute("PRAGMA foreign_keys=OFF")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def check_application(conn: sqlite3.Connection, path: Path) -> None:
-    """Stamp a new file as ours, or check that an existing one is ours and of a known version.
-
-    Call inside a write transaction, before creating tables.
-    """
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {
-        r[0]
-        for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")
-        if not r[0].startswith("sqlite_")
-    }
-    if app_id == 0 and not tables:
-        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        return
-    if app_id != APPLICATION_ID:
-        raise OutboxCorruptError(
-            path, f"not a Vigil file (application_id={app_id:#x}, tables={sorted(tables)})"
-        )
-    if version != _SCHEMA_VERSION:
-        raise OutboxError(path, f"schema version {version}, this build knows {_SCHEMA_VERSION}")
-
-
-@contextmanager
-def translate_errors(path: Path, action: str) -> Iterator[None]:
-    """Turn ``sqlite3`` errors into ``OutboxError`` subclasses that name the file."""
-    try:
-        yield
-    except sqlite3.Error as e:
-        code = getattr(e, "sqlite_errorname", "")
-        reason = f"{action} failed: {e} ({code})" if code else f"{action} failed: {e}"
-        if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-            raise OutboxCorruptError(path, reason) from e
-        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-            raise OutboxLockedError(path, f"{reason}; is another Vigil process using it?") from e
-        raise OutboxError(path, reason) from e
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: never reused after deletes
@@ -249,47 +126,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 _INSERT = "INSERT INTO outbox (topic, key, value, created_at, size) VALUES (?, ?, ?, ?, ?)"
 
 
-class SqliteFile:
-    """A Vigil SQLite file with one connection behind a lock; closed idempotently.
-
-    Subclasses call :meth:`_open` in ``__init__`` and use the connection from
-    :meth:`_require_open` with ``self._lock`` held.
-    """
-
-    path: Path
-    _what = "the file"
-
-    def _open(self, path: Path, synchronous: Literal["normal", "full"]) -> sqlite3.Connection:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = connect(self.path, synchronous)
-        return self._conn
-
-    @property
-    def closed(self) -> bool:
-        """Whether ``close()`` was called."""
-        return self._conn is None
-
-    def close(self) -> None:
-        """Close the file (idempotent); what it stores stays for the next open."""
-        with self._lock:
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                with translate_errors(self.path, "close"):
-                    conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _require_open(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise OutboxClosedError(self.path, f"{self._what} is closed")
-        return self._conn
-
-
 class Outbox(SqliteFile):
     """A bounded, durable FIFO of Kafka records in one SQLite file.
 
@@ -301,7 +137,7 @@ class Outbox(SqliteFile):
     disks).
 
     Ownership: the file is opened in exclusive locking mode, so a second process (or a second
-    ``Outbox`` on the same file) gets ``OutboxLockedError``. Within the process, one instance is
+    ``Outbox`` on the same file) gets ``SqliteFileLockedError``. Within the process, one instance is
     safe to share between threads (one connection behind a lock). Only one consumer should peek
     and ack; two would send the same records twice.
 
@@ -319,9 +155,9 @@ class Outbox(SqliteFile):
         synchronous: ``"normal"`` or ``"full"``, see above.
 
     Raises:
-        OutboxCorruptError: The file exists but is not a usable Vigil outbox.
-        OutboxLockedError: Another process has it open.
-        OutboxError: It could not be opened for another reason (permissions, full disk...).
+        SqliteFileCorruptError: The file exists but is not a usable Vigil outbox.
+        SqliteFileLockedError: Another process has it open.
+        SqliteFileError: It could not be opened for another reason (permissions, full disk...).
     """
 
     _what = "the outbox"
@@ -378,7 +214,7 @@ class Outbox(SqliteFile):
 
         Raises:
             TypeError: A topic is not a str, or a key or value is not bytes.
-            OutboxError: The write failed; nothing of the batch was stored.
+            SqliteFileError: The write failed; nothing of the batch was stored.
         """
         if not records:
             return 0
@@ -450,7 +286,7 @@ class Outbox(SqliteFile):
                 batch while the previous one is still waiting for its acks.
 
         Raises:
-            OutboxError: The read failed.
+            SqliteFileError: The read failed.
         """
         if limit <= 0:
             return []
@@ -481,7 +317,7 @@ class Outbox(SqliteFile):
             How many records were deleted.
 
         Raises:
-            OutboxError: The delete failed; nothing was deleted.
+            SqliteFileError: The delete failed; nothing was deleted.
         """
         wanted = sorted(set(seqs))
         if not wanted:
