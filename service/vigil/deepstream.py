@@ -5,7 +5,7 @@ DeepStream adds and removes sensors with ``{"key": "sensor", "value": {"camera_i
 "headers": {...}}``. These models accept exactly what DeepStream accepts (``event`` in place of
 ``value``; unknown keys only inside ``metadata`` and ``headers``). The REST router
 (:mod:`vigil.api.routers.deepstream`) and the command processor
-(:mod:`vigil.events.commands`) both use them, so the two accept the same bodies.
+(:mod:`vigil.commands.processor`) both use them, so the two accept the same bodies.
 
 Camera ids: DeepStream accepts any string as ``camera_id``; a Vigil stream id must match
 ``^[A-Za-z0-9][A-Za-z0-9._-]*$`` and have at most 64 characters. :func:`stream_id_for` maps

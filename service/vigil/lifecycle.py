@@ -165,7 +165,7 @@ class ModelLifecycle:
         """Whether a swap is running."""
         return self._lock.locked()
 
-    # --- the ModelLifecycle protocol of the command processor ------------------------------
+    # --- requests: REST, OTA, and Kafka commands (through ModelCommands) --------------------
 
     async def swap(
         self,
@@ -418,7 +418,7 @@ class ModelLifecycle:
 
 
 class ModelCommands:
-    """The Kafka command processor's view of the lifecycle (its ``ModelLifecycle``)."""
+    """The Kafka command processor's view of the lifecycle (its ``ModelControl``)."""
 
     rejections: tuple[type[Exception], ...] = (SwapError, RegistryError)
 

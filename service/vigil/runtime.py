@@ -19,9 +19,9 @@ from vigil.accel import Acceleration, AccelerationError, choose_acceleration
 from vigil.analytics import AnalyticsConfig
 from vigil.classifiers import open_secondary_classifiers
 from vigil.collectors import AnalyticsCollector, KafkaCollector, StreamCollector
+from vigil.commands.consumer import make_command_consumer
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
-from vigil.events.c2d import make_command_consumer
 from vigil.events.kafka import make_kafka_sink
 from vigil.events.schema import PlaceInfo
 from vigil.events.sinks import EventSink, JsonlSink

@@ -17,15 +17,14 @@ from typing import Any, Literal
 
 import pytest
 
-from vigil.deepstream import stream_id_for
-from vigil.events.commands import (
-    DEAD_LETTER_KEEP_BYTES,
+from vigil.commands.dead_letters import DEAD_LETTER_KEEP_BYTES, dead_letter_record
+from vigil.commands.processor import (
     REJECTION_REASONS,
     CommandOutcome,
     CommandProcessor,
     CommandRejected,
-    dead_letter_record,
 )
+from vigil.deepstream import stream_id_for
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.sources.confine import FileNotAllowedError
 from vigil.sources.errors import SourceError
@@ -107,7 +106,7 @@ class ModelRefusedError(Exception):
 
 
 class FakeModels:
-    """ModelLifecycle that records swaps and added versions; can fail."""
+    """ModelControl that records swaps and added versions; can fail."""
 
     rejections: tuple[type[Exception], ...] = (ModelRefusedError,)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil.events.applied import AppliedCommands
+from vigil.commands.applied import AppliedCommands
 from vigil.events.outbox import FullPolicy, Outbox, record_size
 from vigil.sqlite_file import SqliteFileClosedError, SqliteFileCorruptError, SqliteFileLockedError
 

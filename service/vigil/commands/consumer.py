@@ -1,7 +1,7 @@
 """Cloud-to-device: consume commands from Kafka, apply them, dead-letter what is invalid.
 
 Each message of the commands topic goes through
-:class:`~vigil.events.commands.CommandProcessor`. A rejected message is published to the
+:class:`~vigil.commands.processor.CommandProcessor`. A rejected message is published to the
 dead-letter topic with its reason, and the consumer moves on; one bad message never stops
 the others. Offsets are committed after each message is handled (applied, duplicate or
 dead-lettered), so a restart resumes where it stopped — and a command that carries a
@@ -19,15 +19,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from vigil.commands.applied import AppliedCommands
+from vigil.commands.dead_letters import dead_letter_record
+from vigil.commands.processor import CommandProcessor, CommandRejected, ModelControl, StreamControl
 from vigil.config import KafkaSettings, Settings
-from vigil.events.applied import AppliedCommands
-from vigil.events.commands import (
-    CommandProcessor,
-    CommandRejected,
-    ModelLifecycle,
-    StreamControl,
-    dead_letter_record,
-)
 from vigil.events.kafka import client_options, ensure_topics
 from vigil.retry import FailureRun
 
@@ -151,7 +146,7 @@ class CommandConsumer:
 
 
 def make_command_consumer(
-    settings: Settings, streams: StreamControl, models: ModelLifecycle | None = None
+    settings: Settings, streams: StreamControl, models: ModelControl | None = None
 ) -> CommandConsumer | None:
     """The command consumer, if ``kafka.commands.enabled``: streams come and go through
     ``streams``, model versions through ``models``; recording is refused (``unsupported``)

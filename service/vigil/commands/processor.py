@@ -1,90 +1,44 @@
-"""Cloud-to-device commands: parse, validate and apply one raw message; build dead letters.
+"""Applying cloud-to-device commands: parse, validate and apply one raw message.
 
 This module knows nothing of Kafka. A consumer hands each message's value to
-:meth:`CommandProcessor.process`, which applies it or raises :class:`CommandRejected` with one
-of :data:`REJECTION_REASONS`; the consumer then publishes :func:`dead_letter_record` for the
+:meth:`CommandProcessor.process`, which validates it against the models of
+:mod:`vigil.commands.messages` (the accepted forms are described there) and applies it through
+the interfaces below, or raises :class:`CommandRejected` with one of :data:`REJECTION_REASONS`;
+the consumer then publishes a :func:`~vigil.commands.dead_letters.dead_letter_record` for the
 rejected ones.
 
-Accepted messages (UTF-8 JSON objects, at most ``max_message_bytes``):
-
-DeepStream smart record (``deepstream-test5``'s ``[message-consumer]``, parsed by
-``nvds_c2d_parse_cloud_message`` in ``apps-common/src/deepstream_c2d_msg_util.c``, and by
-Service Maker's ``Cloud2DeviceReceiver::handleMessage``)::
-
-    {"command": "start-recording", "start": "2020-05-18T20:02:00.051Z",
-     "end": "2020-05-18T20:02:02.851Z", "sensor": {"id": "cam-1"}}
-    {"command": "stop-recording", "sensor": {"id": "cam-1"}}
-
-Read as DeepStream reads it:
-
-* ``command`` may be left out: DeepStream then takes the message for ``start-recording``.
-  Vigil does so when the object has a ``sensor`` member (every message DeepStream accepts has).
-* ``sensor.id`` is required: a non-empty string (surrounding whitespace is dropped, as test5
-  does). It names a stream, mapped like a DeepStream ``camera_id``
-  (:func:`~vigil.deepstream.stream_id_for`); an unknown one is rejected.
-* ``start`` is required for ``start-recording``; ``end`` is optional (left out: record until a
-  ``stop-recording``, or the recorder's default duration). Both are UTC times of the form
-  ``YYYY-MM-DDTHH:MM:SS`` with optional fraction and zone (``Z``, ``+HH:MM``). A start in the
-  past reaches back into the recorder's cache; DeepStream starts a future one now. An ``end``
-  before ``start`` is taken as no end, as DeepStream clamps the duration to zero.
-* Unknown members are ignored (DeepStream reads only the ones above).
-
-Differences, all on the strict side: a zone offset is honoured (DeepStream ignores it and
-reads the time as UTC), and a malformed ``start``/``end`` on ``stop-recording`` is refused
-(DeepStream does not read them there; Vigil passes them to the recorder).
-
-Stream add/remove, in Vigil's form (``stream`` is the body of ``POST /api/v1/streams``)::
-
-    {"command": "add-stream", "stream": {"id": "cam-1", "url": "rtsp://host/stream"}}
-    {"command": "remove-stream", "id": "cam-1"}
-
-or in DeepStream's (the body of ``POST /api/v1/stream/add`` or ``/remove``, recognised by
-``"key": "sensor"``; ``value.change`` says which)::
-
-    {"key": "sensor", "value": {"camera_id": "cam-1", "camera_url": "rtsp://host/stream",
-     "change": "camera_add"}, "headers": {...}}
-
-Model swap, and adding a version from a path on the server (optionally swapping to it)::
-
-    {"command": "swap-model", "model": "detector", "version": 3, "allow_replan": false}
-    {"command": "add-model-version", "model": "detector", "path": "/models/new.onnx",
-     "sha256": "...", "swap": true}
-
-Any of them may carry ``"command_id"`` (1-128 characters): with an
-:class:`AppliedCommandStore` configured, a command with an id is applied at most once.
-Vigil's own forms and DeepStream's sensor form refuse unknown members.
+Any message may carry ``"command_id"``: with an :class:`AppliedCommandStore` configured, a
+command with an id is applied at most once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import codecs
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    StrictBool,
-    ValidationError,
-    WithJsonSchema,
-    model_validator,
+from pydantic import BaseModel, ValidationError
+
+from vigil.commands.messages import (
+    COMMAND_MODELS,
+    AddModelVersionCommand,
+    AddStreamCommand,
+    CommandKind,
+    DeepStreamSensorAdd,
+    DeepStreamSensorRemove,
+    RemoveStreamCommand,
+    SmartRecordCommand,
+    SwapModelCommand,
 )
-
-from vigil.deepstream import StreamAddRequest, StreamRemoveRequest, stream_id_for
+from vigil.deepstream import stream_id_for
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.sources.confine import FileNotAllowedError
-from vigil.specs import StreamId, StreamSpec
+from vigil.specs import StreamSpec
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +60,8 @@ RejectionReason = Literal[
 REJECTION_REASONS: tuple[str, ...] = get_args(RejectionReason)
 """Every reason :class:`CommandRejected` can give, e.g. for metrics labels."""
 
-CommandKind = Literal[
-    "start-recording",
-    "stop-recording",
-    "add-stream",
-    "remove-stream",
-    "swap-model",
-    "add-model-version",
-]
-COMMAND_KINDS: tuple[str, ...] = get_args(CommandKind)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
-DEAD_LETTER_KEEP_BYTES = 4 * 1024
-DEAD_LETTER_SCHEMA = "vigil.dead-letter/1"
 
 _ADD_CHANGES = ("camera_add", "camera_streaming")
 _REMOVE_CHANGE = "camera_remove"
@@ -144,176 +87,7 @@ class CommandRejected(Exception):  # noqa: N818 (a rejection, not an error in Vi
         self.detail = detail
 
 
-# ------------------------------------------------------------------------------------ models
-
-
-def _utc_time(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("must be a string like 2020-05-18T20:02:00.051Z")
-    if not _TIMESTAMP.fullmatch(value):
-        raise ValueError(f"must be a UTC time like 2020-05-18T20:02:00.051Z, got {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as e:
-        raise ValueError(f"not a valid time: {e}") from None
-    # DeepStream reads every time as UTC.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?", re.ASCII
-)
-
-UtcTime = Annotated[
-    datetime,
-    BeforeValidator(_utc_time),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
-    Field(examples=["2020-05-18T20:02:00.051Z"]),
-]
-
-CommandId = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=128,
-        description="Makes the command idempotent: one with an id already applied is skipped",
-        examples=["7f3c2a9e-2d4b-4c1e-9a57-0c2f1e8b6d11"],
-    ),
-]
-
-
-def _model_version(value: object) -> int | Literal["latest"]:
-    if value == "latest":
-        return "latest"
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ValueError(f"must be an integer >= 1 or 'latest', got {value!r}")
-
-
-ModelVersion = Annotated[
-    int | Literal["latest"],
-    PlainValidator(_model_version),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "latest"}]}),
-]
-
-
-class SensorRef(BaseModel):
-    """``sensor`` of a smart-record command (DeepStream reads only ``id``)."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    id: str = Field(
-        min_length=1,
-        max_length=1024,
-        description="The sensor (stream) id; mapped like a DeepStream camera_id",
-        examples=["cam-1"],
-    )
-
-
-class SmartRecordCommand(BaseModel):
-    """DeepStream's smart-record cloud-to-device message (unknown members ignored, as there)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    command: Literal["start-recording", "stop-recording"] = Field(
-        "start-recording", description="Left out: start-recording, as in DeepStream"
-    )
-    start: UtcTime | None = Field(
-        None, description="Required to start: when the recording begins (past: from the cache)"
-    )
-    end: UtcTime | None = Field(
-        None, description="When it ends; left out: at stop-recording (or the default duration)"
-    )
-    sensor: SensorRef
-    command_id: CommandId | None = None
-
-    @model_validator(mode="after")
-    def _check_times(self) -> SmartRecordCommand:
-        if self.command == "start-recording" and self.start is None:
-            raise ValueError("start: Field required (start-recording needs it)")
-        if self.start is not None and self.end is not None and self.end < self.start:
-            # DeepStream clamps the negative duration to 0, which records until stopped.
-            log.warning("smart record end %s is before start %s: ignored", self.end, self.start)
-            self.end = None
-        return self
-
-
-class AddStreamCommand(BaseModel):
-    """Add a stream (``stream`` is the body of ``POST /api/v1/streams``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    command: Literal["add-stream"]
-    stream: StreamSpec
-    command_id: CommandId | None = None
-
-
-class RemoveStreamCommand(BaseModel):
-    """Remove a stream by its Vigil id."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    command: Literal["remove-stream"]
-    id: StreamId
-    command_id: CommandId | None = None
-
-
-class SwapModelCommand(BaseModel):
-    """Replace the model the pipeline serves with another version."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    command: Literal["swap-model"]
-    model: str = Field(
-        min_length=1, max_length=256, description="Model name in the repository", examples=["ssd"]
-    )
-    version: ModelVersion = Field(description="Version number (>= 1) or 'latest'")
-    allow_replan: StrictBool = Field(
-        False, description="Allow a swap that changes the pipeline's input plan"
-    )
-    command_id: CommandId | None = None
-
-
-class AddModelVersionCommand(BaseModel):
-    """Add a model version from a file or directory on the server; optionally swap to it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    command: Literal["add-model-version"]
-    model: str = Field(min_length=1, max_length=256, description="Model name in the repository")
-    path: str = Field(
-        min_length=1, max_length=4096, description="Absolute path of the model file or directory"
-    )
-    sha256: str | None = Field(
-        None, pattern=r"^[0-9a-fA-F]{64}$", description="Expected SHA-256 of the model file"
-    )
-    swap: StrictBool = Field(False, description="Swap to the new version once it is added")
-    allow_replan: StrictBool = Field(False, description="With swap: allow re-planning")
-    command_id: CommandId | None = None
-
-
-class DeepStreamSensorAdd(StreamAddRequest):
-    """DeepStream's ``stream/add`` body, received as a command."""
-
-    command_id: CommandId | None = None
-
-
-class DeepStreamSensorRemove(StreamRemoveRequest):
-    """DeepStream's ``stream/remove`` body, received as a command."""
-
-    command_id: CommandId | None = None
-
-
 _M = TypeVar("_M", bound=BaseModel)
-
-_COMMAND_MODELS: dict[str, type[BaseModel]] = {
-    "start-recording": SmartRecordCommand,
-    "stop-recording": SmartRecordCommand,
-    "add-stream": AddStreamCommand,
-    "remove-stream": RemoveStreamCommand,
-    "swap-model": SwapModelCommand,
-    "add-model-version": AddModelVersionCommand,
-}
 
 
 @dataclass(frozen=True)
@@ -368,7 +142,7 @@ class RecordingHandler(Protocol):
     ) -> None: ...
 
 
-class ModelLifecycle(Protocol):
+class ModelControl(Protocol):
     """Adds model versions and swaps the served model for another version."""
 
     async def swap(self, model: str, version: int | Literal["latest"], allow_replan: bool) -> None:
@@ -428,7 +202,7 @@ class CommandProcessor:
         streams: StreamControl,
         *,
         recording: RecordingHandler | None,
-        models: ModelLifecycle | None,
+        models: ModelControl | None,
         applied: AppliedCommandStore | None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
@@ -504,9 +278,9 @@ class CommandProcessor:
                 "invalid_fields",
                 f"command: Input should be a valid string, got {_clip(repr(command))}",
             )
-        model = _COMMAND_MODELS.get(command)
+        model = COMMAND_MODELS.get(command)
         if model is None:
-            known = ", ".join(repr(k) for k in _COMMAND_MODELS)
+            known = ", ".join(repr(k) for k in COMMAND_MODELS)
             raise CommandRejected(
                 "unknown_command", f"unknown command {_clip(command)!r}; known: {known}"
             )
@@ -697,71 +471,3 @@ def _no_stream(stream_id: str, sensor_id: str) -> str:
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# ------------------------------------------------------------------------------ dead letters
-
-
-def dead_letter_record(
-    raw: bytes,
-    reason: str,
-    detail: str,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    received_at: datetime,
-    oversize_keep_bytes: int = DEAD_LETTER_KEEP_BYTES,
-) -> bytes:
-    """A JSON document that says why a message was rejected and holds the message.
-
-    The message is kept as text when it is valid UTF-8, otherwise base64. An ``oversize``
-    message is cut to its first ``oversize_keep_bytes`` bytes (``message.truncated`` says so;
-    a UTF-8 character is never split); others are kept whole.
-
-    Example::
-
-        record = dead_letter_record(b"[1]", "not_an_object", "expected a JSON object, got an array",
-                                    topic="vigil.commands", partition=0, offset=7, received_at=now)
-        json.loads(record)["message"]
-        # {'encoding': 'utf-8', 'size_bytes': 3, 'kept_bytes': 3, 'truncated': False, 'data': '[1]'}
-
-    Args:
-        raw: The message value as received.
-        reason: The rejection's reason (one of :data:`REJECTION_REASONS`).
-        detail: The rejection's detail.
-        topic: Where the message came from.
-        partition: Its partition.
-        offset: Its offset.
-        received_at: When it was received (a naive time is taken as UTC).
-        oversize_keep_bytes: How much of an oversize message to keep.
-
-    Returns:
-        The document, UTF-8 JSON.
-    """
-    kept = raw[:oversize_keep_bytes] if reason == "oversize" else raw
-    truncated = len(kept) < len(raw)
-    try:
-        # Incremental: a multi-byte character cut by truncation is dropped, not an error.
-        text = codecs.getincrementaldecoder("utf-8")().decode(kept, final=not truncated)
-    except UnicodeDecodeError:
-        encoding, data, kept_bytes = "base64", base64.b64encode(kept).decode("ascii"), len(kept)
-    else:
-        encoding, data, kept_bytes = "utf-8", text, len(text.encode("utf-8"))
-    if received_at.tzinfo is None:
-        received_at = received_at.replace(tzinfo=UTC)
-    record = {
-        "schema": DEAD_LETTER_SCHEMA,
-        "reason": reason,
-        "detail": detail,
-        "source": {"topic": topic, "partition": partition, "offset": offset},
-        "received_at": received_at.astimezone(UTC).isoformat(timespec="milliseconds"),
-        "message": {
-            "encoding": encoding,
-            "size_bytes": len(raw),
-            "kept_bytes": kept_bytes,
-            "truncated": kept_bytes < len(raw),
-            "data": data,
-        },
-    }
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
