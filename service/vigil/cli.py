@@ -27,7 +27,7 @@ from vigil import __version__
 from vigil.config import Settings
 from vigil.infer.errors import InferError
 from vigil.jobs import JobResult, file_spec, run_streams
-from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.pipeline.stream_state import StreamState, StreamStatus
 from vigil.runtime import Runtime
 from vigil.triton.errors import RepositoryError, TritonServerError
 

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from vigil.analytics import AnalyticsCounts
 from vigil.events.kafka import KafkaCounters
-from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.pipeline.stream_state import StreamState, StreamStatus
 
 
 class StreamCollector(Collector):

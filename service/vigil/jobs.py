@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vigil.config import Settings
 from vigil.events.sinks import EventSink
-from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.pipeline.stream_state import StreamState, StreamStatus
 from vigil.runtime import Runtime, open_runtime
 from vigil.specs import StreamSpec
 from vigil.triton_connection import TritonConnection

@@ -36,8 +36,8 @@ from vigil.infer.model import ModelInfo
 from vigil.infer.registry import ModelRegistry, RegistryError, checksum
 from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
+from vigil.pipeline.pipeline import Pipeline
 from vigil.pipeline.route import Route
-from vigil.pipeline.runner import Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from vigil.config import RecoverySettings
 from vigil.infer.client import TritonClient
 from vigil.infer.errors import InferError
-from vigil.pipeline.runner import Pipeline
-from vigil.pipeline.stream import StreamStatus
+from vigil.pipeline.pipeline import Pipeline
+from vigil.pipeline.stream_state import StreamStatus
 from vigil.triton.errors import TritonDiedError, TritonServerError
 from vigil.triton_connection import TritonConnection
 

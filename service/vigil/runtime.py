@@ -33,7 +33,7 @@ from vigil.lifecycle import ModelCommands, ModelLifecycle, read_state
 from vigil.metrics import PipelineMetrics
 from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
-from vigil.pipeline.runner import Pipeline
+from vigil.pipeline.pipeline import Pipeline
 from vigil.pipeline.worker import ReconnectPolicy
 from vigil.recovery import TritonRecovery
 from vigil.sources.confine import FileRoots

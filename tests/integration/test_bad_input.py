@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.helpers import assert_clean, run_vigil
 from vigil.jobs import file_spec, run_streams
-from vigil.pipeline.stream import StreamState
+from vigil.pipeline.stream_state import StreamState
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from tests.support.rtsp import RtspCamera, rtsp_server_available
 from vigil.sources.base import VideoInfo
 from vigil.sources.errors import SourceError
-from vigil.sources.stream import NetworkSource
+from vigil.sources.network import NetworkSource
 
 pytestmark = pytest.mark.integration
 

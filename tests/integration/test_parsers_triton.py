@@ -36,7 +36,7 @@ from vigil.infer.shm import SystemShmRing
 from vigil.jobs import file_spec, run_streams
 from vigil.masks import MASKS
 from vigil.parsers import make_parser
-from vigil.pipeline.stream import StreamState
+from vigil.pipeline.stream_state import StreamState
 from vigil.shm_segments import new_prefix
 from vigil.triton_connection import TritonConnection, connect
 

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from tests.support.sinks import RecordingSink
 from vigil.events.schema import FULL_SCHEMA_PATH
 from vigil.jobs import file_spec, run_streams
-from vigil.pipeline.stream import StreamState
+from vigil.pipeline.stream_state import StreamState
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from tests.support.tiny_models import TinyModel, color_classifier_model, write_r
 from vigil.config import SecondaryModelSettings, Settings
 from vigil.events.schema import FULL_SCHEMA_PATH
 from vigil.jobs import file_spec, run_streams
-from vigil.pipeline.stream import StreamState
+from vigil.pipeline.stream_state import StreamState
 from vigil.runtime import Runtime
 from vigil.shm_segments import SHM_DIR
 from vigil.triton_connection import TritonConnection, connect

@@ -20,7 +20,7 @@ from vigil.api.security import LimitRequestBody
 from vigil.config import ApiSettings, Settings, is_loopback, key_id
 from vigil.infer.registry import RegistryError
 from vigil.pipeline.manager import ManagedStream
-from vigil.pipeline.stream import StreamStatus
+from vigil.pipeline.stream_state import StreamStatus
 from vigil.specs import StreamSpec
 
 KEY, OTHER_KEY = "s3cret-key-number-one", "another-key"

@@ -25,7 +25,7 @@ from vigil.api.routers import deepstream
 from vigil.api.routers.deepstream import STREAM_ID_HEADER, stream_id_for
 from vigil.config import ApiSettings
 from vigil.pipeline.manager import ManagedStream, StreamExistsError, StreamNotFoundError
-from vigil.pipeline.stream import StreamStatus
+from vigil.pipeline.stream_state import StreamStatus
 from vigil.sources.errors import SourceError
 from vigil.specs import StreamSpec
 

@@ -29,8 +29,8 @@ from vigil.infer.model import ModelInfo
 from vigil.infer.shm import Slot
 from vigil.infer.tensors import TensorSpec
 from vigil.parsers.base import Parser
-from vigil.pipeline.runner import Pipeline
-from vigil.pipeline.stream import StreamStatus
+from vigil.pipeline.pipeline import Pipeline
+from vigil.pipeline.stream_state import StreamStatus
 from vigil.shm_segments import SHM_DIR
 from vigil.specs import StreamSpec
 from vigil.triton.errors import TritonDiedError

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vigil.sources.errors import SourceError
-from vigil.sources.stream import NetworkSource, redact_url
+from vigil.sources.network import NetworkSource
+from vigil.sources.urls import redact_url
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import pytest
 
-from vigil.pipeline.stream import (
+from vigil.pipeline.stream_state import (
     IllegalTransitionError,
     LatencyWindow,
     StreamState,

@@ -4,7 +4,7 @@ import pytest
 
 from tests.unit.fakes import ScriptedSource
 from vigil.pipeline.queues import DropPolicy, FrameQueue
-from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.pipeline.stream_state import StreamState, StreamStatus
 from vigil.pipeline.worker import Pacing, ReconnectPolicy, StreamWorker
 
 FAST = ReconnectPolicy(initial_delay_s=0.01, max_delay_s=0.02)

@@ -14,7 +14,7 @@ from vigil.api.hygiene import RejectNonFiniteJson, validation_error
 from vigil.api.routers import analytics, deepstream, deepstream_control, health, models, streams
 from vigil.api.security import AuditLog, LimitRequestBody
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
-from vigil.pipeline.stream import IllegalTransitionError
+from vigil.pipeline.stream_state import IllegalTransitionError
 from vigil.runtime import Runtime
 from vigil.sources.confine import FileNotAllowedError
 

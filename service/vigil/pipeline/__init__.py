@@ -1,1 +1,1 @@
-"""The pipeline: per-stream queues and lifecycle, the cross-stream batcher, the runner."""
+"""The pipeline: per-stream queues and state, the cross-stream batcher, the Pipeline engine."""

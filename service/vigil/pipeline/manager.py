@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigil.pipeline.runner import Pipeline
-from vigil.pipeline.stream import IllegalTransitionError, StreamState, StreamStatus
+from vigil.pipeline.pipeline import Pipeline
+from vigil.pipeline.stream_state import IllegalTransitionError, StreamState, StreamStatus
 from vigil.pipeline.worker import Pacing, ReconnectPolicy, StreamWorker
 from vigil.sources.base import Source
 from vigil.sources.confine import FileRoots

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vigil.pipeline.queues import FrameQueue
-from vigil.pipeline.stream import StreamState, StreamStatus
+from vigil.pipeline.stream_state import StreamState, StreamStatus
 from vigil.retry import FailureRun
 from vigil.sources.base import Source
 from vigil.sources.errors import SourceError

@@ -17,7 +17,7 @@ def ffmpeg_source(
         from vigil.sources.file import FileSource
 
         return FileSource(stream_id, url)
-    from vigil.sources.stream import NetworkSource
+    from vigil.sources.network import NetworkSource
 
     return NetworkSource(
         stream_id, url, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s

@@ -11,9 +11,7 @@ import av
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo, frame_from_av
 from vigil.sources.errors import DecodeErrors, SourceError
-from vigil.sources.urls import REDACTED, redact_url
-
-__all__ = ["REDACTED", "SCHEMES", "NetworkSource", "redact_url"]
+from vigil.sources.urls import redact_url
 
 SCHEMES = ("rtsp", "rtsps", "http", "https")
 
@@ -43,7 +41,7 @@ class NetworkSource(Source):
     the caller's job: close this source and open a new one.
 
     The URL may carry credentials (``rtsp://user:pass@host/...``); they are used to connect
-    and never appear in errors (see :func:`redact_url`).
+    and never appear in errors (see :func:`~vigil.sources.urls.redact_url`).
 
     Threading: like every source, this one is driven from one thread. ``close()`` must not be
     called from another thread while ``frames()`` is blocked in a read: FFmpeg would free the

@@ -58,7 +58,7 @@ from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
 from vigil.pipeline.route import Route
-from vigil.pipeline.stream import StreamStatus
+from vigil.pipeline.stream_state import StreamStatus
 from vigil.shm_segments import new_prefix
 from vigil.specs import StreamSpec
 from vigil.stages.base import FrameResult, StageChain
