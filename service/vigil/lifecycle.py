@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vigil.infer.client import TritonClient
-from vigil.infer.errors import InferError, ModelLoadError, UnsupportedModelError
+from vigil.infer.errors import InferError, ModelLoadError, RegistryError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.registry import ModelRegistry, RegistryError, checksum
+from vigil.infer.registry import ModelRegistry, checksum
 from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.pipeline import Pipeline

@@ -34,7 +34,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vigil.infer.registry import RegistryError
+from vigil.infer.errors import RegistryError
 from vigil.lifecycle import ModelLifecycle, SwapError
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,10 @@ from vigil.events.kafka import make_kafka_sink
 from vigil.events.schema import PlaceInfo
 from vigil.events.sinks import EventSink, JsonlSink
 from vigil.heap import HeapTrimmer
-from vigil.infer.errors import InferError
+from vigil.infer.errors import InferError, RegistryError
 from vigil.infer.model import ModelInfo
-from vigil.infer.registry import ModelFormat, ModelRegistry, RegistryError
+from vigil.infer.model_formats import ModelFormat
+from vigil.infer.registry import ModelRegistry
 from vigil.lifecycle import ModelCommands, ModelLifecycle, read_state
 from vigil.metrics import PipelineMetrics
 from vigil.parsers import make_parser

@@ -25,7 +25,7 @@ from tests.support.swap_models import expected_class, p99, tiny_detector, tiny_r
 from vigil.config import Settings
 from vigil.events.schema import Event
 from vigil.events.sinks import EventSink
-from vigil.infer.registry import RegistryError
+from vigil.infer.errors import RegistryError
 from vigil.lifecycle import SwapError
 from vigil.runtime import Runtime, open_runtime
 from vigil.shm_segments import SHM_DIR

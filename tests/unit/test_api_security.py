@@ -18,7 +18,7 @@ from vigil.api.app import create_app
 from vigil.api.routers.models import has_own_body_limit
 from vigil.api.security import LimitRequestBody
 from vigil.config import ApiSettings, Settings, is_loopback, key_id
-from vigil.infer.registry import RegistryError
+from vigil.infer.errors import RegistryError
 from vigil.pipeline.manager import ManagedStream
 from vigil.pipeline.stream_state import StreamStatus
 from vigil.specs import StreamSpec

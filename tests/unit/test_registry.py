@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from tests.support.swap_models import VERSION_1, tiny_detector, tiny_repository
-from vigil.infer.registry import ModelFormat, ModelRegistry, RegistryError, format_of
+from vigil.infer.errors import RegistryError
+from vigil.infer.model_formats import ModelFormat, format_of
+from vigil.infer.registry import ModelRegistry
 from vigil.infer.signature import Signature, read_onnx_signature
 from vigil.infer.tensors import TensorSpec
 from vigil.ota import OverrideError, parse_override

@@ -1,4 +1,4 @@
-"""Exceptions raised at the boundary with Triton's inference API."""
+"""Exceptions of the inference package: Triton's inference API, and the model registry."""
 
 from __future__ import annotations
 
@@ -26,3 +26,16 @@ class ModelLoadError(InferError):
 
 class UnsupportedModelError(InferError):
     """The model's inputs or outputs do not fit what its parser or preprocessing expects."""
+
+
+class RegistryError(InferError):
+    """A registry request cannot be done.
+
+    Attributes:
+        status: The HTTP status it maps to (404 unknown, 409 conflict, 413 too large,
+            422 invalid content).
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status

@@ -12,31 +12,33 @@ checksum, signature against ``config.pbtxt``), then *renamed* into place in one 
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 import shutil
-import tarfile
 import time
 import uuid
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
-from tritonclient.utils import triton_to_np_dtype
 
-from vigil.infer.errors import InferError, UnsupportedModelError
+from vigil.infer.archives import extract_tar, extract_zip
+from vigil.infer.errors import RegistryError, UnsupportedModelError
+from vigil.infer.model_formats import (
+    FORMAT_RULES,
+    ModelFormat,
+    check_format,
+    declared_signature,
+    format_of,
+    model_filename,
+)
 from vigil.infer.signature import Signature, SignatureError, read_onnx_signature
-from vigil.infer.tensors import InputFormat, TensorSpec
+from vigil.infer.tensors import InputFormat
 from vigil.triton.errors import RepositoryError
 from vigil.triton.materializer import read_model_config, repository_models
 
@@ -45,84 +47,6 @@ log = logging.getLogger(__name__)
 #: Sidecar file Vigil writes into each version it adds.
 METADATA_FILE = "vigil-version.json"
 _STAGING_PREFIX = ".incoming-"
-
-
-class ModelFormat(StrEnum):
-    """Model file formats Triton serves."""
-
-    ONNX = "onnx"
-    TENSORRT = "tensorrt"
-    SAVEDMODEL = "savedmodel"
-    GRAPHDEF = "graphdef"
-    PYTHON = "python"
-
-
-@dataclass(frozen=True)
-class _FormatRule:
-    platforms: tuple[str, ...]
-    backend: str
-    filename: str  # Triton's default file (or directory) name in a version directory
-    directory: bool = False
-
-
-_RULES: dict[ModelFormat, _FormatRule] = {
-    ModelFormat.ONNX: _FormatRule(("onnxruntime_onnx",), "onnxruntime", "model.onnx"),
-    ModelFormat.TENSORRT: _FormatRule(("tensorrt_plan",), "tensorrt", "model.plan"),
-    ModelFormat.SAVEDMODEL: _FormatRule(
-        ("tensorflow_savedmodel",), "tensorflow", "model.savedmodel", directory=True
-    ),
-    ModelFormat.GRAPHDEF: _FormatRule(("tensorflow_graphdef",), "tensorflow", "model.graphdef"),
-    ModelFormat.PYTHON: _FormatRule((), "python", "model.py"),
-}
-
-
-class RegistryError(InferError):
-    """A registry request cannot be done.
-
-    Attributes:
-        status: The HTTP status it maps to (404 unknown, 409 conflict, 413 too large,
-            422 invalid content).
-    """
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def format_of(config: model_config_pb2.ModelConfig) -> ModelFormat:
-    """The file format a model config declares (``platform`` or ``backend``).
-
-    Raises:
-        RepositoryError: a platform/backend Vigil does not know.
-    """
-    for fmt, rule in _RULES.items():
-        if config.platform and config.platform in rule.platforms:
-            return fmt
-    for fmt, rule in _RULES.items():  # backend "tensorflow" alone: SavedModel, Triton's default
-        if config.backend and config.backend == rule.backend:
-            return fmt
-    raise RepositoryError(
-        f"model {config.name!r}: unknown platform/backend {config.platform or config.backend!r}"
-    )
-
-
-def model_filename(config: model_config_pb2.ModelConfig) -> str:
-    """The file (or directory) name Triton looks for in a version directory."""
-    return config.default_model_filename or _RULES[format_of(config)].filename
-
-
-def declared_signature(config: model_config_pb2.ModelConfig) -> Signature:
-    """The inputs and outputs a ``config.pbtxt`` declares (per batch item)."""
-    as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
-
-    def spec(t: dict[str, Any]) -> TensorSpec:
-        dtype = np.dtype(triton_to_np_dtype(t["data_type"].removeprefix("TYPE_")))
-        return TensorSpec(t["name"], dtype, tuple(int(d) for d in t.get("dims", [])))
-
-    return Signature(
-        inputs=tuple(spec(t) for t in as_json.get("input", [])),
-        outputs=tuple(spec(t) for t in as_json.get("output", [])),
-    )
 
 
 @dataclass
@@ -415,9 +339,9 @@ class ModelRegistry:
         try:
             lower = filename.lower()
             if lower.endswith(".zip"):
-                _unzip(upload, staged, self.max_upload_bytes)
+                extract_zip(upload, staged, self.max_upload_bytes)
             elif lower.endswith((".tar", ".tar.gz", ".tgz")):
-                _untar(upload, staged, self.max_upload_bytes)
+                extract_tar(upload, staged, self.max_upload_bytes)
             else:
                 self._place_file(name, upload, staged)
         except BaseException:
@@ -427,7 +351,7 @@ class ModelRegistry:
 
     def _place_file(self, name: str, source: Path, staged: Path) -> None:
         config = self.config(name)
-        rule = _RULES[format_of(config)]
+        rule = FORMAT_RULES[format_of(config)]
         if rule.directory:
             raise RegistryError(
                 f"model {name!r} is a {format_of(config)} model: a version is a directory "
@@ -517,7 +441,7 @@ class ModelRegistry:
         digest = checksum(model_path)
         if sha256 is not None and sha256.lower() != digest:
             raise RegistryError(f"sha256 mismatch: expected {sha256.lower()}, got {digest}", 422)
-        _check_format(fmt, model_path)
+        check_format(fmt, model_path)
         if fmt is ModelFormat.ONNX:
             try:
                 found_sig = read_onnx_signature(model_path, config.max_batch_size > 0)
@@ -553,27 +477,6 @@ def checksum(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _check_format(fmt: ModelFormat, path: Path) -> None:
-    """What can be checked without the format's runtime (ONNX is checked by reading it)."""
-    if fmt is ModelFormat.SAVEDMODEL:
-        if not path.is_dir() or not any(
-            (path / f).is_file() for f in ("saved_model.pb", "saved_model.pbtxt")
-        ):
-            raise RegistryError(
-                f"{path.name} must be a SavedModel directory with saved_model.pb", 422
-            )
-    elif fmt is ModelFormat.PYTHON:
-        try:
-            tree = ast.parse(path.read_text(), filename=path.name)
-        except (SyntaxError, UnicodeDecodeError) as e:
-            raise RegistryError(f"model.py is not valid Python: {e}", 422) from e
-        classes = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
-        if "TritonPythonModel" not in classes:
-            raise RegistryError("model.py must define class TritonPythonModel", 422)
-    elif path.is_dir() or path.stat().st_size == 0:
-        raise RegistryError(f"{path.name} must be a non-empty file", 422)
 
 
 def _input_format(declared: Signature) -> dict[str, Any] | None:
@@ -635,72 +538,3 @@ def _tree_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _member_path(dest: Path, member: str) -> Path:
-    """Where an archive member goes, refusing anything that escapes ``dest``."""
-    pure = PurePosixPath(member)
-    if pure.is_absolute() or ".." in pure.parts or member.startswith(("/", "\\")):
-        raise RegistryError(f"archive member {member!r} escapes the version directory", 422)
-    target = (dest / pure).resolve()
-    if not target.is_relative_to(dest.resolve()):
-        raise RegistryError(f"archive member {member!r} escapes the version directory", 422)
-    return target
-
-
-@dataclass(frozen=True)
-class _Member:
-    """An archive member, whatever the archive format."""
-
-    name: str
-    size: int
-    kind: str  # "file", "dir" or anything else (refused)
-    open: Callable[[], Any]
-
-
-def _extract(members: list[_Member], dest: Path, limit: int) -> None:
-    """Unpack members into ``dest``: sizes checked first, paths confined, links refused."""
-    if sum(m.size for m in members) > limit:
-        raise RegistryError(f"archive content exceeds model.max_upload_bytes ({limit})", 413)
-    for m in members:
-        target = _member_path(dest, m.name)
-        if m.kind == "dir":
-            target.mkdir(parents=True, exist_ok=True)
-        elif m.kind == "file":
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.closing(m.open()) as src, target.open("wb") as out:
-                shutil.copyfileobj(src, out)
-        else:
-            raise RegistryError(f"archive member {m.name!r} is not a file or directory", 422)
-
-
-def _unzip(archive: Path, dest: Path, limit: int) -> None:
-    def kind(info: zipfile.ZipInfo) -> str:
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            return "link"
-        return "dir" if info.is_dir() else "file"
-
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = [
-                _Member(i.filename, i.file_size, kind(i), lambda i=i: zf.open(i))
-                for i in zf.infolist()
-            ]
-            _extract(members, dest, limit)
-    except zipfile.BadZipFile as e:
-        raise RegistryError(f"not a valid zip archive: {e}", 422) from e
-
-
-def _untar(archive: Path, dest: Path, limit: int) -> None:
-    def kind(info: tarfile.TarInfo) -> str:
-        return "dir" if info.isdir() else "file" if info.isfile() else "other"
-
-    try:
-        with tarfile.open(archive) as tf:
-            members = [
-                _Member(i.name, i.size, kind(i), lambda i=i: tf.extractfile(i))
-                for i in tf.getmembers()
-            ]
-            _extract(members, dest, limit)
-    except tarfile.TarError as e:
-        raise RegistryError(f"not a valid tar archive: {e}", 422) from e

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.api.deps import RuntimeDep, require_read_key, require_write_key
 from vigil.api.models import InvalidRequest, Problem
-from vigil.infer.registry import ModelRecord, RegistryError, VersionRecord
+from vigil.infer.errors import RegistryError
+from vigil.infer.registry import ModelRecord, VersionRecord
 from vigil.lifecycle import SwapError, SwapRecord
 from vigil.runtime import Runtime
 
