@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.kafka import TansuBroker
 from vigil.config import KafkaSettings, OutboxSettings
-from vigil.events.kafka import KafkaPublisher, KafkaSink, MemoryBuffer
+from vigil.events.kafka import KafkaSink
+from vigil.events.kafka_publisher import KafkaPublisher
 from vigil.events.outbox import Outbox
+from vigil.events.record_buffer import MemoryBuffer
 from vigil.events.schema import (
     AnalyticsModuleInfo,
     BBox,

@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from vigil.analytics import AnalyticsCounts
-from vigil.events.kafka import KafkaCounters
+from vigil.events.kafka_publisher import KafkaCounters
 from vigil.pipeline.stream_state import StreamState, StreamStatus
 
 

@@ -17,7 +17,8 @@ from jsonschema import Draft202012Validator
 from tests.integration.helpers import ServiceProcess, wait_for
 from tests.support.kafka import TansuBroker, consume_all, kafka_available, tls_broker
 from vigil.config import KafkaSecuritySettings, KafkaSettings, OutboxSettings, Settings
-from vigil.events.kafka import KafkaSink, unpack_records
+from vigil.events.kafka import KafkaSink
+from vigil.events.kafka_publisher import unpack_records
 from vigil.events.schema import FULL_SCHEMA_PATH
 from vigil.jobs import file_spec, run_streams
 from vigil.runtime import Runtime
@@ -241,7 +242,7 @@ async def test_tls_with_wrong_ca_gives_one_clear_error_and_keeps_events(
             key_file=kafka.certs.client_key,
         )
         settings = kafka_settings(settings, tmp_path, kafka.bootstrap, security=security)
-        with caplog.at_level(logging.INFO, logger="vigil.events.kafka"):
+        with caplog.at_level(logging.INFO, logger="vigil.events.kafka_publisher"):
             started = time.monotonic()
             result = await run_streams(
                 settings, [file_spec("cam-a", str(short_clip)).model_copy(update={"max_fps": 5})]

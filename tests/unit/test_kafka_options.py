@@ -7,13 +7,13 @@ import logging
 import pytest
 
 from vigil.config import KafkaSecuritySettings, KafkaSettings, Settings
-from vigil.events.kafka import (
+from vigil.events.kafka_client import (
     KafkaConfigError,
-    MemoryBuffer,
     client_options,
     describe_options,
     producer_options,
 )
+from vigil.events.record_buffer import MemoryBuffer
 
 SECRET = "s3cr3t-Pa55"
 
@@ -132,7 +132,7 @@ def test_memory_buffer_keeps_order_acks_subsets_and_bounds_bytes():
     [[], [(None, b"")], [(b"cam-1", b'{"a":1}'), (None, b"x" * 70_000), (b"", b"y")]],
 )
 def test_pack_unpack_round_trip(records):
-    from vigil.events.kafka import pack_records, unpack_records
+    from vigil.events.kafka_publisher import pack_records, unpack_records
 
     assert unpack_records(pack_records(records)) == [
         (k if k is not None else None, v) for k, v in records

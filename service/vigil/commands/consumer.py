@@ -23,7 +23,7 @@ from vigil.commands.applied import AppliedCommands
 from vigil.commands.dead_letters import dead_letter_record
 from vigil.commands.processor import CommandProcessor, CommandRejected, ModelControl, StreamControl
 from vigil.config import KafkaSettings, Settings
-from vigil.events.kafka import client_options, ensure_topics
+from vigil.events.kafka_client import client_options, ensure_topics
 from vigil.retry import FailureRun
 
 log = logging.getLogger(__name__)
