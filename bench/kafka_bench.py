@@ -35,15 +35,14 @@ from tests.support.kafka import TansuBroker
 from vigil.config import KafkaSettings, OutboxSettings
 from vigil.events.kafka import KafkaSink
 from vigil.events.kafka_publisher import KafkaPublisher
+from vigil.events.object_schema import BBox, ObjectInfo
 from vigil.events.outbox import Outbox
 from vigil.events.record_buffer import MemoryBuffer
 from vigil.events.schema import (
     AnalyticsModuleInfo,
-    BBox,
     Event,
     EventInfo,
     EventType,
-    ObjectInfo,
     PlaceInfo,
     SensorInfo,
 )

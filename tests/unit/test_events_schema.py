@@ -12,16 +12,14 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from pydantic import ValidationError
 
+from vigil.events.object_schema import UNTRACKED_OBJECT_ID, BBox, ObjectInfo
 from vigil.events.schema import (
     FULL_SCHEMA_PATH,
     MINIMAL_SCHEMA_PATH,
-    UNTRACKED_OBJECT_ID,
     AnalyticsModuleInfo,
-    BBox,
     Event,
     EventInfo,
     EventType,
-    ObjectInfo,
     PlaceInfo,
     SensorInfo,
     build_minimal_message,

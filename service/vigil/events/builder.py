@@ -10,15 +10,12 @@ import numpy as np
 
 from vigil.analytics import AnalyticsEvent, ObjectAnalytics
 from vigil.detections import ATTRIBUTES, Detections
+from vigil.events.object_schema import UNTRACKED_OBJECT_ID, BBox, ObjectAnalyticsInfo, ObjectInfo
 from vigil.events.schema import (
-    UNTRACKED_OBJECT_ID,
     AnalyticsModuleInfo,
-    BBox,
     Event,
     EventInfo,
     EventType,
-    ObjectAnalyticsInfo,
-    ObjectInfo,
     PlaceInfo,
     SensorInfo,
 )
