@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from vigil.analytics import AnalyticsConfig
 from vigil.analytics.nvdsanalytics import parse_nvdsanalytics
+from vigil.api.bodies import Problem
 from vigil.api.deps import RuntimeDep, require_read_key, require_write_key
-from vigil.api.models import Problem
 from vigil.runtime import Runtime
 from vigil.specs import StreamId
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from vigil.api.bodies import Health, Live, OutageInfo, Ready
 from vigil.api.deps import RuntimeDep, require_read_key
-from vigil.api.models import Health, Live, OutageInfo, Ready
 from vigil.runtime import Runtime
 
 router = APIRouter(tags=["health"])

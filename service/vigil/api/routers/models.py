@@ -13,8 +13,8 @@ from fastapi import Path as PathParam
 from fastapi import status as http
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.api.bodies import InvalidRequest, Problem
 from vigil.api.deps import RuntimeDep, require_read_key, require_write_key
-from vigil.api.models import InvalidRequest, Problem
 from vigil.infer.errors import RegistryError
 from vigil.infer.registry import ModelRecord, VersionRecord
 from vigil.lifecycle import SwapError, SwapRecord

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response, status
 
+from vigil.api.bodies import Problem, StreamInfo, StreamList
 from vigil.api.deps import RuntimeDep, require_read_key, require_write_key
-from vigil.api.models import Problem, StreamInfo, StreamList
 from vigil.specs import StreamId, StreamPatch, StreamSpec
 
 router = APIRouter(prefix="/api/v1/streams", tags=["streams"])
