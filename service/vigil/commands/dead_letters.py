@@ -1,7 +1,7 @@
 """Dead letters: the record published for a command message that was rejected.
 
-It says why (the rejection's reason and detail), where the message came from, and holds the
-message itself, so nothing a sender wrote is lost.
+It says why (the rejection's reason and detail) and where the message came from, and holds the
+message itself (an oversize one cut to its first bytes), so a sender can see what went wrong.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def dead_letter_record(
 
     Args:
         raw: The message value as received.
-        reason: The rejection's reason (one of :data:`REJECTION_REASONS`).
+        reason: The rejection's reason (one of :data:`~vigil.commands.processor.REJECTION_REASONS`).
         detail: The rejection's detail.
         topic: Where the message came from.
         partition: Its partition.

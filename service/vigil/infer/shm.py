@@ -260,7 +260,8 @@ class SystemShmRing(SlotRing):
     """A ring of slots in system (POSIX) shared memory.
 
     Args:
-        prefix: Name prefix from :func:`new_prefix`; slot ``i`` is ``<prefix>_<i>``.
+        prefix: Name prefix from :func:`~vigil.shm_segments.new_prefix`; slot ``i`` is
+            ``<prefix>_<i>``.
         slots: Number of slots (= requests that can be in flight).
         max_batch: Batch items per slot.
         inputs: Input tensors of one item.
