@@ -63,6 +63,13 @@ class RecoverySettings(_Model):
     max_outage_s: float | None = Field(
         None, gt=0, description="Give up when Triton is not back after this long (unset: never)"
     )
+    restore_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="Deadline of one attempt's restore and warm-up (shared memory, model loads, "
+        "one request); past it the attempt fails and the next begins",
+    )
 
 
 class TritonSettings(_Model):

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from vigil.config import RecoverySettings
-from vigil.infer.client import TritonClient
+from vigil.infer.client import TritonClient, cancelled_under_us
 from vigil.infer.errors import InferError
 from vigil.pipeline.pipeline import Pipeline
 from vigil.pipeline.stream_state import StreamStatus
@@ -137,6 +137,9 @@ class TritonRecovery:
         except RecoveryFailedError as e:
             log.error("%s", e)
             self.pipeline.fail(e)
+        except Exception as e:  # a bug: never leave the pipeline paused with no one watching
+            log.exception("Triton recovery stopped on an unexpected error")
+            self.pipeline.fail(e)
 
     async def _wait_for_failure(self) -> str:
         """Return why Triton is considered down: the embedded process exited, or the server
@@ -189,15 +192,22 @@ class TritonRecovery:
                 try:
                     await self._bring_back(outage)
                     break
-                except (TritonServerError, InferError, OSError) as e:
+                except (Exception, asyncio.CancelledError) as e:
+                    # A gRPC call cancelled under us (its channel closed) fails the attempt;
+                    # only our own cancellation (close()) ends the recovery.
+                    if isinstance(e, asyncio.CancelledError) and not cancelled_under_us():
+                        raise
                     outage.attempts += 1
+                    expected = isinstance(e, TritonServerError | InferError | OSError)
                     # Loud on attempts 1, 2, 4, 8, ...: a long outage does not flood the log.
-                    loud = outage.attempts & (outage.attempts - 1) == 0
+                    # Anything unexpected is a bug: loud, with its traceback, and retried.
+                    loud = outage.attempts & (outage.attempts - 1) == 0 or not expected
                     log.log(
                         logging.WARNING if loud else logging.DEBUG,
                         "Triton recovery attempt %d failed: %s",
                         outage.attempts,
-                        e,
+                        e or type(e).__name__,
+                        exc_info=not expected,
                     )
                     self._check_limits(outage, e)
                     if self.connection.server is not None:  # a failed restart: back off
@@ -250,10 +260,20 @@ class TritonRecovery:
             await self._wait_external(client)
         t1 = time.monotonic()
         phases["server"] = round(t1 - t0, 3)
-        await client.restore()
-        t2 = time.monotonic()
-        phases["restore"] = round(t2 - t1, 3)
-        await self.pipeline.warm_up(self.pipeline.route, rounds=1)
+        # One deadline over both steps: a call that never returns (a server that accepts
+        # and then stalls) fails this attempt instead of hanging the recovery.
+        limit_s, t2 = self.settings.restore_timeout_s, t1
+        try:
+            async with asyncio.timeout(limit_s):
+                await client.restore()
+                t2 = time.monotonic()
+                phases["restore"] = round(t2 - t1, 3)
+                await self.pipeline.warm_up(self.pipeline.route, rounds=1)
+        except TimeoutError:
+            raise InferError(
+                f"restoring Triton at {client.url} took over {limit_s:g} s "
+                "(triton.recovery.restore_timeout_s)"
+            ) from None
         phases["warm_up"] = round(time.monotonic() - t2, 3)
 
     @staticmethod

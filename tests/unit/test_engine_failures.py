@@ -207,3 +207,47 @@ async def test_engine_when_a_request_fails_counts_the_frames_lost_per_stream() -
     assert lost >= 1
     assert status.stats.frames_processed + lost == 8
     assert pipeline.failure is None
+
+
+async def test_engine_when_a_request_is_cancelled_under_it_counts_the_frames_lost() -> None:
+    """Regression for a recovery hang: closing a gRPC channel (recovery retargets the client
+    at every attempt) cancels the calls in flight on it, and their tasks end *cancelled*. The
+    emitter took that for its own cancellation and ended silently, keeping the ring slot; the
+    recovery's warm-up then waited for a slot forever."""
+    client = DyingClient(die_after=1_000_000, rng=random.Random(0))
+    cancelled = iter([True, False])
+
+    async def infer(model: ModelInfo, slot: Slot, batch: int) -> None:
+        if next(cancelled, False):
+            raise asyncio.CancelledError  # what grpc.aio raises when its channel closes
+
+    client.infer = infer  # type: ignore[method-assign]
+    sink = CountingSink()
+    pipeline = Pipeline(
+        client=client,  # type: ignore[arg-type]
+        model=MODEL,
+        parser=EmptyParser(MODEL, 0.5),
+        events=EventBuilder(MODEL, PlaceInfo(id="0"), "test"),
+        sinks=[sink],
+        settings=PipelineSettings(max_batch_size=4, batch_timeout_ms=0, inflight_requests=1),
+    )
+    await pipeline.start()
+    queue = pipeline.make_queue(live=False)
+    status = StreamStatus("s", "fake://s")
+    pipeline.attach(StreamSpec(id="s", url="test://pattern"), status, queue)
+    image = np.zeros((8, 8, 3), np.uint8)
+    for n in range(8):
+        await asyncio.to_thread(
+            queue.put, Frame("s", n, None, time.time(), time.monotonic(), image)
+        )
+    queue.close()
+    async with asyncio.timeout(10):
+        await pipeline.drain()
+    # The warm-up needs a ring slot: with the emitter gone it would wait forever.
+    async with asyncio.timeout(10):
+        await pipeline.warm_up(pipeline.route, rounds=1)
+    await pipeline.stop()
+    lost = status.stats.dropped["infer_error"]
+    assert lost >= 1
+    assert status.stats.frames_processed + lost == 8
+    assert pipeline.failure is None

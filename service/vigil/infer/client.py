@@ -27,6 +27,17 @@ from vigil.shm_segments import NAME_PREFIX, pid_alive
 
 log = logging.getLogger(__name__)
 
+#: How long a replaced channel stays open for the calls still in flight on it.
+RETIRE_GRACE_S = 30.0
+
+
+def cancelled_under_us() -> bool:
+    """Whether a ``CancelledError`` just caught came from the awaited call, not from
+    cancelling the current task: grpc.aio cancels the calls in flight on a channel that
+    closes, and their awaiters see a bare ``CancelledError``."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
+
 
 class TritonClient:
     """One gRPC connection to a Triton server.
@@ -48,14 +59,34 @@ class TritonClient:
         # given the same again.
         self.loaded: dict[str, frozenset[int]] = {}
         self._slots: dict[str, Slot] = {}  # registered shared-memory regions, by name
+        # Channels that retarget() replaced, each closing after a grace.
+        self._retired: dict[aioclient.InferenceServerClient, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and the channels that :meth:`retarget` replaced)."""
+        retired, self._retired = self._retired, {}
+        for task in retired.values():
+            task.cancel()
+        await asyncio.gather(*retired.values(), return_exceptions=True)
+        for old in retired:
+            await old.close()
         await self._client.close()
 
     async def retarget(self, url: str) -> None:
-        """Talk to the server at ``url`` from now on (a restarted server on new ports)."""
+        """Talk to the server at ``url`` from now on (a restarted server on new ports).
+
+        The old channel closes after :data:`RETIRE_GRACE_S`, not at once: closing it would
+        cancel the calls in flight on it (an inference request, a readiness check of the
+        REST API), and a cancelled call is not a failed one to its caller.
+        """
         old, self._client, self.url = self._client, aioclient.InferenceServerClient(url), url
+        self._retired[old] = asyncio.create_task(
+            self._close_later(old), name="triton-channel-retire"
+        )
+
+    async def _close_later(self, old: aioclient.InferenceServerClient) -> None:
+        await asyncio.sleep(RETIRE_GRACE_S)
+        self._retired.pop(old, None)
         await old.close()
 
     async def is_live(self, timeout_s: float = 2.0) -> bool:
@@ -346,6 +377,12 @@ class TritonClient:
             )
         except InferenceServerException as e:
             raise InferError(f"inference on {model.name!r} failed: {e.message()}") from e
+        except asyncio.CancelledError:
+            if not cancelled_under_us():
+                raise
+            raise InferError(
+                f"inference on {model.name!r} failed: its connection to Triton was closed"
+            ) from None
 
     async def statistics(self, name: str) -> dict[str, Any]:
         """Triton's inference statistics for a model (JSON form)."""

@@ -48,7 +48,7 @@ from vigil.events.builder import EventBuilder
 from vigil.events.schema import Event
 from vigil.events.sinks import EventSink
 from vigil.frame import Frame
-from vigil.infer.client import TritonClient
+from vigil.infer.client import TritonClient, cancelled_under_us
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import Slot, SlotRing
@@ -425,10 +425,16 @@ class Pipeline:
         if item.task is not None and item.slot is not None:
             try:
                 await item.task
-            except InferError as e:
+            except (InferError, asyncio.CancelledError) as e:
+                # A request cancelled under us (its gRPC channel closed) is a lost batch like
+                # a failed one; ending here as if *we* were cancelled would stop the emitter
+                # silently and keep the slot, and the next warm-up would wait for it forever.
+                if isinstance(e, asyncio.CancelledError) and not cancelled_under_us():
+                    raise
                 route.ring.release(item.slot)
                 self.watchdog()
-                log.error("batch of %d frames lost on %s: %s", len(inferred), route.label, e)
+                reason = e if isinstance(e, InferError) else "its connection to Triton closed"
+                log.error("batch of %d frames lost on %s: %s", len(inferred), route.label, reason)
                 for frame in inferred:
                     status = self.streams.get(frame.stream_id)
                     if status is not None:
