@@ -28,6 +28,7 @@ from vigil.config import Settings
 from vigil.infer.errors import InferError
 from vigil.jobs import JobResult, file_spec, run_streams
 from vigil.pipeline.stream_state import StreamState, StreamStatus
+from vigil.plugins.discovery import PluginError
 from vigil.runtime import Runtime
 from vigil.triton.errors import RepositoryError, TritonServerError
 
@@ -218,7 +219,7 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
             refresher = asyncio.create_task(view.run())
             result = await run_streams(settings, specs, on_start=view.attach)
             view.refresh(list(result.streams.values()))
-    except (InferError, TritonServerError, RepositoryError) as e:
+    except (InferError, TritonServerError, RepositoryError, PluginError) as e:
         console.print(f"[red]error:[/red] {e}", markup=False, highlight=False)
         return EXIT_JOB_FAILED
     finally:
@@ -237,7 +238,7 @@ def _serve(settings: Settings, console: Console) -> int:
 
     try:
         return asyncio.run(serve(settings))
-    except (InferError, TritonServerError, RepositoryError) as e:
+    except (InferError, TritonServerError, RepositoryError, PluginError) as e:
         console.print(f"[red]error:[/red] {e}", markup=False, highlight=False)
         return EXIT_JOB_FAILED
 

@@ -22,7 +22,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from vigil.specs import StreamSpec
+from vigil.specs import PluginRef, StageRef, StreamSpec
 from vigil.track import TrackerSettings
 
 TRITON_VERSION = "2.51.0"
@@ -479,6 +479,16 @@ class Settings(BaseSettings):
         description="Secondary classifiers on crops of detections (JSON list of {name, "
         "attribute, operate_on_classes, min_size_px, interval, max_batch, "
         "confidence_threshold}); see docs/parsers.md",
+    )
+    stages: list[StageRef] = Field(
+        default_factory=list,
+        description="Plugin stages every stream runs, in order, after tracking and analytics "
+        "(JSON list of {plugin, options, budget_ms}); see docs/plugins.md",
+    )
+    sinks: list[PluginRef] = Field(
+        default_factory=list,
+        description="Plugin event sinks, after Kafka and the JSONL file (JSON list of "
+        "{plugin, options}); see docs/plugins.md",
     )
 
     @classmethod

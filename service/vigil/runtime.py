@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -36,6 +37,8 @@ from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.pipeline import Pipeline
 from vigil.pipeline.worker import ReconnectPolicy
+from vigil.plugins.discovery import PluginInfo, describe, find_parser, instantiate
+from vigil.plugins.stages import PluginMetrics, PluginStages
 from vigil.recovery import TritonRecovery
 from vigil.sources.confine import FileRoots
 from vigil.sources.urls import redact_url
@@ -64,6 +67,8 @@ class Runtime:
         models: Swaps and rolls back the served model version.
         analytics: Per-stream analytics (configure through ``pipeline.in_chain``).
         recovery: Brings Triton back after a failure (None with recovery off).
+        plugins: The plugin stages (global and per stream).
+        plugin_sinks: The plugin sinks of the settings.
     """
 
     settings: Settings
@@ -77,6 +82,23 @@ class Runtime:
     acceleration: Acceleration
     analytics: AnalyticsStage
     recovery: TritonRecovery | None = None
+    plugins: PluginStages | None = None
+    plugin_sinks: list[PluginInfo] = dataclasses.field(default_factory=list)
+
+    def plugin_list(self) -> list[dict[str, object]]:
+        """Every plugin in use (parser, stages, sinks) with its version, for the health
+        endpoint."""
+        parser = type(self.pipeline.route.parser)
+        found: list[dict[str, object]] = []
+        if not parser.__module__.startswith("vigil."):
+            info = describe("parser", self.pipeline.model.parser, parser)
+            found.append({"kind": "parser", "name": info.name, "class": info.cls,
+                          "version": info.version})  # fmt: skip
+        if self.plugins is not None:
+            found += self.plugins.plugins()
+        found += [{"kind": i.kind, "name": i.name, "class": i.cls, "version": i.version}
+                  for i in self.plugin_sinks]  # fmt: skip
+        return found
 
     @property
     def model(self) -> ModelInfo:
@@ -151,18 +173,22 @@ async def _runtime(
     except InferError:
         await _raise_if_died(triton)
         raise
-    parser = make_parser(model, settings.model.confidence_threshold)
+    parser = make_parser(model, settings.model.confidence_threshold, find_parser)
+    metrics = PipelineMetrics()
+    # Plugins first: a bad reference stops the start before anything else is opened.
+    plugin_stages = PluginStages(settings.stages, PluginMetrics(metrics.registry))
+    loaded_sinks = [instantiate("sink", ref) for ref in settings.sinks]
     # Kafka first: an event is in the durable outbox before any other sink has seen it.
     kafka = make_kafka_sink(settings) if settings.kafka.bootstrap_servers else None
     jsonl = JsonlSink(settings.events.jsonl_path) if settings.events.jsonl_path else None
     sinks: list[EventSink] = [s for s in (kafka, jsonl) if s is not None] + list(extra_sinks)
+    sinks += [sink for sink, _ in loaded_sinks]
     builder = EventBuilder(
         model,
         PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),
         settings.events.analytics_module_id,
         video_path=lambda sid: _redacted(manager.get(sid).spec.url) if sid in manager else "",
     )
-    metrics = PipelineMetrics()
     if settings.secondary and acceleration.decode == "gpu":
         # Crops are cut with OpenCV in host memory; NVDEC frames never leave the GPU.
         raise AccelerationError(
@@ -176,6 +202,7 @@ async def _runtime(
             stages.append(ClassifyTracksStage(secondary, asyncio.get_running_loop()))
     analytics = AnalyticsStage()
     stages.append(analytics)
+    stages.append(plugin_stages)
     pipeline = Pipeline(
         client=triton.client,
         model=model,
@@ -197,6 +224,7 @@ async def _runtime(
         ReconnectPolicy(**reconnect.model_dump()),
         max_streams=settings.pipeline.max_streams,
         file_roots=_file_roots(settings),
+        prepare=plugin_stages.check,
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
     metrics.registry.register(
@@ -210,7 +238,9 @@ async def _runtime(
         registry=registry,
         client=triton.client,
         pipeline=pipeline,
-        make_parser=lambda info: make_parser(info, settings.model.confidence_threshold),
+        make_parser=lambda info: make_parser(
+            info, settings.model.confidence_threshold, find_parser
+        ),
         metrics=metrics,
         state_file=state_file,
         configured_model=settings.model.name,
@@ -232,6 +262,7 @@ async def _runtime(
                 commands.figures if commands else None,
             )
         )
+    plugin_stages.start()
     await pipeline.start()
     interval = settings.pipeline.heap_trim_interval_s
     trimmer = HeapTrimmer(interval) if interval else None
@@ -256,6 +287,8 @@ async def _runtime(
             acceleration,
             analytics,
             recovery,
+            plugin_stages,
+            [info for _, info in loaded_sinks],
         )
     finally:
         if trimmer:

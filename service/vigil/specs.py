@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from vigil.analytics import AnalyticsConfig
 
@@ -25,6 +25,30 @@ StreamId = Annotated[
         examples=["cam-1"],
     ),
 ]
+
+
+class PluginRef(BaseModel):
+    """A plugin and its options, as settings, REST bodies and Kafka commands give it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Entry-point name of an installed plugin, or module:Class",
+        examples=["zone_alert", "my_package.stages:HelmetRule"],
+    )
+    options: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Keyword arguments of the plugin class"
+    )
+
+
+class StageRef(PluginRef):
+    """A stage plugin, its options and its time budget."""
+
+    budget_ms: float = Field(
+        5.0, gt=0, le=60_000, description="Per-frame time above which the stage is reported slow"
+    )
 
 
 class StreamSpec(BaseModel):
@@ -60,6 +84,11 @@ class StreamSpec(BaseModel):
     analytics: AnalyticsConfig | None = Field(
         None,
         description="ROI filters, lines, crowding and dwell zones, directions (docs/analytics.md)",
+    )
+    stages: list[StageRef] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Plugin stages of this stream only, after the global ones (docs/plugins.md)",
     )
 
     @field_validator("url")

@@ -26,6 +26,7 @@ from vigil.commands.processor import (
 )
 from vigil.deepstream import stream_id_for
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
+from vigil.plugins.discovery import PluginError
 from vigil.sources.confine import FileNotAllowedError
 from vigil.sources.errors import SourceError
 from vigil.specs import StreamSpec
@@ -454,6 +455,11 @@ REJECTIONS: list[tuple[str, bytes, dict[str, Any], str, str]] = [
      encode({"command": "add-stream", "stream": {"id": "a", "url": "file:///etc/shadow"}}),
      {"streams": FakeStreams(fail_add=FileNotAllowedError("url: file streams from clients"))},
      "file_not_allowed", "file streams from clients"),
+    ("bad-plugin",
+     encode({"command": "add-stream", "stream": {"id": "a", "url": "test://pattern",
+                                                 "stages": [{"plugin": "nope"}]}}),
+     {"streams": FakeStreams(fail_add=PluginError("stages[0]: unknown stage plugin 'nope'"))},
+     "bad_plugin", "unknown stage plugin 'nope'"),
     ("source-fails", encode({"command": "add-stream", "stream": {"id": "a", "url": "rtsp://h/p"}}),
      {"streams": FakeStreams(fail_add=SourceError("rtsp://h/p", "connection refused"))},
      "handler_failed", "connection refused"),

@@ -15,6 +15,7 @@ from vigil.api.routers import analytics, deepstream, deepstream_control, health,
 from vigil.api.security import AuditLog, LimitRequestBody
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.pipeline.stream_state import IllegalTransitionError
+from vigil.plugins.discovery import PluginError
 from vigil.runtime import Runtime
 from vigil.sources.confine import FileNotAllowedError
 
@@ -58,6 +59,7 @@ _STATUS_OF: dict[type[Exception], int] = {
     FileNotAllowedError: status.HTTP_403_FORBIDDEN,
     StreamExistsError: status.HTTP_409_CONFLICT,
     IllegalTransitionError: status.HTTP_409_CONFLICT,
+    PluginError: status.HTTP_422_UNPROCESSABLE_CONTENT,
 }
 
 

@@ -101,6 +101,11 @@ class Health(BaseModel):
         default_factory=list,
         description="Recent Triton outages Vigil recovered from (the current one last)",
     )
+    plugins: list[dict[str, str | int]] = Field(
+        default_factory=list,
+        description="Plugins in use: kind, name, class, version (stages also instances, "
+        "failures, over_budget)",
+    )
 
 
 class Problem(BaseModel):

@@ -37,6 +37,7 @@ from vigil.commands.messages import (
 )
 from vigil.deepstream import stream_id_for
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
+from vigil.plugins.discovery import PluginError
 from vigil.sources.confine import FileNotAllowedError
 from vigil.specs import StreamSpec
 
@@ -52,6 +53,7 @@ RejectionReason = Literal[
     "stream_exists",
     "stream_limit",
     "file_not_allowed",
+    "bad_plugin",
     "stream_not_found",
     "unsupported",
     "model_rejected",
@@ -349,6 +351,7 @@ class CommandProcessor:
                     StreamExistsError: "stream_exists",
                     StreamLimitError: "stream_limit",
                     FileNotAllowedError: "file_not_allowed",
+                    PluginError: "bad_plugin",
                 },
             )
 

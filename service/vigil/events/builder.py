@@ -22,7 +22,7 @@ from vigil.events.schema import (
 from vigil.frame import Frame
 from vigil.infer.model import ModelInfo
 from vigil.masks import MASKS
-from vigil.stages.base import FrameResult
+from vigil.stages.base import Alert, FrameResult
 from vigil.track import PREDICTED, TrackChangeKind
 
 
@@ -80,6 +80,7 @@ class EventBuilder:
             not len(dets)
             and not changes
             and (result.analytics is None or not result.analytics.events)
+            and not result.alerts
         ):
             return []
         timestamp = datetime.fromtimestamp(frame.capture_time_s, UTC)
@@ -126,7 +127,42 @@ class EventBuilder:
         if result.analytics is not None:
             for item in result.analytics.events:
                 events.append(self._analytics_event(make, item, dets, rows, attributes))
+        for alert in result.alerts:
+            events.append(self._alert_event(make, alert, dets, rows))
         return events
+
+    def _alert_event(
+        self,
+        make: Callable[[ObjectInfo, EventType], Event],
+        alert: Alert,
+        dets: Detections,
+        rows: dict[int, int],
+    ) -> Event:
+        """A plugin stage's alert; its object is the track it is about, else a ``frame``
+        object with an empty box."""
+        details = ObjectAnalyticsInfo(rule=alert.name)
+        attributes = {str(k): str(v) for k, v in alert.attributes.items()}
+        row = rows.get(alert.track_id) if alert.track_id is not None else None
+        if row is None:
+            known = alert.class_id is not None
+            obj = ObjectInfo(
+                id=UNTRACKED_OBJECT_ID if alert.track_id is None else str(alert.track_id),
+                class_name=self.model.label(int(alert.class_id)) if known else "frame",
+                confidence=0.0,
+                bbox=BBox.from_xyxy(0, 0, 0, 0),
+                attributes=attributes,
+                analytics=details,
+            )
+        else:
+            obj = ObjectInfo(
+                id=str(alert.track_id),
+                class_name=self.model.label(int(dets.class_id[row])),
+                confidence=min(1.0, max(0.0, float(dets.confidence[row]))),
+                bbox=BBox.from_xyxy(*(float(v) for v in dets.xyxy[row])),
+                attributes=attributes,
+                analytics=details,
+            )
+        return make(obj, EventType.ALERT)
 
     def _event(self, frame: Frame, timestamp: datetime, obj: ObjectInfo, kind: EventType) -> Event:
         return Event(

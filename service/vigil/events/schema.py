@@ -69,7 +69,8 @@ class EventType(StrEnum):
     DeepStream never emits: ``detection`` (an untracked per-frame detection) and the
     analytics events ``line_crossed``, ``crowding_raised``, ``crowding_cleared``,
     ``dwell_exceeded`` and ``direction`` (the rule's name and details are in
-    ``object.analytics``).
+    ``object.analytics``), and ``alert``, raised by a plugin stage (its rule in
+    ``object.analytics.rule``).
     """
 
     ENTRY = "entry"
@@ -85,6 +86,7 @@ class EventType(StrEnum):
     CROWDING_CLEARED = "crowding_cleared"
     DWELL_EXCEEDED = "dwell_exceeded"
     DIRECTION = "direction"
+    ALERT = "alert"
 
 
 class SensorInfo(SchemaModel):

@@ -59,6 +59,8 @@ class StreamManager:
         reconnect: Reopen policy for live sources.
         max_streams: More streams than this are refused.
         file_roots: Where file streams from clients may lie (``None``: anywhere).
+        prepare: Checks a spec and gets what it needs ready before the stream starts (its
+            plugin stages); raises ``ValueError`` to refuse it.
     """
 
     def __init__(
@@ -68,9 +70,11 @@ class StreamManager:
         reconnect: ReconnectPolicy,
         max_streams: int = 256,
         file_roots: FileRoots | None = None,
+        prepare: Callable[[StreamSpec], None] | None = None,
     ) -> None:
         self.max_streams = max_streams
         self.file_roots = file_roots
+        self.prepare = prepare
         self.pipeline = pipeline
         self.make_source = make_source
         self.reconnect = reconnect
@@ -111,6 +115,7 @@ class StreamManager:
             StreamExistsError: the id is taken.
             StreamLimitError: ``max_streams`` streams exist already.
             FileNotAllowedError: a client's file stream outside ``file_roots``.
+            ValueError: ``prepare`` refused the spec (a plugin stage that cannot be loaded).
         """
         if not trusted and self.file_roots is not None:
             self.file_roots.check(spec)
@@ -121,6 +126,8 @@ class StreamManager:
                 f"stream limit reached: {len(self._streams)} streams run "
                 f"(pipeline.max_streams = {self.max_streams}); remove one first"
             )
+        if self.prepare is not None:  # last: nothing is left prepared for a refused stream
+            self.prepare(spec)
         managed = ManagedStream(spec, StreamStatus(spec.id, spec.url))
         self._start(managed)
         self._streams[spec.id] = managed

@@ -35,6 +35,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something a stage wants reported about a frame: it becomes an event of type
+    ``alert`` whose ``object.analytics.rule`` is :attr:`name`.
+
+    Attributes:
+        name: The rule that fired (``no_helmet``).
+        track_id: The object it is about (its row's ``tracker_id``), or None for the frame
+            as a whole.
+        class_id: The object's class when it is not a row of the frame's detections.
+        attributes: Extra details, as strings (``object.attributes`` of the event).
+    """
+
+    name: str
+    track_id: int | None = None
+    class_id: int | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class FrameResult:
     """One frame and what the stages found in it.
@@ -52,6 +71,7 @@ class FrameResult:
             analytics events (None when the stream has no analytics).
         object_analytics: Per row of ``detections`` (after ROI filtering): the ROIs, lines,
             zones and direction of that object (None when the stream has no analytics).
+        alerts: What plugin stages raised on this frame; each becomes an ``alert`` event.
     """
 
     frame: Frame
@@ -61,6 +81,7 @@ class FrameResult:
     moving: np.ndarray | None = None
     analytics: AnalyticsResult | None = None
     object_analytics: list[ObjectAnalytics] | None = None
+    alerts: list[Alert] = field(default_factory=list)
 
     @property
     def stream_id(self) -> str:
@@ -106,6 +127,33 @@ class Stage(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """The pipeline is stopping."""
+
+
+class FrameStage:
+    """A stage that sees one frame at a time: the interface for plugins.
+
+    Subclass it, override :meth:`process_frame` and any hook you need, and name the class
+    in the settings (``stages``) or a stream's ``stages`` (see docs/plugins.md). Keyword
+    options given there go to ``__init__``. Every method runs on the chain's one thread,
+    frames of a stream in order. A call that raises loses only that frame's output of
+    this stage (counted, logged); the stream goes on.
+    """
+
+    def start(self) -> None:
+        """The pipeline starts (or the stream, for a per-stream stage): open resources."""
+
+    def process_frame(self, result: FrameResult) -> None:
+        """Read and extend one frame's result in place (add :class:`Alert` items to
+        ``result.alerts``, columns to ``result.detections.data``, ...)."""
+
+    def stream_added(self, spec: StreamSpec) -> None:
+        """A stream joined (or restarted); called before its first frame."""
+
+    def stream_removed(self, stream_id: str) -> None:
+        """A stream is gone: free everything kept for it."""
+
+    def stop(self) -> None:
+        """The pipeline stops (or the stream, for a per-stream stage): release resources."""
 
 
 class StageChain:

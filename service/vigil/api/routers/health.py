@@ -76,6 +76,7 @@ async def health(runtime: RuntimeDep) -> Health:
             )
             for o in outages[-10:]
         ],
+        plugins=runtime.plugin_list(),  # type: ignore[arg-type]
     )
 
 
