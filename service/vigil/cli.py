@@ -28,7 +28,7 @@ from vigil.config import Settings
 from vigil.infer.errors import InferError
 from vigil.jobs import JobResult, file_spec, run_streams
 from vigil.pipeline.stream_state import StreamState, StreamStatus
-from vigil.plugins.discovery import PluginError
+from vigil.plugins.discovery import PluginError, check_refs
 from vigil.runtime import Runtime
 from vigil.triton.errors import RepositoryError, TritonServerError
 
@@ -248,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
+        # Plugins are checked before anything starts: a typo costs no Triton start-up.
+        check_refs("stage", "stages", settings.stages)
+        check_refs("sink", "sinks", settings.sinks)
     except (ValidationError, ValueError) as e:
         print(f"error: invalid settings: {e}", file=sys.stderr)
         return EXIT_JOB_FAILED

@@ -37,7 +37,8 @@ from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.pipeline import Pipeline
 from vigil.pipeline.worker import ReconnectPolicy
-from vigil.plugins.discovery import PluginInfo, describe, find_parser, instantiate
+from vigil.plugins.discovery import describe, find_parser, instantiate
+from vigil.plugins.sinks import GuardedSink
 from vigil.plugins.stages import PluginMetrics, PluginStages
 from vigil.recovery import TritonRecovery
 from vigil.sources.confine import FileRoots
@@ -83,7 +84,7 @@ class Runtime:
     analytics: AnalyticsStage
     recovery: TritonRecovery | None = None
     plugins: PluginStages | None = None
-    plugin_sinks: list[PluginInfo] = dataclasses.field(default_factory=list)
+    plugin_sinks: list[GuardedSink] = dataclasses.field(default_factory=list)
 
     def plugin_list(self) -> list[dict[str, object]]:
         """Every plugin in use (parser, stages, sinks) with its version, for the health
@@ -96,8 +97,10 @@ class Runtime:
                           "version": info.version})  # fmt: skip
         if self.plugins is not None:
             found += self.plugins.plugins()
-        found += [{"kind": i.kind, "name": i.name, "class": i.cls, "version": i.version}
-                  for i in self.plugin_sinks]  # fmt: skip
+        for sink in self.plugin_sinks:
+            info = sink.info
+            found.append({"kind": info.kind, "name": info.name, "class": info.cls,
+                          "version": info.version, "failures": sink.failures})  # fmt: skip
         return found
 
     @property
@@ -177,12 +180,12 @@ async def _runtime(
     metrics = PipelineMetrics()
     # Plugins first: a bad reference stops the start before anything else is opened.
     plugin_stages = PluginStages(settings.stages, PluginMetrics(metrics.registry))
-    loaded_sinks = [instantiate("sink", ref) for ref in settings.sinks]
+    plugin_sinks = [GuardedSink(*instantiate("sink", ref)) for ref in settings.sinks]
     # Kafka first: an event is in the durable outbox before any other sink has seen it.
     kafka = make_kafka_sink(settings) if settings.kafka.bootstrap_servers else None
     jsonl = JsonlSink(settings.events.jsonl_path) if settings.events.jsonl_path else None
     sinks: list[EventSink] = [s for s in (kafka, jsonl) if s is not None] + list(extra_sinks)
-    sinks += [sink for sink, _ in loaded_sinks]
+    sinks += plugin_sinks
     builder = EventBuilder(
         model,
         PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),
@@ -288,7 +291,7 @@ async def _runtime(
             analytics,
             recovery,
             plugin_stages,
-            [info for _, info in loaded_sinks],
+            plugin_sinks,
         )
     finally:
         if trimmer:

@@ -166,7 +166,12 @@ class Parser(ABC):
             sizes: ``(width, height)`` of each frame's source image.
         """
 
-    def _require_outputs(self, *names: str) -> None:
+    def require_outputs(self, *names: str) -> None:
+        """Check that the model has outputs ``names`` (call it in ``__init__``).
+
+        Raises:
+            UnsupportedModelError: some are missing (names them, and the ones it has).
+        """
         have = {o.name for o in self.model.outputs}
         missing = [n for n in names if n not in have]
         if missing:
@@ -175,7 +180,7 @@ class Parser(ABC):
                 f"lacks {missing} (it has {sorted(have)})"
             )
 
-    def _output_of_rank(self, rank: int, param: str, what: str) -> TensorSpec:
+    def output_of_rank(self, rank: int, param: str, what: str) -> TensorSpec:
         """The output a ``param`` config parameter names, else the only output of ``rank``.
 
         Raises:
@@ -184,7 +189,7 @@ class Parser(ABC):
         """
         name = model_param(self.model, param, str, "", lambda v: True, "a name")
         if name:
-            self._require_outputs(name)
+            self.require_outputs(name)
             return self.model.output(name)
         candidates = [o for o in self.model.outputs if len(o.shape) == rank]
         if len(candidates) != 1:
@@ -195,7 +200,7 @@ class Parser(ABC):
             )
         return candidates[0]
 
-    def _input_size(self) -> tuple[int, int]:
+    def input_size(self) -> tuple[int, int]:
         """``(width, height)`` of the model's image input, which frames are stretched to."""
         if len(self.model.inputs) != 1:
             raise UnsupportedModelError(
@@ -204,7 +209,7 @@ class Parser(ABC):
         fmt = InputFormat.from_tensor(self.model.inputs[0])
         return fmt.width, fmt.height
 
-    def _select(self, xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray) -> np.ndarray:
+    def select(self, xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray) -> np.ndarray:
         """Indices of the candidates to keep (NMS or none), best first, at most
         ``max_detections``."""
         opts = self.options

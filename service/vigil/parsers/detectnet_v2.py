@@ -52,7 +52,7 @@ class DetectNetV2Parser(Parser):
 
     def __init__(self, model: ModelInfo, confidence_threshold: float) -> None:
         super().__init__(model, confidence_threshold)
-        self.input_width, self.input_height = self._input_size()
+        self.input_width, self.input_height = self.input_size()
         text = lambda v: bool(v)  # noqa: E731
         self.cov_output = model_param(
             model, "vigil.cov_output", str, "output_cov/Sigmoid", text, "an output name"
@@ -60,7 +60,7 @@ class DetectNetV2Parser(Parser):
         self.bbox_output = model_param(
             model, "vigil.bbox_output", str, "output_bbox/BiasAdd", text, "an output name"
         )
-        self._require_outputs(self.cov_output, self.bbox_output)
+        self.require_outputs(self.cov_output, self.bbox_output)
         cov, bbox = model.output(self.cov_output).shape, model.output(self.bbox_output).shape
         if len(cov) != 3 or len(bbox) != 3 or bbox != (4 * cov[0], cov[1], cov[2]):
             raise UnsupportedModelError(
@@ -94,7 +94,7 @@ class DetectNetV2Parser(Parser):
                 )
                 keep = np.arange(min(len(xyxy), opts.max_detections))
             else:
-                keep = self._select(xyxy, score, class_id)
+                keep = self.select(xyxy, score, class_id)
             scale = np.array([width / self.input_width, height / self.input_height] * 2, np.float32)
             result.append(
                 Detections(

@@ -25,7 +25,7 @@ class SsdParser(Parser):
 
     def __init__(self, model: ModelInfo, confidence_threshold: float) -> None:
         super().__init__(model, confidence_threshold)
-        self._require_outputs(
+        self.require_outputs(
             "detection_boxes", "detection_classes", "detection_scores", "num_detections"
         )
 
@@ -50,7 +50,7 @@ class SsdParser(Parser):
             xyxy[:, 3] = yxyx[:, 2] * height
             score = score[keep].astype(np.float32)
             class_id = classes[i, :n][keep].astype(np.int32)
-            chosen = self._select(xyxy, score, class_id)
+            chosen = self.select(xyxy, score, class_id)
             result.append(
                 Detections(
                     xyxy=clip_boxes(xyxy[chosen], width, height),

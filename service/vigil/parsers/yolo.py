@@ -84,7 +84,7 @@ class YoloParser(Parser):
 
     def __init__(self, model: ModelInfo, confidence_threshold: float) -> None:
         super().__init__(model, confidence_threshold)
-        self.input_width, self.input_height = self._input_size()
+        self.input_width, self.input_height = self.input_size()
         spec = self._detection_output()
         self.output = spec.name
         self.layout = self._layout(spec)
@@ -95,7 +95,7 @@ class YoloParser(Parser):
         return 0
 
     def _detection_output(self) -> TensorSpec:
-        spec = self._output_of_rank(2, "vigil.output", "output of rank 2 per image")
+        spec = self.output_of_rank(2, "vigil.output", "output of rank 2 per image")
         if len(spec.shape) != 2 or min(spec.shape) <= 0:
             raise UnsupportedModelError(
                 f"parser {self.name!r}: output {spec.name!r} of model {self.model.name!r} has "
@@ -132,7 +132,7 @@ class YoloParser(Parser):
                 raw[i], self.layout, self.num_classes, self.confidence_threshold
             )
             # NMS in input pixels, as Ultralytics does (the stretch changes IoUs slightly)
-            keep = self._select(cxcywh_to_xyxy(boxes, 1.0, 1.0), score, class_id)
+            keep = self.select(cxcywh_to_xyxy(boxes, 1.0, 1.0), score, class_id)
             xyxy = cxcywh_to_xyxy(boxes[keep], width / self.input_width, height / self.input_height)
             result.append(
                 Detections(

@@ -49,7 +49,7 @@ class YoloSegParser(YoloParser):
         self.mask_logit_threshold = math.log(threshold / (1 - threshold))
 
     def _extra_columns(self) -> int:
-        proto = self._output_of_rank(3, "vigil.proto_output", "prototype output [nm, mh, mw]")
+        proto = self.output_of_rank(3, "vigil.proto_output", "prototype output [nm, mh, mw]")
         if len(proto.shape) != 3 or min(proto.shape) <= 0:
             raise UnsupportedModelError(
                 f"parser {self.name!r}: prototype output {proto.name!r} has shape "
@@ -71,7 +71,7 @@ class YoloSegParser(YoloParser):
             boxes, score, class_id, index = decode_candidates(
                 raw[i], self.layout, self.num_classes, self.confidence_threshold
             )
-            keep = self._select(cxcywh_to_xyxy(boxes, 1.0, 1.0), score, class_id)
+            keep = self.select(cxcywh_to_xyxy(boxes, 1.0, 1.0), score, class_id)
             rows = raw[i].T if self.layout is YoloLayout.V8 else raw[i]
             coefs = rows[index[keep], coef_cols].astype(np.float32)
             xyxy = clip_boxes(

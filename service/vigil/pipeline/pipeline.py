@@ -453,7 +453,7 @@ class Pipeline:
             detections = await self.secondary.run(inferred, detections)
         found = iter(detections)
         results = [
-            FrameResult(f, next(found) if f.infer else _EMPTY, inferred=f.infer)
+            FrameResult(f, next(found) if f.infer else _EMPTY, inferred=f.infer, model=route.model)
             for f in item.frames
         ]
         # Tracking, analytics and event building run off the event loop (the REST API

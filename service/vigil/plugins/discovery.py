@@ -11,10 +11,12 @@ plugin, and the running pipeline is left as it was.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
@@ -124,6 +126,20 @@ def check_options(kind: Kind, name: str, cls: type[Any], options: dict[str, Any]
         raise PluginError(f"{kind} plugin {name!r}: bad options {options}: {e}") from e
 
 
+def check_refs(kind: Kind, field: str, refs: Sequence[PluginRef]) -> None:
+    """Resolve every reference of a settings list and check its options, constructing
+    nothing (``vigil`` does this before it starts anything).
+
+    Raises:
+        PluginError: the first bad one, named by its place (``stages[1]: ...``).
+    """
+    for i, ref in enumerate(refs):
+        try:
+            check_options(kind, ref.plugin, resolve(kind, ref.plugin), ref.options)
+        except PluginError as e:
+            raise PluginError(f"{field}[{i}]: {e}") from e
+
+
 def instantiate(kind: Kind, ref: PluginRef) -> tuple[Any, PluginInfo]:
     """Resolve, check and construct the plugin ``ref`` names.
 
@@ -139,6 +155,7 @@ def instantiate(kind: Kind, ref: PluginRef) -> tuple[Any, PluginInfo]:
     return instance, describe(kind, ref.plugin, cls)
 
 
+@functools.lru_cache(maxsize=256)  # the health endpoint asks on every call
 def describe(kind: Kind, name: str, cls: type[Any]) -> PluginInfo:
     """Name, class and version (its distribution's, else its module's ``__version__``)."""
     module = cls.__module__

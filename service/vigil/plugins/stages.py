@@ -78,7 +78,12 @@ class PluginStages(Stage):
 
     def __init__(self, refs: Sequence[StageRef] = (), metrics: PluginMetrics | None = None):
         self.metrics = metrics
-        self.shared = [self._load(ref) for ref in refs]
+        self.shared: list[_Loaded] = []
+        for i, ref in enumerate(refs):
+            try:
+                self.shared.append(self._load(ref))
+            except PluginError as e:
+                raise PluginError(f"stages[{i}]: {e}") from e
         self.per_stream: dict[str, list[_Loaded]] = {}
         # Stages made for a stream being added, waiting for its first call on the chain.
         self._prepared: dict[str, list[_Loaded]] = {}
@@ -232,4 +237,3 @@ class PluginStages(Stage):
             return False
         self._logged[(name, trouble)] = now
         return True
-

@@ -30,6 +30,7 @@ from vigil.specs import StreamSpec
 
 if TYPE_CHECKING:
     from vigil.analytics import AnalyticsResult, ObjectAnalytics
+    from vigil.infer.model import ModelInfo
     from vigil.track import TrackChange
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class FrameResult:
         object_analytics: Per row of ``detections`` (after ROI filtering): the ROIs, lines,
             zones and direction of that object (None when the stream has no analytics).
         alerts: What plugin stages raised on this frame; each becomes an ``alert`` event.
+        model: The model that produced the detections (its labels name the class ids).
     """
 
     frame: Frame
@@ -82,6 +84,7 @@ class FrameResult:
     analytics: AnalyticsResult | None = None
     object_analytics: list[ObjectAnalytics] | None = None
     alerts: list[Alert] = field(default_factory=list)
+    model: ModelInfo | None = None
 
     @property
     def stream_id(self) -> str:
