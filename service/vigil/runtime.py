@@ -38,11 +38,12 @@ from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.pipeline import Pipeline
 from vigil.pipeline.worker import ReconnectPolicy
 from vigil.plugins.discovery import describe, find_parser, instantiate
-from vigil.plugins.sinks import GuardedSink
+from vigil.plugins.sinks import GuardedSink, StreamSinks
 from vigil.plugins.stages import PluginMetrics, PluginStages
 from vigil.recovery import TritonRecovery
 from vigil.sources.confine import FileRoots
 from vigil.sources.urls import redact_url
+from vigil.specs import StreamSpec
 from vigil.stages.analytics import AnalyticsStage
 from vigil.stages.base import Stage, StageChain
 from vigil.stages.secondary import ClassifyTracksStage
@@ -70,6 +71,7 @@ class Runtime:
         recovery: Brings Triton back after a failure (None with recovery off).
         plugins: The plugin stages (global and per stream).
         plugin_sinks: The plugin sinks of the settings.
+        stream_sinks: The plugin sinks of single streams.
     """
 
     settings: Settings
@@ -85,6 +87,7 @@ class Runtime:
     recovery: TritonRecovery | None = None
     plugins: PluginStages | None = None
     plugin_sinks: list[GuardedSink] = dataclasses.field(default_factory=list)
+    stream_sinks: StreamSinks | None = None
 
     def plugin_list(self) -> list[dict[str, object]]:
         """Every plugin in use (parser, stages, sinks) with its version, for the health
@@ -97,7 +100,8 @@ class Runtime:
                           "version": info.version})  # fmt: skip
         if self.plugins is not None:
             found += self.plugins.plugins()
-        for sink in self.plugin_sinks:
+        per_stream = self.stream_sinks.sinks() if self.stream_sinks else []
+        for sink in [*self.plugin_sinks, *per_stream]:
             info = sink.info
             found.append({"kind": info.kind, "name": info.name, "class": info.cls,
                           "version": info.version, "failures": sink.failures})  # fmt: skip
@@ -186,6 +190,8 @@ async def _runtime(
     jsonl = JsonlSink(settings.events.jsonl_path) if settings.events.jsonl_path else None
     sinks: list[EventSink] = [s for s in (kafka, jsonl) if s is not None] + list(extra_sinks)
     sinks += plugin_sinks
+    stream_sinks = StreamSinks()
+    sinks.append(stream_sinks)
     builder = EventBuilder(
         model,
         PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),
@@ -227,7 +233,8 @@ async def _runtime(
         ReconnectPolicy(**reconnect.model_dump()),
         max_streams=settings.pipeline.max_streams,
         file_roots=_file_roots(settings),
-        prepare=plugin_stages.check,
+        prepare=functools.partial(_prepare_plugins, plugin_stages, stream_sinks),
+        release=stream_sinks.release,
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
     metrics.registry.register(
@@ -292,6 +299,7 @@ async def _runtime(
             recovery,
             plugin_stages,
             plugin_sinks,
+            stream_sinks,
         )
     finally:
         if trimmer:
@@ -342,6 +350,16 @@ async def _raise_if_died(triton: TritonConnection, grace_s: float = 2.0) -> None
         if asyncio.get_running_loop().time() >= deadline:
             return
         await asyncio.sleep(0.05)
+
+
+def _prepare_plugins(stages: PluginStages, sinks: StreamSinks, spec: StreamSpec) -> None:
+    """Load a new stream's own plugin stages and sinks (raises ``PluginError``)."""
+    stages.check(spec)
+    try:
+        sinks.check(spec)
+    except BaseException:
+        stages.forget(spec.id)
+        raise
 
 
 @functools.lru_cache(maxsize=4096)

@@ -90,6 +90,11 @@ class StreamSpec(BaseModel):
         max_length=16,
         description="Plugin stages of this stream only, after the global ones (docs/plugins.md)",
     )
+    sinks: list[PluginRef] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Plugin sinks that get this stream's events only (docs/plugins.md)",
+    )
 
     @field_validator("url")
     @classmethod

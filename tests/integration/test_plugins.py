@@ -56,15 +56,16 @@ def example_plugins() -> Iterator[None]:
 
 
 class Webhook:
-    """A real HTTP server on a free port that keeps every JSON body POSTed to it."""
+    """A real HTTP server on a free port that keeps every JSON body POSTed to it, with
+    the path it was posted to."""
 
     def __init__(self) -> None:
-        received: list[list[dict]] = []
+        received: list[tuple[str, list[dict]]] = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
-                received.append(json.loads(self.rfile.read(length)))
+                received.append((self.path, json.loads(self.rfile.read(length))))
                 self.send_response(204)
                 self.end_headers()
 
@@ -144,7 +145,14 @@ def test_example_package_runs_end_to_end_through_triton_kafka_and_a_webhook(
 
             # A per-stream stage over REST that fails on every 10th frame.
             flaky = {"plugin": "zone_alert", "options": {"fail_every": 10, "alert": "flaky"}}
-            spec = {"id": "flaky", "url": sample_video.as_uri(), "max_fps": 10, "stages": [flaky]}
+            own_hook = {"plugin": "webhook", "options": {"url": hook.url + "/flaky"}}
+            spec = {
+                "id": "flaky",
+                "url": sample_video.as_uri(),
+                "max_fps": 10,
+                "stages": [flaky],
+                "sinks": [own_hook],
+            }
             assert api.post("/api/v1/streams", json=spec).status_code == 201
             assert wait_for(lambda: _stream(api, "flaky").get("frames_processed", 0) >= 60, 90)
             assert _stream(api, "flaky")["state"] == "running"
@@ -184,9 +192,12 @@ def test_example_package_runs_end_to_end_through_triton_kafka_and_a_webhook(
     kafka_alerts = {e["messageid"] for e in delivered if e["event"]["type"] == "alert"}
     jsonl_alerts = {e["messageid"] for e in _alerts(events_path, "no_helmet")}
     assert jsonl_alerts <= kafka_alerts, "every alert in the file reached Kafka"
-    hooked = [e for batch in hook.received for e in batch]
+    hooked = [e for path, batch in hook.received if path == "/hook" for e in batch]
     assert {e["event"]["type"] for e in hooked} == {"alert"}
     assert jsonl_alerts <= {e["messageid"] for e in hooked}, "and the webhook"
+    own = [e for path, batch in hook.received if path == "/hook/flaky" for e in batch]
+    assert own, "the stream's own sink got its events"
+    assert {e["sensor"]["id"] for e in own} == {"flaky"}, "and only those"
 
 
 def test_bad_plugin_in_settings_stops_the_start_with_its_name(tmp_path, example_plugins):

@@ -31,7 +31,7 @@ from vigil.plugins.discovery import (
     instantiate,
     resolve,
 )
-from vigil.plugins.sinks import GuardedSink
+from vigil.plugins.sinks import GuardedSink, StreamSinks
 from vigil.plugins.stages import PluginMetrics, PluginStages
 from vigil.specs import PluginRef, StageRef, StreamSpec
 from vigil.stages.base import StageChain
@@ -266,3 +266,44 @@ async def test_guarded_sink_loses_the_batch_not_the_pipeline(plugin_module: str)
     assert sink.failures == 2
     await sink.close()
     assert inner.closed
+
+
+class _ListSink(EventSink):
+    def __init__(self) -> None:
+        self.got: list[str] = []
+        self.closed = False
+
+    async def emit(self, events: Sequence[Event]) -> None:
+        self.got += [e.sensor.id for e in events]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_stream_sinks_get_their_stream_only_and_close_with_it(plugin_module: str) -> None:
+    module = sys.modules.get(plugin_module) or __import__(plugin_module)
+    module.ListSink = _ListSink  # type: ignore[attr-defined]
+    sinks = StreamSinks()
+    spec = StreamSpec(
+        id="mine", url="test://pattern", sinks=[PluginRef(plugin=f"{plugin_module}:ListSink")]
+    )
+    sinks.check(spec)
+    builder = EventBuilder(_model("ssd"), PlaceInfo(id="p"), "test")
+    events = []
+    for stream_id in ("mine", "other", "mine"):
+        result = _result(stream_id)
+        result.alerts.append(Alert("x"))
+        events += builder.build_result(result)
+    await sinks.emit(events)
+    (guarded,) = sinks.sinks()
+    inner = guarded.sink
+    assert inner.got == ["mine", "mine"]  # type: ignore[attr-defined]
+    await sinks.release("mine")
+    assert inner.closed  # type: ignore[attr-defined]
+    assert sinks.sinks() == []
+
+
+def test_stream_sinks_check_names_the_bad_one() -> None:
+    spec = StreamSpec(id="x", url="test://pattern", sinks=[PluginRef(plugin="nope")])
+    with pytest.raises(PluginError, match=r"^sinks\[0\]: unknown sink plugin 'nope'"):
+        StreamSinks().check(spec)

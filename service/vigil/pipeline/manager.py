@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from vigil.pipeline.pipeline import Pipeline
@@ -61,6 +61,7 @@ class StreamManager:
         file_roots: Where file streams from clients may lie (``None``: anywhere).
         prepare: Checks a spec and gets what it needs ready before the stream starts (its
             plugin stages); raises ``ValueError`` to refuse it.
+        release: Frees what ``prepare`` got once the stream is removed.
     """
 
     def __init__(
@@ -71,10 +72,12 @@ class StreamManager:
         max_streams: int = 256,
         file_roots: FileRoots | None = None,
         prepare: Callable[[StreamSpec], None] | None = None,
+        release: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.max_streams = max_streams
         self.file_roots = file_roots
         self.prepare = prepare
+        self.release = release
         self.pipeline = pipeline
         self.make_source = make_source
         self.reconnect = reconnect
@@ -142,6 +145,8 @@ class StreamManager:
         managed = self.get(stream_id)
         del self._streams[stream_id]
         self._stop(managed)
+        if self.release is not None:
+            await self.release(stream_id)
 
     async def update(self, stream_id: str, patch: StreamPatch) -> ManagedStream:
         """Apply a change: name, inference or drop-frame interval, max fps, or desired state.

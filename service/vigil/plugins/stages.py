@@ -118,6 +118,10 @@ class PluginStages(Stage):
                 raise PluginError(f"stages[{i}]: {e}") from e
         self._prepared[spec.id] = loaded
 
+    def forget(self, stream_id: str) -> None:
+        """Drop what :meth:`check` loaded for a stream that is not starting after all."""
+        self._prepared.pop(stream_id, None)
+
     def plugins(self) -> list[dict[str, Any]]:
         """Every loaded plugin stage, for the health endpoint."""
         seen: dict[str, dict[str, Any]] = {}
