@@ -82,8 +82,8 @@ demo: install system-deps triton models
 	$(VENV)/bin/vigil run --source cam-1=$(SAMPLE) --source cam-2=$(SAMPLE) --out out/demo-events.jsonl
 
 test: install system-deps rtsp-deps kafka-test-deps triton models
-	$(VENV)/bin/ruff check service clients tests bench scripts
-	$(VENV)/bin/ruff format --check service clients tests bench scripts
+	$(VENV)/bin/ruff check service clients tests bench scripts examples
+	$(VENV)/bin/ruff format --check service clients tests bench scripts examples
 	$(PY) -m pytest tests
 
 test-unit: install
@@ -95,11 +95,11 @@ test-integration: install system-deps rtsp-deps kafka-test-deps triton models
 # --- development ----------------------------------------------------------------------------
 
 lint: install
-	$(VENV)/bin/ruff check service clients tests bench scripts
+	$(VENV)/bin/ruff check service clients tests bench scripts examples
 
 format: install
-	$(VENV)/bin/ruff format service clients tests bench scripts
-	$(VENV)/bin/ruff check --fix service clients tests bench scripts
+	$(VENV)/bin/ruff format service clients tests bench scripts examples
+	$(VENV)/bin/ruff check --fix service clients tests bench scripts examples
 
 bench: install system-deps kafka-test-deps triton models
 	$(PY) bench/pipeline_bench.py --video $(SAMPLE)
@@ -107,6 +107,7 @@ bench: install system-deps kafka-test-deps triton models
 	$(PY) bench/kafka_bench.py
 	$(PY) bench/swap_bench.py --video $(SAMPLE)
 	$(PY) bench/stage_cost_bench.py
+	$(PY) bench/plugin_overhead_bench.py
 
 # GPU benchmark (docs/benchmarks.md): on a GPU host directly, or staged for the device tool.
 GPU_CLIP ?= $(VIGIL_CACHE_DIR)/gpu-stage/street_1080p30.mp4

@@ -307,3 +307,21 @@ def test_stream_sinks_check_names_the_bad_one() -> None:
     spec = StreamSpec(id="x", url="test://pattern", sinks=[PluginRef(plugin="nope")])
     with pytest.raises(PluginError, match=r"^sinks\[0\]: unknown sink plugin 'nope'"):
         StreamSinks().check(spec)
+
+
+def test_examples_import_nothing_of_vigil_but_vigil_ext() -> None:
+    import ast
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+    files = sorted(examples.rglob("*.py"))
+    assert files, "the example plugins are missing"
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name == "vigil" or name.startswith("vigil."):
+                    assert name == "vigil.ext", f"{path.name} imports {name}"
