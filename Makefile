@@ -21,6 +21,7 @@ include make/models.mk
 include make/rtsp.mk
 include make/kafka.mk
 include make/tracking.mk
+include make/deploy.mk
 
 .PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign recovery-campaign fuzz-campaign soak clean
 
@@ -81,7 +82,7 @@ triton: $(TRITON_STAMP) $(TRITON_PY_STAMP)
 demo: install system-deps triton models
 	$(VENV)/bin/vigil run --source cam-1=$(SAMPLE) --source cam-2=$(SAMPLE) --out out/demo-events.jsonl
 
-test: install system-deps rtsp-deps kafka-test-deps triton models
+test: install system-deps rtsp-deps kafka-test-deps triton models docker-tools
 	$(VENV)/bin/ruff check service clients tests bench scripts examples
 	$(VENV)/bin/ruff format --check service clients tests bench scripts examples
 	$(PY) -m pytest tests

@@ -78,7 +78,7 @@ def gpu_missing_reason() -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``@pytest.mark.gpu`` tests with the reason (``-ra`` prints it) without a GPU."""
-    gpu_items = [item for item in items if "gpu" in item.keywords]
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     reason = gpu_missing_reason() if gpu_items else None
     if reason:
         for item in gpu_items:
