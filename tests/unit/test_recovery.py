@@ -116,27 +116,51 @@ async def test_recovery_when_an_attempt_raises_something_unexpected_logs_it_and_
     assert pipeline.failure is None
 
 
+class FakeChannel:
+    """Stands in for a ``grpc.aio.Channel``: ``close(grace)`` waits for the calls in flight
+    (up to ``grace``), then cancels what is left, as grpc.aio does."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.calls: set[asyncio.Future[None]] = set()
+
+    async def close(self, grace: float | None = None) -> None:
+        pending = [c for c in self.calls if not c.done()]
+        if grace and pending:
+            await asyncio.wait(pending, timeout=grace)
+        self.closed = True
+        for call in self.calls:
+            call.cancel()
+
+
 class FakeChannelClient:
-    """Stands in for ``tritonclient.grpc.aio.InferenceServerClient``: closing it cancels
-    the calls in flight, as grpc.aio does."""
+    """Stands in for ``tritonclient.grpc.aio.InferenceServerClient`` (its ``_channel`` is
+    a :class:`FakeChannel`)."""
 
     made: ClassVar[list[FakeChannelClient]] = []
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.closed = False
-        self.calls: set[asyncio.Future[None]] = set()
+        self._channel = FakeChannel()
         FakeChannelClient.made.append(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._channel.closed
 
     async def infer(self, *args: object, **kwargs: object) -> None:
         call = asyncio.get_running_loop().create_future()
-        self.calls.add(call)
+        self._channel.calls.add(call)
         await call
 
+    def answer(self) -> None:
+        """Complete every call in flight."""
+        for call in self._channel.calls:
+            if not call.done():
+                call.set_result(None)
+
     async def close(self) -> None:
-        self.closed = True
-        for call in self.calls:
-            call.cancel()
+        await self._channel.close()
 
 
 @pytest.fixture
@@ -146,18 +170,37 @@ def fake_channels(monkeypatch: pytest.MonkeyPatch) -> list[FakeChannelClient]:
     return FakeChannelClient.made
 
 
-async def test_client_retarget_keeps_the_old_channel_open_for_calls_in_flight(
+async def test_client_retarget_closes_the_old_channel_when_its_calls_end(
     fake_channels: list[FakeChannelClient],
 ) -> None:
     client = TritonClient("127.0.0.1:1")
+    model = SimpleNamespace(name="m", version="1", inputs=[], outputs=[])
+    request = asyncio.create_task(client.infer(model, None, 1))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
     await client.retarget("127.0.0.1:2")
     old, new = fake_channels
-    assert not old.closed, "closing at once would cancel the calls in flight on it"
+    await asyncio.sleep(0.05)
+    assert not old.closed, "closing at once would cancel the call in flight on it"
+    old.answer()
+    await request  # it completed normally on the old channel
+    async with asyncio.timeout(5):
+        await asyncio.gather(*client._retired.values())
+    assert old.closed, "closed once its call ended"
     assert client.url == "127.0.0.1:2"
     assert not new.closed
+
+
+async def test_client_retarget_without_calls_in_flight_closes_the_old_channel_at_once(
+    fake_channels: list[FakeChannelClient],
+) -> None:
+    client = TritonClient("127.0.0.1:1")
+    for port in range(2, 50):  # an outage retargets every 0.25 s: no channel may pile up
+        await client.retarget(f"127.0.0.1:{port}")
+    await asyncio.sleep(0.05)
+    assert all(c.closed for c in fake_channels[:-1])
+    assert client._retired == {}
     await client.close()
-    assert old.closed, "close() closes the replaced channels too"
-    assert new.closed
+    assert fake_channels[-1].closed
 
 
 async def test_client_infer_cancelled_by_its_channel_raises_infer_error(
