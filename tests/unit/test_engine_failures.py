@@ -172,22 +172,24 @@ async def test_engine_when_triton_dies_at_any_point_stops_with_the_failure(seed:
     assert set(SHM_DIR.glob(mine)) <= before, "shared-memory segments left behind"
 
 
-async def test_engine_when_a_request_fails_counts_the_frames_lost_per_stream() -> None:
+async def _eight_frames_with_first_request(error: BaseException) -> StreamStatus:
+    """Run 8 frames of one stream, the first request raising ``error``, then a warm-up
+    (it needs a ring slot, so it hangs if the failed request kept its slot); returns the
+    stream's status after a clean stop."""
     client = DyingClient(die_after=1_000_000, rng=random.Random(0))
-    failures = iter([True, False])
+    first = iter([True, False])
 
     async def infer(model: ModelInfo, slot: Slot, batch: int) -> None:
-        if next(failures, False):
-            raise InferError("UNAVAILABLE: one request failed")
+        if next(first, False):
+            raise error
 
     client.infer = infer  # type: ignore[method-assign]
-    sink = CountingSink()
     pipeline = Pipeline(
         client=client,  # type: ignore[arg-type]
         model=MODEL,
         parser=EmptyParser(MODEL, 0.5),
         events=EventBuilder(MODEL, PlaceInfo(id="0"), "test"),
-        sinks=[sink],
+        sinks=[CountingSink()],
         settings=PipelineSettings(max_batch_size=4, batch_timeout_ms=0, inflight_requests=1),
     )
     await pipeline.start()
@@ -202,52 +204,27 @@ async def test_engine_when_a_request_fails_counts_the_frames_lost_per_stream() -
     queue.close()
     async with asyncio.timeout(10):
         await pipeline.drain()
+    async with asyncio.timeout(10):
+        await pipeline.warm_up(pipeline.route, rounds=1)
     await pipeline.stop()
+    assert pipeline.failure is None
+    return status
+
+
+async def test_engine_when_a_request_fails_counts_the_frames_lost_per_stream() -> None:
+    status = await _eight_frames_with_first_request(InferError("UNAVAILABLE: one failed"))
     lost = status.stats.dropped["infer_error"]
     assert lost >= 1
     assert status.stats.frames_processed + lost == 8
-    assert pipeline.failure is None
 
 
 async def test_engine_when_a_request_is_cancelled_under_it_counts_the_frames_lost() -> None:
     """Regression for a recovery hang: closing a gRPC channel (recovery retargets the client
-    at every attempt) cancels the calls in flight on it, and their tasks end *cancelled*. The
-    emitter took that for its own cancellation and ended silently, keeping the ring slot; the
-    recovery's warm-up then waited for a slot forever."""
-    client = DyingClient(die_after=1_000_000, rng=random.Random(0))
-    cancelled = iter([True, False])
-
-    async def infer(model: ModelInfo, slot: Slot, batch: int) -> None:
-        if next(cancelled, False):
-            raise asyncio.CancelledError  # what grpc.aio raises when its channel closes
-
-    client.infer = infer  # type: ignore[method-assign]
-    sink = CountingSink()
-    pipeline = Pipeline(
-        client=client,  # type: ignore[arg-type]
-        model=MODEL,
-        parser=EmptyParser(MODEL, 0.5),
-        events=EventBuilder(MODEL, PlaceInfo(id="0"), "test"),
-        sinks=[sink],
-        settings=PipelineSettings(max_batch_size=4, batch_timeout_ms=0, inflight_requests=1),
-    )
-    await pipeline.start()
-    queue = pipeline.make_queue(live=False)
-    status = StreamStatus("s", "fake://s")
-    pipeline.attach(StreamSpec(id="s", url="test://pattern"), status, queue)
-    image = np.zeros((8, 8, 3), np.uint8)
-    for n in range(8):
-        await asyncio.to_thread(
-            queue.put, Frame("s", n, None, time.time(), time.monotonic(), image)
-        )
-    queue.close()
-    async with asyncio.timeout(10):
-        await pipeline.drain()
-    # The warm-up needs a ring slot: with the emitter gone it would wait forever.
-    async with asyncio.timeout(10):
-        await pipeline.warm_up(pipeline.route, rounds=1)
-    await pipeline.stop()
+    at every attempt) cancels the calls in flight on it, and their tasks end *cancelled*
+    (what grpc.aio raises is a bare ``CancelledError``). The emitter took that for its own
+    cancellation and ended silently, keeping the ring slot; the recovery's warm-up then
+    waited for a slot forever."""
+    status = await _eight_frames_with_first_request(asyncio.CancelledError())
     lost = status.stats.dropped["infer_error"]
     assert lost >= 1
     assert status.stats.frames_processed + lost == 8
-    assert pipeline.failure is None

@@ -225,16 +225,22 @@ def test_check_when_a_stream_stage_is_bad_names_its_place(plugin_module: str) ->
     assert stages.per_stream == {}
 
 
-def test_alert_becomes_an_alert_event_about_its_track() -> None:
-    model = _model("ssd")
-    builder = EventBuilder(model, PlaceInfo(id="p"), "test")
-    result = _result()
-    result.detections = Detections(
+def _track_7(**data: np.ndarray) -> Detections:
+    """One object, track 7, box (1, 2)-(3, 4)."""
+    return Detections(
         xyxy=np.array([[1, 2, 3, 4]], np.float32),
         confidence=np.array([0.9], np.float32),
         class_id=np.array([0], np.int32),
         tracker_id=np.array([7], np.int64),
+        data=data,
     )
+
+
+def test_alert_becomes_an_alert_event_about_its_track() -> None:
+    model = _model("ssd")
+    builder = EventBuilder(model, PlaceInfo(id="p"), "test")
+    result = _result()
+    result.detections = _track_7()
     result.alerts += [Alert("no_helmet", 7, attributes={"zone": "a"}), Alert("frame_rule")]
     events = builder.build_result(result)
     alerts = [e for e in events if e.event.type is EventType.ALERT]
@@ -325,3 +331,26 @@ def test_examples_import_nothing_of_vigil_but_vigil_ext() -> None:
             for name in names:
                 if name == "vigil" or name.startswith("vigil."):
                     assert name == "vigil.ext", f"{path.name} imports {name}"
+
+
+def test_analytics_events_name_their_track_or_a_zone() -> None:
+    from vigil.analytics import AnalyticsEvent, AnalyticsResult
+    from vigil.detections import ATTRIBUTES
+
+    builder = EventBuilder(_model("ssd"), PlaceInfo(id="p"), "test")
+    result = _result()
+    result.detections = _track_7(**{ATTRIBUTES: np.array([{"color": "red"}], object)})
+    crossing = AnalyticsEvent("line_crossed", "door", 7, 0, "in", 1, 0.0, 0, 0.0)
+    crowding = AnalyticsEvent("crowding_raised", "hall", None, None, None, 5, 2.0, 0, 0.0)
+    result.analytics = AnalyticsResult(np.ones(1, bool), [], [crossing, crowding])
+    tracked, zone = (
+        e.to_full()["object"]
+        for e in builder.build_result(result)
+        if e.event.type in (EventType.LINE_CROSSED, EventType.CROWDING_RAISED)
+    )
+    assert tracked["id"] == "7"
+    assert tracked["bbox"]["topleftx"] == 1
+    assert tracked["analytics"]["rule"] == "door"
+    assert "zone" in zone
+    assert zone["bbox"]["bottomrightx"] == 0
+    assert zone["analytics"]["count"] == 5

@@ -170,13 +170,19 @@ def fake_channels(monkeypatch: pytest.MonkeyPatch) -> list[FakeChannelClient]:
     return FakeChannelClient.made
 
 
+async def _request_in_flight(client: TritonClient) -> asyncio.Task[None]:
+    """An inference request that the fake server never answers by itself."""
+    model = SimpleNamespace(name="m", version="1", inputs=[], outputs=[])
+    request = asyncio.create_task(client.infer(model, None, 1))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    return request
+
+
 async def test_client_retarget_closes_the_old_channel_when_its_calls_end(
     fake_channels: list[FakeChannelClient],
 ) -> None:
     client = TritonClient("127.0.0.1:1")
-    model = SimpleNamespace(name="m", version="1", inputs=[], outputs=[])
-    request = asyncio.create_task(client.infer(model, None, 1))  # type: ignore[arg-type]
-    await asyncio.sleep(0.01)
+    request = await _request_in_flight(client)
     await client.retarget("127.0.0.1:2")
     old, new = fake_channels
     await asyncio.sleep(0.05)
@@ -208,9 +214,7 @@ async def test_client_infer_cancelled_by_its_channel_raises_infer_error(
 ) -> None:
     client = TritonClient("127.0.0.1:1")
     monkeypatch.setattr(client_module, "RETIRE_GRACE_S", 0.05)
-    model = SimpleNamespace(name="m", version="1", inputs=[], outputs=[])
-    request = asyncio.create_task(client.infer(model, None, 1))  # type: ignore[arg-type]
-    await asyncio.sleep(0.01)
+    request = await _request_in_flight(client)
     await client.retarget("127.0.0.1:2")  # the old channel closes after the grace
     with pytest.raises(InferError, match="connection to Triton was closed"):
         async with asyncio.timeout(5):
@@ -222,9 +226,7 @@ async def test_client_infer_when_its_caller_is_cancelled_stays_cancelled(
     fake_channels: list[FakeChannelClient],
 ) -> None:
     client = TritonClient("127.0.0.1:1")
-    model = SimpleNamespace(name="m", version="1", inputs=[], outputs=[])
-    request = asyncio.create_task(client.infer(model, None, 1))  # type: ignore[arg-type]
-    await asyncio.sleep(0.01)
+    request = await _request_in_flight(client)
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
         await request

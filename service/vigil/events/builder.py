@@ -139,30 +139,45 @@ class EventBuilder:
         rows: dict[int, int],
     ) -> Event:
         """A plugin stage's alert; its object is the track it is about, else a ``frame``
-        object with an empty box."""
-        details = ObjectAnalyticsInfo(rule=alert.name)
+        object with an empty box; the alert's attributes are the object's."""
         attributes = {str(k): str(v) for k, v in alert.attributes.items()}
-        row = rows.get(alert.track_id) if alert.track_id is not None else None
+        obj = self._subject(
+            alert.track_id, alert.class_id, "frame", dets, rows,
+            lambda _: attributes, ObjectAnalyticsInfo(rule=alert.name),
+        )  # fmt: skip
+        return make(obj, EventType.ALERT)
+
+    def _subject(
+        self,
+        track_id: int | None,
+        class_id: int | None,
+        placeholder: str,
+        dets: Detections,
+        rows: dict[int, int],
+        attributes: Callable[[int | None], dict[str, str]],
+        details: ObjectAnalyticsInfo,
+    ) -> ObjectInfo:
+        """The object an analytics event or an alert is about: the frame's row of its track,
+        else an object with an empty box named by its class (``placeholder`` without one).
+        ``attributes`` gives them from the row (None when there is no row)."""
+        row = rows.get(track_id) if track_id is not None else None
         if row is None:
-            known = alert.class_id is not None
-            obj = ObjectInfo(
-                id=UNTRACKED_OBJECT_ID if alert.track_id is None else str(alert.track_id),
-                class_name=self.model.label(int(alert.class_id)) if known else "frame",
+            return ObjectInfo(
+                id=UNTRACKED_OBJECT_ID if track_id is None else str(track_id),
+                class_name=placeholder if class_id is None else self.model.label(int(class_id)),
                 confidence=0.0,
                 bbox=BBox.from_xyxy(0, 0, 0, 0),
-                attributes=attributes,
+                attributes=attributes(None),
                 analytics=details,
             )
-        else:
-            obj = ObjectInfo(
-                id=str(alert.track_id),
-                class_name=self.model.label(int(dets.class_id[row])),
-                confidence=min(1.0, max(0.0, float(dets.confidence[row]))),
-                bbox=BBox.from_xyxy(*(float(v) for v in dets.xyxy[row])),
-                attributes=attributes,
-                analytics=details,
-            )
-        return make(obj, EventType.ALERT)
+        return ObjectInfo(
+            id=str(track_id),
+            class_name=self.model.label(int(dets.class_id[row])),
+            confidence=min(1.0, max(0.0, float(dets.confidence[row]))),
+            bbox=BBox.from_xyxy(*(float(v) for v in dets.xyxy[row])),
+            attributes=attributes(row),
+            analytics=details,
+        )
 
     def _event(self, frame: Frame, timestamp: datetime, obj: ObjectInfo, kind: EventType) -> Event:
         return Event(
@@ -192,26 +207,11 @@ class EventBuilder:
             duration_s=max(0.0, float(item.duration_s or 0.0)),
             lc_status=[f"{item.name}:{item.direction}"] if item.direction else [],
         )
-        row = rows.get(item.track_id) if item.track_id is not None else None
-        if row is None:
-            obj = ObjectInfo(
-                id=UNTRACKED_OBJECT_ID if item.track_id is None else str(item.track_id),
-                class_name=(
-                    "zone" if item.class_id is None else self.model.label(int(item.class_id))
-                ),
-                confidence=0.0,
-                bbox=BBox.from_xyxy(0, 0, 0, 0),
-                analytics=details,
-            )
-        else:
-            obj = ObjectInfo(
-                id=str(item.track_id),
-                class_name=self.model.label(int(dets.class_id[row])),
-                confidence=min(1.0, max(0.0, float(dets.confidence[row]))),
-                bbox=BBox.from_xyxy(*(float(v) for v in dets.xyxy[row])),
-                attributes={} if attributes is None else dict(attributes[row]),
-                analytics=details,
-            )
+        obj = self._subject(
+            item.track_id, item.class_id, "zone", dets, rows,
+            lambda row: {} if attributes is None or row is None else dict(attributes[row]),
+            details,
+        )  # fmt: skip
         return make(obj, EventType(item.kind))
 
 
