@@ -16,7 +16,6 @@ ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS builder
 ARG VIGIL_EXTRAS=""
-ARG TRITON_WHEEL_VERSION=0.7.0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # Plain Debian bases have no python; python:* images have it (then apt is skipped).
 RUN if ! command -v python3 >/dev/null; then \
@@ -37,6 +36,7 @@ RUN /opt/vigil/bin/pip install -q "/src${VIGIL_EXTRAS:+[$VIGIL_EXTRAS]}"
 # The embedded Triton 2.51 server, extracted from PyPI's nvidia-pytriton wheel (as `make
 # triton` does), with the packages its Python-backend models need beside it.
 FROM builder AS triton-embedded
+ARG TRITON_WHEEL_VERSION=0.7.0
 COPY scripts/install_triton.py /src/scripts/
 RUN /opt/vigil/bin/pip download -q --no-deps "nvidia-pytriton==${TRITON_WHEEL_VERSION}" -d /tmp/wheels \
     && /opt/vigil/bin/python /src/scripts/install_triton.py /tmp/wheels/nvidia_pytriton-*.whl /opt/triton \
