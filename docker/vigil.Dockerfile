@@ -52,7 +52,8 @@ RUN if ! command -v python3 >/dev/null; then \
     fi \
     && groupadd --system --gid 10001 vigil \
     && useradd --system --uid 10001 --gid vigil --home-dir /var/lib/vigil --create-home vigil \
-    && mkdir -p /etc/vigil /models
+    && mkdir -p /etc/vigil /models \
+    && install -d -o vigil -g vigil /var/lib/vigil/run /var/lib/vigil/state /var/lib/vigil/cache
 COPY --from=builder /opt/vigil /opt/vigil
 COPY docker/vigil/vigil.yaml /etc/vigil/vigil.yaml
 ENV PATH=/opt/vigil/bin:$PATH \

@@ -80,6 +80,8 @@ async def connect(
         return
 
     reap_orphaned_backend_stubs()
+    if settings.run_dir is not None:  # a fresh volume or a new path: make it, as data_dir is
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vigil-run-", dir=settings.run_dir) as tmp:
         run_dir = Path(tmp)
         python_paths = [str(settings.triton_python_env())]
