@@ -194,11 +194,13 @@ def wait(what: str, check: object, timeout_s: float) -> float:
 
 
 def read_events(bootstrap: str, timeout_s: float = 60) -> list[dict]:
-    """Events on the Vigil topic, read back with confluent-kafka."""
+    """The first 20 events on the Vigil topic (events keep coming: reading until silence
+    would never end), read back with confluent-kafka."""
     sys.path.insert(0, str(ROOT))
     from tests.support.kafka import consume_all
 
-    return [json.loads(m.value) for m in consume_all(bootstrap, "vigil-events", timeout_s=10)]
+    messages = consume_all(bootstrap, "vigil-events", expected=20, timeout_s=timeout_s)
+    return [json.loads(m.value) for m in messages]
 
 
 def main() -> int:
