@@ -8,6 +8,7 @@ are errors). No cluster is needed. `make test` installs Helm; without it these t
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -24,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "vigil"
 BAD_VALUES = Path(__file__).with_name("values")
 KUBE_VERSIONS = ["1.30.0", "1.33.0"]
-# Vigil's API needs keys (or allow_insecure) to listen on 0.0.0.0; the defaults have neither.
+# Vigil's API needs keys (or allow_insecure) to listen on 0.0.0.0: without any the chart
+# makes one up (kept in its Secret); WITH_KEY gives one.
 WITH_KEY = ("--set", "secrets.apiKeys={test-key}")
 CASES: dict[str, tuple[str, ...]] = {
+    "defaults": (),
     "defaults+key": WITH_KEY,
     "defaults+insecure": ("--set", "config.api.allow_insecure=true"),
     "ci-gpu": ("-f", str(CHART / "ci" / "gpu-values.yaml")),
@@ -171,13 +174,22 @@ def test_schema_rejects_bad_values(values_file: str, named: str) -> None:
     assert named in result.stderr, result.stderr
 
 
-def test_default_values_without_api_keys_fail_with_what_to_do() -> None:
-    """Vigil refuses to listen on 0.0.0.0 without keys; the chart refuses to render first."""
-    result = helm("template", "rel", str(CHART))
-    assert result.returncode != 0
-    assert "no API keys" in result.stderr
-    assert "secrets.apiKeys" in result.stderr
-    assert "config.api.allow_insecure" in result.stderr
+def test_default_values_make_up_an_api_key_and_give_it_to_vigil() -> None:
+    """Vigil refuses to listen on 0.0.0.0 without keys: with none given, the chart makes a
+    random one (kept across upgrades by looking the Secret up in the cluster)."""
+    docs = render(())
+    secret = one(docs, "Secret")
+    keys = json.loads(secret["stringData"]["api-keys"])
+    assert len(keys) == 1
+    assert len(keys[0]) == 40
+    again = helm("template", "rel", str(CHART))  # uncached: a new render, a new key
+    assert keys[0] not in again.stdout, "random, not a fixed default"
+    vigil = next(c for c in pod_spec(docs)["containers"] if c["name"] == "vigil")
+    env = {e["name"]: e for e in vigil["env"]}
+    ref = env["VIGIL_API__API_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": secret["metadata"]["name"], "key": "api-keys"}
+    insecure = render(("--set", "config.api.allow_insecure=true"))
+    assert not [d for d in insecure if d["kind"] == "Secret"], "no key made up when told not to"
 
 
 @pytest.mark.parametrize(

@@ -50,11 +50,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-models" (include "vigil.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
 
+{{/*
+Whether the chart makes up an API key: no key given, no existing Secret, and the API not
+explicitly left open. The key is random, kept in the chart's Secret, and kept across
+upgrades (looked up from the Secret in the cluster).
+*/}}
+{{- define "vigil.generatesApiKey" -}}
+{{- $api := (.Values.config | default dict).api | default dict }}
+{{- if not (or .Values.secrets.existingSecret .Values.secrets.apiKeys $api.allow_insecure) }}true{{- end }}
+{{- end }}
+
+{{/* The API keys the chart's Secret holds, as a JSON list (given, or made up once). */}}
+{{- define "vigil.apiKeysJson" -}}
+{{- if .Values.secrets.apiKeys }}
+{{- toJson .Values.secrets.apiKeys }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "vigil.fullname" .) }}
+{{- $key := .Values.secrets.keys.apiKeys }}
+{{- if and $existing (hasKey ($existing.data | default dict) $key) }}
+{{- index $existing.data $key | b64dec }}
+{{- else }}
+{{- toJson (list (randAlphaNum 40)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The Secret the VIGIL_* secret variables come from, or "" when there is none. */}}
 {{- define "vigil.secretName" -}}
 {{- if .Values.secrets.existingSecret }}
 {{- .Values.secrets.existingSecret }}
-{{- else if or .Values.secrets.apiKeys .Values.secrets.kafkaSaslUsername .Values.secrets.kafkaSaslPassword }}
+{{- else if or .Values.secrets.apiKeys .Values.secrets.kafkaSaslUsername .Values.secrets.kafkaSaslPassword (include "vigil.generatesApiKey" .) }}
 {{- include "vigil.fullname" . }}
 {{- end }}
 {{- end }}
@@ -116,9 +141,6 @@ silent override.
 {{- if hasKey $security $key }}
 {{- fail (printf "config.kafka.security.%s would put a credential in a ConfigMap: use secrets.kafkaSaslUsername / secrets.kafkaSaslPassword or secrets.existingSecret" $key) }}
 {{- end }}
-{{- end }}
-{{- if not (or .Values.secrets.existingSecret .Values.secrets.apiKeys $api.allow_insecure) }}
-{{- fail "no API keys: Vigil listens on 0.0.0.0 in the pod and refuses to start without keys. Set secrets.apiKeys (or secrets.existingSecret holding a JSON list under secrets.keys.apiKeys), or set config.api.allow_insecure: true to accept an unauthenticated API (docs/security.md)" }}
 {{- end }}
 {{- if and .Values.serviceMonitor.enabled $api.protect_reads }}
 {{- fail "serviceMonitor.enabled with config.api.protect_reads: /metrics then needs an X-API-Key header, which a ServiceMonitor cannot send; turn one of them off" }}
