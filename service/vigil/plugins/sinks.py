@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Sequence
 
 from vigil.events.schema import Event
 from vigil.events.sinks import EventSink
 from vigil.plugins.discovery import PluginError, PluginInfo, instantiate
+from vigil.retry import FailureRun
 from vigil.specs import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -28,19 +27,19 @@ class GuardedSink(EventSink):
     def __init__(self, sink: EventSink, info: PluginInfo) -> None:
         self.sink = sink
         self.info = info
-        #: Batches the sink raised on.
-        self.failures = 0
-        self._logged = -math.inf
+        self._run = FailureRun()  # loud on the first failure, then once a minute
+
+    @property
+    def failures(self) -> int:
+        """Batches the sink raised on."""
+        return self._run.count
 
     async def emit(self, events: Sequence[Event]) -> None:
         """Hand the batch to the plugin; an exception loses only this batch for it."""
         try:
             await self.sink.emit(events)
         except Exception:
-            self.failures += 1
-            now = time.monotonic()
-            if now - self._logged >= 60:
-                self._logged = now
+            if self._run.failed():
                 log.exception(
                     "sink plugin %s raised (%d batches lost to it so far)",
                     self.info.name,

@@ -12,7 +12,6 @@ same way. Per-plugin latency goes to ``vigil_plugin_seconds``.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,13 +22,11 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as CounterMetric
 
 from vigil.plugins.discovery import PluginError, PluginInfo, instantiate
+from vigil.retry import FailureRun
 from vigil.specs import StageRef, StreamSpec
 from vigil.stages.base import FrameResult, FrameStage, Stage
 
 log = logging.getLogger(__name__)
-
-#: Once a minute at most, per plugin and kind of trouble.
-LOG_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -90,7 +87,8 @@ class PluginStages(Stage):
         #: Plugin name → calls that raised / calls over budget.
         self.failures: Counter[str] = Counter()
         self.over_budget: Counter[str] = Counter()
-        self._logged: dict[tuple[str, str], float] = {}
+        # Per plugin and kind of trouble: when to log loudly (the first, then once a minute).
+        self._runs: dict[tuple[str, str], FailureRun] = {}
 
     @staticmethod
     def _load(ref: StageRef) -> _Loaded:
@@ -147,6 +145,8 @@ class PluginStages(Stage):
 
     def process(self, results: list[FrameResult]) -> None:
         """Run the shared stages, then the stream's own, on every frame, each call isolated."""
+        if not self.shared and not self.per_stream:  # the usual case: no plugin, no cost
+            return
         for result in results:
             for loaded in self.shared:
                 self._run(loaded, result)
@@ -236,8 +236,4 @@ class PluginStages(Stage):
             )
 
     def _due(self, name: str, trouble: str) -> bool:
-        now = time.monotonic()
-        if now - self._logged.get((name, trouble), -math.inf) < LOG_INTERVAL_S:
-            return False
-        self._logged[(name, trouble)] = now
-        return True
+        return self._runs.setdefault((name, trouble), FailureRun()).failed()
