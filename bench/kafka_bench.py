@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import results_table
 from tests.support.kafka import TansuBroker
 from vigil.config import KafkaSettings, OutboxSettings
 from vigil.events.kafka import KafkaSink
@@ -113,12 +111,7 @@ async def main(args: argparse.Namespace) -> None:
         off = await run(
             base.model_copy(update={"topic": "bench-off"}), MemoryBuffer(1 << 30), batches
         )
-    table = Table(
-        title=f"Vigil Kafka benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{platform.node()}, {os.cpu_count()} cores, {args.events} events, Tansu 0.6.0"
-    )
-    table.add_column("measurement")
-    table.add_column("events/s", justify="right")
+    table = results_table("Kafka", f"{args.events} events, Tansu 0.6.0", "events/s")
     table.add_row("outbox on (SQLite WAL, synchronous=normal)", f"{on:,.0f}")
     table.add_row("outbox off (in-memory buffer)", f"{off:,.0f}")
     Console().print(table)

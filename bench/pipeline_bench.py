@@ -22,18 +22,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
-import platform
+import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from rich.console import Console
-from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import results_table
 from vigil.config import Settings
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import SystemShmRing
@@ -170,12 +170,7 @@ async def main(args: argparse.Namespace) -> None:
             p50 = [s.stats.latency_percentile_ms(50) for s in result.streams.values()]
             p99 = [s.stats.latency_percentile_ms(99) for s in result.streams.values()]
 
-    table = Table(
-        title=f"Vigil pipeline benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{platform.node()}, {os.cpu_count()} cores, batch {args.batch_size}"
-    )
-    table.add_column("measurement")
-    table.add_column("frames/s", justify="right")
+    table = results_table("pipeline", f"batch {args.batch_size}", "frames/s")
     table.add_column("vs model-only (Triton)", justify="right")
     model_frames = len(batches) * args.batch_size
     which = "the clip's" if args.batches is None else f"the clip's first {model_frames}"

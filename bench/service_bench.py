@@ -19,29 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
-import yaml
 from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import results_table, vigil_serve
 from tests.support.clips import make_clip
 from vigil.config import Settings
 from vigil.jobs import file_spec, run_streams
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 async def job_fps(clips: list[Path], tmp: Path) -> float:
@@ -56,61 +47,37 @@ async def job_fps(clips: list[Path], tmp: Path) -> float:
     return frames / result.elapsed_s
 
 
-def wait_ready(api: httpx.Client, timeout_s: float) -> bool:
-    """Poll ``/api/v1/ready`` of a starting ``vigil serve``; True once it answers 200."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if api.get("/api/v1/ready").status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    return False
-
-
 def service_fps(clips: list[Path], tmp: Path) -> tuple[float, list[float]]:
     """Frames/s of `vigil serve` with the clips added over REST, and the latencies (s) of
     the ``GET /api/v1/streams`` calls made every 50 ms while it ran flat out."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = tmp / "vigil.yaml"
-    config.write_text(
-        yaml.safe_dump({"api": {"port": port}, "events": {"jsonl_path": str(tmp / "serve.jsonl")}})
-    )
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", "serve", "--config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with httpx.Client(base_url=url, timeout=10) as api:
-            wait_ready(api, 120)
-            start = time.monotonic()
-            for i, clip in enumerate(clips, 1):
-                api.post("/api/v1/streams", json={"id": f"cam-{i}", "url": clip.as_uri()})
-            latencies: list[float] = []
-            while True:
-                sent = time.perf_counter()
-                reply = api.get("/api/v1/streams")
-                latencies.append(time.perf_counter() - sent)
-                streams = reply.json()["streams"]
-                # a file's state turns "stopped" when its last frame is decoded; wait until
-                # every decoded frame is processed too
-                if all(
-                    s["state"] == "stopped" and s["frames_processed"] >= s["frames_decoded"]
-                    for s in streams
-                ):
-                    break
-                time.sleep(0.05)
-            elapsed = time.monotonic() - start
-            return sum(s["frames_processed"] for s in streams) / elapsed, latencies
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    # the clips are in the temporary folder: clients may add files only under file_roots
+    config = {
+        "events": {"jsonl_path": str(tmp / "serve.jsonl")},
+        "sources": {"file_roots": [str(tmp)]},
+    }
+    with vigil_serve(config, tmp, ready_timeout_s=120) as served:
+        api = served.api
+        start = time.monotonic()
+        for i, clip in enumerate(clips, 1):
+            added = api.post("/api/v1/streams", json={"id": f"cam-{i}", "url": clip.as_uri()})
+            if added.status_code != 201:
+                raise SystemExit(f"vigil serve refused cam-{i}: {added.status_code} {added.text}")
+        latencies: list[float] = []
+        while True:
+            sent = time.perf_counter()
+            reply = api.get("/api/v1/streams")
+            latencies.append(time.perf_counter() - sent)
+            streams = reply.json()["streams"]
+            # a file's state turns "stopped" when its last frame is decoded; wait until
+            # every decoded frame is processed too
+            if all(
+                s["state"] == "stopped" and s["frames_processed"] >= s["frames_decoded"]
+                for s in streams
+            ):
+                break
+            time.sleep(0.05)
+        elapsed = time.monotonic() - start
+        return sum(s["frames_processed"] for s in streams) / elapsed, latencies
 
 
 def main(args: argparse.Namespace) -> None:
@@ -121,12 +88,8 @@ def main(args: argparse.Namespace) -> None:
         clips = [clip] * args.streams
         run = asyncio.run(job_fps(clips, tmp))
         served, latencies = service_fps(clips, tmp)
-    table = Table(
-        title=f"Vigil service benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{platform.node()}, {os.cpu_count()} cores, {args.streams} streams × {args.frames} frames"
-    )
-    table.add_column("measurement")
-    table.add_column("frames/s", justify="right")
+    details = f"{args.streams} streams × {args.frames} frames"
+    table = results_table("service", details, "frames/s")
     table.add_row("vigil run (one-shot job)", f"{run:.1f}")
     table.add_row("vigil serve (streams added over REST)", f"{served:.1f}")
     console.print(table)

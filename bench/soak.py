@@ -17,35 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service_bench import wait_ready
+from bench.harness import measured_on, vigil_serve
 from tests.support.clips import make_clip
 from tests.support.rtsp import RtspCamera
 
 ROOT = Path(__file__).resolve().parents[1]
 SHM = Path("/dev/shm")
 FLAT = ("fds", "threads", "shm")  # must stay flat
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def footprint(pid: int) -> dict[str, float]:
@@ -114,9 +102,7 @@ def main() -> int:
     ):
         run_dir = Path(tmp)
         clip = make_clip(args.video, 20, run_dir / "short.mp4")
-        port = free_port()
         config = {
-            "api": {"port": port},
             "events": {"jsonl_path": None},
             "sources": {"file_roots": [str(args.video.parent), str(run_dir)]},
             "streams": [
@@ -126,23 +112,17 @@ def main() -> int:
                 {"id": "file", "url": args.video.resolve().as_uri(), "max_fps": 2},
             ],
         }
-        (run_dir / "vigil.yaml").write_text(yaml.safe_dump(config))
         env = {**os.environ, "VIGIL_RUN_DIR": str(run_dir)}
-        log = (run_dir / "service.log").open("w")
-        serve = ["serve", "--config", str(run_dir / "vigil.yaml")]
         if args.tracemalloc:
             launcher = [str(ROOT / "bench" / "traced_serve.py"), "--out", str(args.tracemalloc)]
             launcher += ["--every", str(max(60.0, duration_s / 15)), "--"]
         else:
             launcher = ["-m", "vigil.cli"]
-        proc = subprocess.Popen(
-            [sys.executable, *launcher, *serve],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-        try:
-            if not wait_ready(api, 180):
-                raise SystemExit("the service did not become ready")
+        with (
+            (run_dir / "service.log").open("w") as log,
+            vigil_serve(config, run_dir, launcher=launcher, env=env, log=log) as served,
+        ):
+            api, proc = served.api, served.process
             urls = [camera.url, clip.as_uri(), "test://pattern?fps=10"]
             samples: list[tuple[float, dict]] = []
             start = time.monotonic()
@@ -164,19 +144,13 @@ def main() -> int:
                     print(f"{(now - start) / 60:6.1f} min  {json.dumps(f)}", flush=True)
                 time.sleep(args.churn_s / 2)
             streams = api.get("/api/v1/streams").json()["streams"]
-        finally:
-            api.close()
-            proc.terminate()
-            proc.wait(60)
 
     slope = slope_mb_per_10min(samples, judged_s)
     settled = [f for t, f in samples if t >= duration_s - judged_s]
     spread = {k: (min(f[k] for f in settled), max(f[k] for f in settled)) for k in FLAT}
     states = ", ".join(f"{s['id']} {s['state']}" for s in streams)
     first, last = samples[0][1]["rss_mb"], samples[-1][1]["rss_mb"]
-    print(
-        f"\nsoak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores"
-    )
+    print(f"\nsoak {measured_on()}")
     print(f"{args.minutes:g} min, {cycle} add/remove cycles; streams at the end: {states}")
     print(f"RSS {first:.1f} -> {last:.1f} MB; slope over the last {judged_s / 60:.0f} min:")
     print(f"  {slope:+.2f} MB / 10 min (limit 1.0)")

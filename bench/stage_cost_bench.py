@@ -9,17 +9,16 @@ Usage: ``python bench/stage_cost_bench.py``
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import measured_on
 from vigil.analytics import AnalyticsConfig, StreamAnalytics
 from vigil.detections import Detections
 from vigil.track import ByteTracker, TrackChangeKind, TrackerSettings
@@ -81,10 +80,7 @@ def one_run(seed: int) -> tuple[float, float]:
 def main() -> None:
     runs = [one_run(seed) for seed in range(3)]
     total = sorted(t + a for t, a in runs)
-    print(
-        f"Stage cost — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-        f"{os.cpu_count()} cores; {OBJECTS} objects, 10 rules, {W}x{H}"
-    )
+    print(f"Stage cost — {measured_on()}; {OBJECTS} objects, 10 rules, {W}x{H}")
     for i, (t, a) in enumerate(runs):
         print(f"run {i}: tracker {t:.3f} ms + analytics {a:.3f} ms = {t + a:.3f} ms/frame")
     print(f"median {total[1]:.3f} ms/frame (spread {total[0]:.3f}–{total[2]:.3f}); target ≤ 0.5 ms")

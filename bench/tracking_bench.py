@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "service"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT), str(ROOT / "service"), str(ROOT / "bench")]
 
 from mot_scoring import Boxes, Scores, check_against_motmetrics, read_mot, score  # noqa: E402
 
+from bench.harness import measured_on  # noqa: E402
 from vigil.detections import Detections  # noqa: E402
 from vigil.track import ByteTracker, TrackerSettings  # noqa: E402
 
@@ -132,10 +130,7 @@ def main(args: argparse.Namespace) -> None:
     data = motmetrics_data() / "TUD-Stadtmitte"
     check = check_against_motmetrics(str(data / "gt.txt"), str(data / "test.txt"))
     gt = read_mot(str(data / "gt.txt"))
-    print(
-        f"Tracking benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-        f"{os.cpu_count()} cores; TUD-Stadtmitte ({len(gt)} frames, {FPS:.0f} fps)"
-    )
+    print(f"Tracking benchmark — {measured_on()}; TUD-Stadtmitte ({len(gt)} frames, {FPS:.0f} fps)")
     print(
         f"scorer check on motmetrics' TUD-Stadtmitte pair: IDF1 {check.idf1:.6f}, "
         f"MOTA {check.mota:.6f}, IDsw {check.num_switches} — equal to motmetrics' figures"

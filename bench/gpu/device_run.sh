@@ -2,10 +2,12 @@
 # Runs on the GPU machine of the device tool, from the staging folder made by
 # bench/gpu/stage.sh (wheels, trimmed PyNvVideoCodec, Triton for Python 3.12, the clip, the
 # source tree). Usage: bash bench/gpu/device_run.sh PHASE...   (phases: probe tests bench)
-# Logs and results go to $OUT.
+# Logs and results go to $OUT. Run from the staged copy of the tree (.device/gpu/src), or from
+# the checkout itself with GPU_STAGE_DIR naming the staging folder (its src/ may then be
+# removed, which keeps the device tool's carry under its 64 MiB limit).
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
-STAGE=$(dirname "$SRC")
+STAGE=${GPU_STAGE_DIR:-$(dirname "$SRC")}
 OUT=${OUT:-/tmp/vigil-out}
 mkdir -p "$OUT" /tmp/site
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -49,7 +51,7 @@ PY
         -v -ra -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu-tests.log"
       ;;
     bench)
-      timeout 320 python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
+      timeout ${BENCH_TIMEOUT:-320} python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
         2>&1 | tee "$OUT/bench.log"
       ;;
     bench2)  # a second configuration in the same call (results in $OUT/b2)

@@ -35,6 +35,6 @@ if [ ! -f "$CACHE/tritonserver.tar.xz" ]; then
   tar -C "$tmp" -cJf "$CACHE/tritonserver.tar.xz" tritonserver && rm -rf "$tmp"
 fi
 cp "$CACHE/tritonserver.tar.xz" "$DEST/"
-[ -f "$CACHE/street_1080p30.mp4" ] || "$ROOT/.venv/bin/python" "$ROOT/bench/gpu/make_clip.py" "$CACHE/street_1080p30.mp4"
+[ -f "$CACHE/street_1080p30.mp4" ] || "${PYTHON:-$ROOT/.venv/bin/python}" "$ROOT/bench/gpu/make_clip.py" "$CACHE/street_1080p30.mp4"
 cp "$CACHE/street_1080p30.mp4" "$DEST/"
 du -sh "$DEST"

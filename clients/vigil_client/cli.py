@@ -1,10 +1,23 @@
-"""``vigilctl``: manage a Vigil server's streams from the shell.
+"""``vigilctl``: manage a Vigil server's streams, models, analytics and recordings from the
+shell.
 
 Examples:
     vigilctl streams add cam-1 rtsp://10.0.0.5/stream1 --interval 2 --max-fps 15
     vigilctl streams list
     vigilctl --url http://vigil:8080 --api-key "$KEY" streams stop cam-1
+    vigilctl models list
+    vigilctl models upload ssd_mobilenet_v2_coco ssd-v2.onnx
+    vigilctl models swap ssd_mobilenet_v2_coco latest
+    vigilctl models rollback ssd_mobilenet_v2_coco
+    vigilctl analytics load cam-1 door.yaml --reset-counts
+    vigilctl analytics show cam-1
+    vigilctl recordings start cam-1 --duration 20 --pre-roll 5
+    vigilctl recordings list --stream cam-1 --since 2026-11-21T00:00:00Z
+    vigilctl recordings download cam-1-20261121T120000-a1b2c3 -o clip.mp4  # resumes
     vigilctl ready && echo up
+
+Every listing and ``show`` prints a table (rich when installed); ``--json`` prints the
+server's JSON instead.
 
 Exit status: 0 on success, 1 on an error (printed as ``error: <message>`` on stderr) or a
 failed check (``health`` not ok, ``ready`` false), 2 on a usage error.
@@ -13,21 +26,16 @@ failed check (``health`` not ok, ``ready`` false), 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
-from vigil_client import __version__
-from vigil_client.client import StreamInfo, VigilClient, VigilError
-
-try:
-    from rich.console import Console
-    from rich.table import Table
-except ImportError:  # rich is optional for the client; plain text then
-    Console = None  # type: ignore[assignment,misc]
-    Table = None  # type: ignore[assignment,misc]
+from vigil_client import __version__, cli_analytics, cli_models, cli_recordings
+from vigil_client.client import VigilClient
+from vigil_client.errors import VigilError
+from vigil_client.output import print_json, print_table
+from vigil_client.streams import StreamInfo
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 # This is a separate program from the service, so it reads its own two variables here
@@ -41,7 +49,8 @@ COLUMNS = ("ID", "STATE", "FPS", "FRAMES", "DROPPED", "RECONNECTS", "REASON")
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (defaults for ``--url``/``--api-key`` come from the environment)."""
     parser = argparse.ArgumentParser(
-        prog="vigilctl", description="Manage the streams of a Vigil server."
+        prog="vigilctl",
+        description="Manage the streams, models, analytics and recordings of a Vigil server.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -63,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="request timeout (default: 10)",
+        help="request timeout (default: 10; uploads, swaps and rollbacks wait at least 300)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -101,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("id", metavar="ID")
         sub.set_defaults(handler=handler)
 
+    cli_models.register(commands)
+    cli_analytics.register(commands)
+    cli_recordings.register(commands)
+
     health = commands.add_parser("health", help="print the health report; exit 1 unless ok")
     health.set_defaults(handler=_health)
     ready = commands.add_parser("ready", help="exit 0 if the server is ready, else 1")
@@ -121,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VigilError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # an argument the client refuses before sending, e.g. an empty id
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -142,7 +158,7 @@ def _streams_add(client: VigilClient, args: argparse.Namespace) -> int:
 def _streams_list(client: VigilClient, args: argparse.Namespace) -> int:
     streams = client.list_streams()
     if args.json:
-        _print_json([s.to_dict() for s in streams])
+        print_json([s.to_dict() for s in streams], sys.stdout)
     elif not streams:
         print("no streams")
     else:
@@ -151,7 +167,7 @@ def _streams_list(client: VigilClient, args: argparse.Namespace) -> int:
 
 
 def _streams_get(client: VigilClient, args: argparse.Namespace) -> int:
-    _print_json(client.get_stream(args.id).to_dict())
+    print_json(client.get_stream(args.id).to_dict(), sys.stdout)
     return 0
 
 
@@ -175,7 +191,7 @@ def _streams_stop(client: VigilClient, args: argparse.Namespace) -> int:
 
 def _health(client: VigilClient, args: argparse.Namespace) -> int:
     report = client.health()
-    _print_json(report)
+    print_json(report, sys.stdout)
     return 0 if report.get("status") == "ok" else 1
 
 
@@ -189,10 +205,6 @@ def _ready(client: VigilClient, args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- output
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def stream_row(info: StreamInfo) -> tuple[str, ...]:
@@ -211,16 +223,4 @@ def stream_row(info: StreamInfo) -> tuple[str, ...]:
 def print_streams_table(streams: Sequence[StreamInfo], out: TextIO) -> None:
     """Print streams as a table: a rich one when rich is installed, else aligned text."""
     rows = [stream_row(s) for s in streams]
-    if Console is not None and Table is not None:
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for column in COLUMNS:
-            numeric = column in {"FPS", "FRAMES", "DROPPED", "RECONNECTS"}
-            table.add_column(column, justify="right" if numeric else "left", overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        Console(file=out, soft_wrap=False).print(table)
-        return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
-    for row in (COLUMNS, *rows):
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
+    print_table(COLUMNS, rows, out, numeric={"FPS", "FRAMES", "DROPPED", "RECONNECTS"})

@@ -8,6 +8,9 @@ the analytics stage's counters. The hot-path histograms are in :mod:`vigil.metri
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -211,3 +214,34 @@ class AnalyticsCollector(Collector):
             "stage",
             self.stage_failures(),
         )
+
+
+class ThreadCollector(Collector):
+    """The process's threads by role, read at scrape time.
+
+    A Python thread's role is its name up to the first non-letter (``decode``, ``stages``,
+    ``asyncio`` for the event loop's executor, ...); ``native`` counts the threads no Python
+    code started (FFmpeg's decoder threads, gRPC's). A role that only ever grows while cameras
+    come and go is a leak; the churn test reads this.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield ``vigil_threads{role}``."""
+        roles: dict[str, int] = {}
+        for thread in threading.enumerate():
+            role = _ROLE.match(thread.name)
+            key = role.group(0).lower() if role else "unnamed"
+            roles[key] = roles.get(key, 0) + 1
+        try:
+            native = len(os.listdir("/proc/self/task")) - sum(roles.values())
+        except OSError:  # not Linux: no way to count threads Python did not start
+            native = None
+        if native is not None:
+            roles["native"] = max(native, 0)
+        family = GaugeMetricFamily("vigil_threads", "Threads of this process", labels=["role"])
+        for role, count in sorted(roles.items()):
+            family.add_metric([role], count)
+        yield family
+
+
+_ROLE = re.compile(r"[A-Za-z]+")

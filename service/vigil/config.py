@@ -8,8 +8,6 @@ environment.
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,6 +20,12 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from vigil.api_settings import ApiSettings as ApiSettings
+from vigil.api_settings import TlsSettings as TlsSettings
+from vigil.api_settings import is_loopback as is_loopback
+from vigil.api_settings import key_id as key_id
+from vigil.cluster_settings import ClusterSettings
+from vigil.recording_settings import RecordingSettings
 from vigil.specs import PluginRef, StageRef, StreamSpec
 from vigil.track import TrackerSettings
 
@@ -181,99 +185,6 @@ class SourceSettings(_Model):
     )
 
 
-class TlsSettings(_Model):
-    """HTTPS for the REST API, optionally with client certificates (mutual TLS)."""
-
-    cert_file: Path | None = Field(
-        None, description="Server certificate chain (PEM); with key_file the API speaks HTTPS"
-    )
-    key_file: Path | None = Field(None, description="Private key of cert_file (PEM, unencrypted)")
-    client_ca_file: Path | None = Field(
-        None,
-        description="CA certificates (PEM): clients must present a certificate signed by one "
-        "(mutual TLS); unset = no client certificates",
-    )
-
-    @model_validator(mode="after")
-    def _files(self) -> TlsSettings:
-        if (self.cert_file is None) != (self.key_file is None):
-            missing = "key_file" if self.key_file is None else "cert_file"
-            raise ValueError(
-                f"api.tls.{missing} is unset: set api.tls.cert_file and api.tls.key_file "
-                "together (or neither, for plain HTTP)"
-            )
-        if self.client_ca_file is not None and self.cert_file is None:
-            raise ValueError(
-                "api.tls.client_ca_file needs api.tls.cert_file and api.tls.key_file "
-                "(client certificates are only asked for over HTTPS)"
-            )
-        for name in ("cert_file", "key_file", "client_ca_file"):
-            path = getattr(self, name)
-            if path is not None and not path.is_file():
-                raise ValueError(f"api.tls.{name}: no such file: {path}")
-        return self
-
-    @property
-    def enabled(self) -> bool:
-        """Whether the API speaks HTTPS."""
-        return self.cert_file is not None
-
-
-def key_id(key: str) -> str:
-    """The name an API key goes by in logs: ``key-`` and 8 hex digits of its SHA-256."""
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False  # any other name may resolve to a public address
-
-
-class ApiSettings(_Model):
-    """The REST control plane of `vigil serve`."""
-
-    host: str = Field("127.0.0.1", description="Address to listen on")
-    port: Port = Field(8080, description="HTTP port")
-    api_keys: list[SecretStr] = Field(
-        default_factory=list,
-        description="Keys accepted in X-API-Key (JSON list); empty = no authentication",
-    )
-    protect_reads: bool = Field(False, description="Require a key for read-only endpoints too")
-    allow_insecure: bool = Field(
-        False,
-        description="Start without api_keys on a non-loopback host (otherwise `vigil serve` "
-        "refuses to)",
-    )
-    max_body_bytes: int = Field(
-        1 << 20,
-        ge=1,
-        description="Larger request bodies are refused with 413 (model uploads have "
-        "model.max_upload_bytes instead)",
-    )
-    tls: TlsSettings = TlsSettings()
-
-    def key_ids(self) -> list[tuple[str, str]]:
-        """``(key id, key)`` for every configured key."""
-        return [(key_id(k.get_secret_value()), k.get_secret_value()) for k in self.api_keys]
-
-    def insecure_bind(self) -> str | None:
-        """Why the API must not start as configured (a public address without keys), or
-        None."""
-        if self.api_keys or self.allow_insecure or is_loopback(self.host):
-            return None
-        return (
-            f"refusing to serve the API on {self.host} (not a loopback address) without API "
-            "keys: anyone who can reach it could control the pipeline. Set "
-            "VIGIL_API__API_KEYS='[\"<key>\"]' (api.api_keys), or listen on 127.0.0.1, or "
-            "set VIGIL_API__ALLOW_INSECURE=true (api.allow_insecure) to accept the risk"
-        )
-
-
 class ModelSettings(_Model):
     """Which model runs, and its post-processing."""
 
@@ -365,6 +276,46 @@ class EventSettings(_Model):
     place_id: str = Field("0", description="`place.id` in events")
     place_name: str = Field("", description="`place.name` in events")
     analytics_module_id: str = Field("vigil-detector", description="`analyticsModule.id`")
+    live_max_subscribers: int = Field(
+        16, ge=1, le=1024, description="Clients that may follow GET /api/v1/events/live at once"
+    )
+    live_queue_events: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Events queued per live-feed client; a slower client loses the oldest",
+    )
+
+
+class LiveSettings(_Model):
+    """The live view: MJPEG streams and snapshots with the on-screen display (docs/live-view.md)."""
+
+    max_viewers_per_stream: int = Field(
+        8, ge=1, le=1000, description="MJPEG viewers of one stream at once (more: 429)"
+    )
+    max_viewers: int = Field(
+        32, ge=1, le=10_000, description="MJPEG viewers at once, all streams (more: 429)"
+    )
+    max_fps: float = Field(
+        30.0, gt=0, le=120, allow_inf_nan=False, description="Highest `fps` a viewer may ask for"
+    )
+    default_fps: float = Field(
+        10.0, gt=0, le=120, allow_inf_nan=False, description="`fps` when not given (≤ max_fps)"
+    )
+    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of live frames")
+    default_height: int = Field(
+        720,
+        ge=16,
+        le=4320,
+        description="Height when `height` is not given (smaller sources keep their own)",
+    )
+    snapshot_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="A snapshot waits this long for a frame, then answers 409",
+    )
 
 
 class KafkaSecuritySettings(_Model):
@@ -467,6 +418,13 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     model: ModelSettings = ModelSettings()
     events: EventSettings = EventSettings()
+    recording: RecordingSettings = Field(
+        RecordingSettings(), description="Smart recording (docs/recording.md)"
+    )
+    live: LiveSettings = LiveSettings()
+    cluster: ClusterSettings = Field(
+        ClusterSettings(), description="Scale-out over a Kafka consumer group (docs/scale-out.md)"
+    )
     streams: list[StreamSpec] = Field(
         default_factory=list, description="Streams `vigil serve` starts with (config file)"
     )
@@ -520,6 +478,12 @@ class Settings(BaseSettings):
         if not isinstance(data, dict):
             raise ValueError(f"config file {config_file} must hold a mapping of settings")
         return cls(**data)
+
+    @model_validator(mode="after")
+    def _cluster_needs_kafka(self) -> Settings:
+        if self.cluster.enabled and not self.kafka.bootstrap_servers:
+            raise ValueError("cluster.enabled needs kafka.bootstrap_servers")
+        return self
 
     def model_post_init(self, _context: object) -> None:
         """Reject ``VIGIL_*`` environment variables that name no setting (typos)."""

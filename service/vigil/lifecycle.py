@@ -38,10 +38,11 @@ from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.pipeline import Pipeline
 from vigil.pipeline.route import Route
+from vigil.triton.errors import RepositoryError
 
 log = logging.getLogger(__name__)
 
-Trigger = Literal["rest", "kafka", "ota", "startup"]
+Trigger = Literal["rest", "kafka", "ota", "startup", "cluster"]
 
 
 class SwapError(InferError):
@@ -143,6 +144,9 @@ class ModelLifecycle:
         self._lock = asyncio.Lock()
         self._next_id = 1
         self.history: deque[SwapRecord] = deque(maxlen=50)
+        #: On a cluster worker sharing its Triton with others: the versions of a model the
+        #: *other* workers serve now, which a swap here must leave loaded (None: nobody else).
+        self.others_serve: Callable[[str], set[int]] | None = None
         self._save()
 
     @property
@@ -236,6 +240,24 @@ class ModelLifecycle:
             return number, None
         return number, await self.swap(model, number, allow_replan, trigger)
 
+    async def check(
+        self, model: str, version: int | Literal["latest"], allow_replan: bool = False
+    ) -> int:
+        """What a swap to ``model`` at ``version`` would be checked for, without swapping:
+        returns the version number it resolves to.
+
+        Raises:
+            SwapError: 404 unknown model or version, 409 not compatible (see :meth:`swap`).
+        """
+        try:
+            target = self.registry.resolve(model, version)
+        except RegistryError as e:
+            self.metrics.swaps.labels("rejected").inc()
+            raise SwapError(str(e), e.status) from e
+        if (model, target) != self.serving:
+            await self._check_compatible(model, target, allow_replan)
+        return target
+
     # --- the swap --------------------------------------------------------------------------
 
     async def _swap(
@@ -247,16 +269,11 @@ class ModelLifecycle:
         rollback: bool,
     ) -> SwapRecord:
         t0 = time.monotonic()
-        try:
-            target = self.registry.resolve(model, version)
-        except RegistryError as e:
-            self.metrics.swaps.labels("rejected").inc()
-            raise SwapError(str(e), e.status) from e
+        target = await self.check(model, version, allow_replan)
         old_model, old_version = self.serving
         if (model, target) == (old_model, old_version):
             self.metrics.swaps.labels("rejected").inc()
             raise SwapError(f"{model} version {target} is already serving", 409)
-        await self._check_compatible(model, target, allow_replan)
         record = SwapRecord(
             id=self._next_id,
             model=model,
@@ -323,6 +340,13 @@ class ModelLifecycle:
         try:
             states = (await self.client.loaded_versions()).get(model, {})
             if states.get(str(target)) != "READY":  # kept loaded by an earlier swap: no load
+                if self.registry.publish is not None:
+                    # A version another worker added to a shared repository is not yet in
+                    # this worker's embedded server's copy of it.
+                    try:
+                        await asyncio.to_thread(self.registry.publish, model, target)
+                    except (RepositoryError, OSError) as e:
+                        raise SwapError(f"cannot publish {model}:{target}: {e}", 422) from e
                 try:
                     await self.client.load_versions(model, loaded)
                 except ModelLoadError as e:
@@ -364,11 +388,19 @@ class ModelLifecycle:
         await old.drained()
         record.drained_frames = old.emitted - before
         await self.pipeline.retire(old)
+        # Versions other workers of a shared Triton still serve stay loaded.
+        others = self.others_serve(old.model.name) if self.others_serve else set()
         try:
             if old.model.name != route.model.name:
-                await self.client.unload_model(old.model.name)
+                if others:
+                    log.info(
+                        "swap %d: %s stays loaded, other workers serve it", record.id, old.label
+                    )
+                else:
+                    await self.client.unload_model(old.model.name)
             elif not self.keep_previous:
-                await self.client.load_versions(route.model.name, [int(route.model.version)])
+                keep = {int(route.model.version), *others}
+                await self.client.load_versions(route.model.name, sorted(keep))
         except InferError as e:  # the new version serves; an old one left loaded is harmless
             log.warning("swap %d: could not unload %s: %s", record.id, old.label, e)
         # With no stream attached no frame comes; the swap is done without one.

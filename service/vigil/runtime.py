@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import logging
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,11 +21,19 @@ from pathlib import Path
 from vigil.accel import Acceleration, AccelerationError, choose_acceleration
 from vigil.analytics import AnalyticsConfig
 from vigil.classifiers import open_secondary_classifiers
-from vigil.collectors import AnalyticsCollector, KafkaCollector, StreamCollector
+from vigil.cluster.models import ClusterModelCommands
+from vigil.cluster.worker import ClusterStreams, ClusterWorker
+from vigil.collectors import (
+    AnalyticsCollector,
+    KafkaCollector,
+    StreamCollector,
+    ThreadCollector,
+)
 from vigil.commands.consumer import make_command_consumer
 from vigil.config import Settings
 from vigil.events.builder import EventBuilder
 from vigil.events.kafka import make_kafka_sink
+from vigil.events.live import LiveEvents
 from vigil.events.schema import PlaceInfo
 from vigil.events.sinks import EventSink, JsonlSink
 from vigil.heap import HeapTrimmer
@@ -33,6 +43,7 @@ from vigil.infer.model_formats import ModelFormat
 from vigil.infer.registry import ModelRegistry
 from vigil.lifecycle import ModelCommands, ModelLifecycle, read_state
 from vigil.metrics import PipelineMetrics
+from vigil.osd import FrameTap
 from vigil.parsers import make_parser
 from vigil.pipeline.manager import StreamManager
 from vigil.pipeline.pipeline import Pipeline
@@ -40,7 +51,9 @@ from vigil.pipeline.worker import ReconnectPolicy
 from vigil.plugins.discovery import describe, find_parser, instantiate
 from vigil.plugins.sinks import GuardedSink, StreamSinks
 from vigil.plugins.stages import PluginMetrics, PluginStages
+from vigil.record.service import RecordingCollector, RecordingService
 from vigil.recovery import TritonRecovery
+from vigil.sources.base import Source
 from vigil.sources.confine import FileRoots
 from vigil.sources.urls import redact_url
 from vigil.specs import StreamSpec
@@ -72,6 +85,11 @@ class Runtime:
         plugins: The plugin stages (global and per stream).
         plugin_sinks: The plugin sinks of the settings.
         stream_sinks: The plugin sinks of single streams.
+        recording: Smart recording (None when ``recording.enabled`` is off).
+        frame_tap: The latest frame of watched streams, for the live view.
+        live_events: The live event feed (the console's ``GET /api/v1/events/live``).
+        cluster: This process's membership of the worker group (None when
+            ``cluster.enabled`` is off: it owns every stream).
     """
 
     settings: Settings
@@ -88,6 +106,18 @@ class Runtime:
     plugins: PluginStages | None = None
     plugin_sinks: list[GuardedSink] = dataclasses.field(default_factory=list)
     stream_sinks: StreamSinks | None = None
+    recording: RecordingService | None = None
+    frame_tap: FrameTap = dataclasses.field(default_factory=FrameTap)
+    live_events: LiveEvents = dataclasses.field(default_factory=lambda: LiveEvents(1, 1))
+    cluster: ClusterWorker | None = None
+
+    @property
+    def stream_control(self) -> StreamManager | ClusterStreams:
+        """What adds and removes streams for clients: the stream manager, or on a cluster
+        worker the control topic."""
+        if self.cluster is None:
+            return self.streams
+        return ClusterStreams(self.cluster, self.streams.file_roots)
 
     def plugin_list(self) -> list[dict[str, object]]:
         """Every plugin in use (parser, stages, sinks) with its version, for the health
@@ -117,16 +147,47 @@ class Runtime:
     ) -> None:
         """Set, change (hot, without restarting the stream) or remove a stream's analytics.
 
-        Counts of rules that keep their name survive unless ``reset_counts``.
+        Counts of rules that keep their name survive unless ``reset_counts``. On a cluster
+        worker, a cluster stream's analytics are part of its spec in the control topic (so
+        they move with it): the spec is written there and applied from it, hot.
 
         Raises:
             StreamNotFoundError: no such stream.
+            KafkaError: the control topic did not take the change (cluster streams).
         """
         managed = self.streams.get(stream_id)
-        managed.spec = managed.spec.model_copy(update={"analytics": config})
-        await self.pipeline.in_chain(
-            lambda: self.analytics.configure(stream_id, config, reset_counts)
+        if self.cluster is not None and stream_id in self.cluster.running:
+            spec = managed.spec.model_copy(update={"analytics": config})
+            await self.cluster.apply(stream_id, spec)
+            if reset_counts:
+                await self._configure_here(stream_id, config, reset_counts=True)
+            return
+        await self._configure_here(stream_id, config, reset_counts)
+
+    async def _configure_here(
+        self, stream_id: str, config: AnalyticsConfig | None, reset_counts: bool = False
+    ) -> None:
+        await configure_analytics_here(
+            self.streams, self.pipeline, self.analytics, stream_id, config, reset_counts
         )
+
+
+async def configure_analytics_here(
+    manager: StreamManager,
+    pipeline: Pipeline,
+    analytics: AnalyticsStage,
+    stream_id: str,
+    config: AnalyticsConfig | None,
+    reset_counts: bool = False,
+) -> None:
+    """Change a running stream's analytics in this process, hot (between two batches).
+
+    Raises:
+        StreamNotFoundError: no such stream here.
+    """
+    managed = manager.get(stream_id)
+    managed.spec = managed.spec.model_copy(update={"analytics": config})
+    await pipeline.in_chain(lambda: analytics.configure(stream_id, config, reset_counts))
 
 
 @asynccontextmanager
@@ -192,11 +253,16 @@ async def _runtime(
     sinks += plugin_sinks
     stream_sinks = StreamSinks()
     sinks.append(stream_sinks)
+    live_events = LiveEvents(
+        settings.events.live_max_subscribers, settings.events.live_queue_events, metrics.registry
+    )
+    sinks.append(live_events)
     builder = EventBuilder(
         model,
         PlaceInfo(id=settings.events.place_id, name=settings.events.place_name),
         settings.events.analytics_module_id,
         video_path=lambda sid: _redacted(manager.get(sid).spec.url) if sid in manager else "",
+        source=settings.cluster.worker if settings.cluster.enabled else "Vigil",
     )
     if settings.secondary and acceleration.decode == "gpu":
         # Crops are cut with OpenCV in host memory; NVDEC frames never leave the GPU.
@@ -226,17 +292,26 @@ async def _runtime(
         acceleration=acceleration,
         chain=StageChain(stages),
     )
+    frame_tap = FrameTap(
+        settings.live.max_viewers_per_stream,
+        settings.live.max_viewers,
+        lambda sid: analytics.snapshot.get(sid),
+        metrics.registry,
+    )
+    pipeline.taps.add(frame_tap)
+    recording = _recording(settings, pipeline, sinks)
     reconnect = settings.sources.reconnect
     manager = StreamManager(
         pipeline,
-        lambda spec: acceleration.make_source(spec, settings.sources),
+        functools.partial(_make_source, acceleration, settings, recording),
         ReconnectPolicy(**reconnect.model_dump()),
         max_streams=settings.pipeline.max_streams,
         file_roots=_file_roots(settings),
         prepare=functools.partial(_prepare_plugins, plugin_stages, stream_sinks),
-        release=stream_sinks.release,
+        release=functools.partial(_release, stream_sinks, recording, frame_tap),
     )
     metrics.registry.register(StreamCollector(manager.statuses, pipeline.queue_depths))
+    metrics.registry.register(ThreadCollector())
     metrics.registry.register(
         AnalyticsCollector(
             lambda: analytics.snapshot,
@@ -263,7 +338,37 @@ async def _runtime(
             triton, settings.triton.recovery, pipeline, manager.statuses, lifecycle.lock
         )
         pipeline.watchdog = recovery.suspect
-    commands = make_command_consumer(settings, manager, ModelCommands(lifecycle)) if kafka else None
+    cluster = (
+        ClusterWorker(
+            settings.kafka,
+            settings.cluster,
+            manager,
+            lambda: f"{pipeline.model.name}:{pipeline.model.version}",
+            api_url=_api_url(settings),
+            lifecycle=lifecycle,
+            reconfigure=functools.partial(configure_analytics_here, manager, pipeline, analytics),
+        )
+        if settings.cluster.enabled
+        else None
+    )
+    if cluster and cluster.models and settings.triton.url:
+        # Workers sharing one Triton: leave loaded what the others still serve.
+        lifecycle.others_serve = cluster.models.others_serve
+    # On a cluster worker, stream commands change the control topic, and model commands the
+    # model topic, not this process.
+    control = ClusterStreams(cluster, manager.file_roots) if cluster else manager
+    model_commands = (
+        ClusterModelCommands(lifecycle, cluster.models)
+        if cluster and cluster.models
+        else ModelCommands(lifecycle)
+    )
+    commands = (
+        make_command_consumer(settings, control, model_commands, recording and recording.recorder)
+        if kafka
+        else None
+    )
+    if recording is not None:
+        metrics.registry.register(RecordingCollector(recording))
     if kafka:
         metrics.registry.register(
             KafkaCollector(
@@ -274,6 +379,8 @@ async def _runtime(
         )
     plugin_stages.start()
     await pipeline.start()
+    if recording is not None:
+        await recording.start()
     interval = settings.pipeline.heap_trim_interval_s
     trimmer = HeapTrimmer(interval) if interval else None
     if trimmer:
@@ -284,6 +391,8 @@ async def _runtime(
         kafka.publisher.start()
     if commands:
         commands.start()
+    if cluster:
+        await cluster.start()
     try:
         yield Runtime(
             settings,
@@ -300,8 +409,14 @@ async def _runtime(
             plugin_stages,
             plugin_sinks,
             stream_sinks,
+            recording,
+            frame_tap,
+            live_events=live_events,
+            cluster=cluster,
         )
     finally:
+        if cluster:
+            await cluster.close()
         if trimmer:
             await trimmer.close()
         if recovery:
@@ -309,6 +424,8 @@ async def _runtime(
         if commands:
             await commands.close()
         await manager.stop_all()
+        if recording is not None:
+            await recording.close()
         await pipeline.stop()
         if secondary:
             await secondary.stop()
@@ -352,6 +469,43 @@ async def _raise_if_died(triton: TritonConnection, grace_s: float = 2.0) -> None
         await asyncio.sleep(0.05)
 
 
+def _recording(
+    settings: Settings, pipeline: Pipeline, sinks: Sequence[EventSink]
+) -> RecordingService | None:
+    """Smart recording, if enabled: its rules see every batch's events."""
+    if not settings.recording.enabled:
+        return None
+    if importlib.util.find_spec("av") is None:
+        log.warning("smart recording is off: PyAV (the muxer) is not installed here")
+        return None
+    directory = settings.recording.directory or settings.data_dir / "recordings"
+    service = RecordingService(settings.recording, directory, lambda: pipeline.route.events, sinks)
+    if settings.recording.rules:
+        pipeline.taps.add(service.recorder)
+    return service
+
+
+def _make_source(
+    acceleration: Acceleration,
+    settings: Settings,
+    recording: RecordingService | None,
+    spec: StreamSpec,
+) -> Source:
+    """A stream's source, with the recorder's packet tap when recording is on."""
+    source = acceleration.make_source(spec, settings.sources)
+    return recording.tap(source) if recording is not None else source
+
+
+async def _release(
+    sinks: StreamSinks, recording: RecordingService | None, frame_tap: FrameTap, stream_id: str
+) -> None:
+    """A stream is gone: its live view (viewers end), its own sinks, and its clip and cache."""
+    frame_tap.stream_removed(stream_id)
+    await sinks.release(stream_id)
+    if recording is not None:
+        await recording.stream_removed(stream_id)
+
+
 def _prepare_plugins(stages: PluginStages, sinks: StreamSinks, spec: StreamSpec) -> None:
     """Load a new stream's own plugin stages and sinks (raises ``PluginError``)."""
     stages.check(spec)
@@ -366,6 +520,19 @@ def _prepare_plugins(stages: PluginStages, sinks: StreamSinks, spec: StreamSpec)
 def _redacted(url: str) -> str:
     # the event builder asks for every frame; parse each URL once
     return redact_url(url)
+
+
+def _api_url(settings: Settings) -> str:
+    """Where this worker's REST API answers, as other workers' clients may reach it."""
+    if settings.cluster.advertised_url:
+        return settings.cluster.advertised_url
+    scheme = "https" if settings.api.tls.cert_file else "http"
+    host = settings.api.host
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: others know the host's name
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.api.port}"
 
 
 def _file_roots(settings: Settings) -> FileRoots:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -57,6 +59,19 @@ def check_api(api: ApiSettings) -> str | None:
     return None
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending endless responses (the live event feed) when it shuts down:
+    uvicorn waits for every open response to finish before it returns."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets)
+
+
 async def serve(settings: Settings) -> int:
     """Run the service until SIGINT/SIGTERM, or until the pipeline fails (Triton died).
 
@@ -99,7 +114,7 @@ async def serve(settings: Settings) -> int:
             access_log=False,
             **tls_options(settings.api),
         )
-        server = uvicorn.Server(config)
+        server = _Server(config, runtime.live_events.end_subscriptions)
         failed = asyncio.Event()
 
         async def watch_pipeline() -> None:

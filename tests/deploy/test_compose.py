@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.helpers import ROOT, ServiceProcess, wait_for
-from tests.support.kafka import TansuBroker, kafka_available
+from tests.support.kafka import TansuBroker, require_kafka
 
 PROFILES = {"gpu": {"triton", "vigil"}, "cpu": {"vigil-cpu"}}
 ALWAYS = {"kafka", "camera", "prometheus", "grafana"}
@@ -104,8 +104,7 @@ def _exposed_names(exposition: str) -> set[str]:
 def test_grafana_dashboard_queries_only_metrics_vigil_exposes(
     tmp_path, sample_video, reference_model
 ) -> None:
-    if reason := kafka_available():
-        pytest.fail(f"Kafka test tools missing (run `make test`): {reason}")
+    require_kafka()
     queried = set()
     for panel in json.loads(DASHBOARD.read_text())["panels"]:
         for target in panel["targets"]:

@@ -34,6 +34,11 @@ CASES: dict[str, tuple[str, ...]] = {
     "defaults+insecure": ("--set", "config.api.allow_insecure=true"),
     "ci-gpu": ("-f", str(CHART / "ci" / "gpu-values.yaml")),
     "ci-cpu": ("-f", str(CHART / "ci" / "cpu-values.yaml")),
+    "cluster": (
+        *WITH_KEY,
+        *("--set", "replicaCount=3", "--set", "config.cluster.enabled=true"),
+        *("--set", "config.kafka.bootstrap_servers=kafka:9092"),
+    ),
 }
 # Kinds kubernetes-validate knows nothing about (CRDs): checked by hand below instead.
 CRD_KINDS = {"ServiceMonitor"}
@@ -207,6 +212,12 @@ def test_default_values_make_up_an_api_key_and_give_it_to_vigil() -> None:
             ("--set", "serviceMonitor.enabled=true", "--set", "config.api.protect_reads=true"),
             "cannot send",
         ),
+        (("--set", "replicaCount=2"), "replicaCount > 1 needs config.cluster.enabled"),
+        (("--set", "config.cluster.enabled=true"), "needs config.kafka.bootstrap_servers"),
+        (
+            ("--set", "config.cluster.worker_id=w1"),
+            "config.cluster.worker_id is set by the chart",
+        ),
     ],
 )
 def test_chart_refuses_settings_it_owns_or_that_leak(args: tuple[str, ...], message: str) -> None:
@@ -288,6 +299,34 @@ def test_settings_are_a_config_vigil_accepts(case: str, monkeypatch: pytest.Monk
         assert password is not None
         assert password.get_secret_value() == "ci-sasl-password"
         assert "ci-sasl-password" not in one(docs, "ConfigMap")["data"]["vigil.yaml"]
+
+
+def test_replicas_share_the_streams_as_cluster_workers_named_after_their_pods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With cluster.enabled each pod joins the worker group as itself, reachable at its own
+    address (the kubelet expands $(POD_NAME) and $(POD_IP); here with sample values)."""
+    docs = render(CASES["cluster"])
+    assert one(docs, "Deployment")["spec"]["replicas"] == 3
+    env = {e["name"]: e for e in container(docs, "vigil")["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    for name in list(os.environ):
+        if name.startswith("VIGIL_"):
+            monkeypatch.delenv(name)
+    pod = {"POD_NAME": "rel-vigil-7d9f-x2k4q", "POD_IP": "10.1.2.3"}
+    for name in ("VIGIL_CLUSTER__WORKER_ID", "VIGIL_CLUSTER__ADVERTISED_URL"):
+        value = env[name]["value"]
+        for var, sample in pod.items():
+            value = value.replace(f"$({var})", sample)
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VIGIL_API__API_KEYS", '["k"]')
+    settings = Settings(**vigil_yaml(docs))
+    assert settings.cluster.enabled
+    assert settings.cluster.worker == "rel-vigil-7d9f-x2k4q"
+    assert settings.cluster.advertised_url == "http://10.1.2.3:8080"
+    assert not any(e.get("name", "").startswith("VIGIL_CLUSTER") for e in container(
+        render(CASES["defaults+key"]), "vigil").get("env", []))  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(CASES))

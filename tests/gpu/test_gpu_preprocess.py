@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.support.nv12 import to_nv12
 from vigil.frame import Frame, PixelFormat
 from vigil.infer.tensors import InputFormat, Layout
 from vigil.preprocess.cpu import CpuPreprocessor
@@ -33,15 +34,6 @@ def scene(width: int, height: int, seed: int) -> np.ndarray:
 
 def frame(image, pixel_format=PixelFormat.RGB) -> Frame:
     return Frame("s", 0, None, 0.0, time.monotonic(), image, pixel_format)
-
-
-def to_nv12(rgb: np.ndarray) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
-    y = i420[:height]
-    u = i420[height : height + height // 4].reshape(height // 2, width // 2)
-    v = i420[height + height // 4 :].reshape(height // 2, width // 2)
-    return np.concatenate([y, np.stack([u, v], -1).reshape(height // 2, width)])
 
 
 @pytest.mark.parametrize("fmt", [DETECTOR, SSD], ids=["chw-fp16", "hwc-uint8"])

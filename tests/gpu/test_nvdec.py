@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -59,3 +62,36 @@ def test_nvdec_decodes_every_frame_of_the_file(gpu_clip, threaded):
     assert count == expected
     assert source.decode_errors == 0
     assert source.on_gpu, "NVDEC must not have fallen back to the CPU"
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "plain"])
+def test_nvdec_sources_feed_the_packet_tap_one_packet_per_frame(gpu_clip, threaded):
+    packets = []
+    source = NvdecFileSource("cam", gpu_clip, threaded=threaded)
+    source.packets = packets.append
+    source.open()
+    try:
+        assert source.on_gpu
+        count = sum(1 for _ in source.frames())
+    finally:
+        source.close()
+    print(
+        f"tapped {len(packets)} packets for {count} frames; first: pts={packets[0].pts} "
+        f"dts={packets[0].dts} base={packets[0].params.time_base} {packets[0].params.codec}"
+    )
+    assert packets[0].keyframe
+    assert packets[0].params.codec == "h264"
+    assert abs(len(packets) - count) <= 1
+    assert sum(p.keyframe for p in packets) >= 2  # the clip's GOP is shorter than the file
+    assert packets[0].data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")), "Annex B"
+    dts = [p.dts for p in packets]
+    assert all(b > a for a, b in itertools.pairwise(dts))
+    if importlib.util.find_spec("av") is None:  # PyAV (the muxer) is not on every GPU host
+        return
+    from vigil.record.clip import ClipWriter
+
+    writer = ClipWriter(gpu_clip.parent / f"nvdec-tap-{threaded}.mp4", "mp4")
+    for p in packets[:90]:
+        writer.write(p)
+    writer.close()
+    assert writer.duration_s > 2.5

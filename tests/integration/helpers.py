@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import SAMPLE_VIDEO
+from tests.support.process import free_port
 from vigil.shm_segments import SHM_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,12 +143,8 @@ class ServiceProcess:
     """
 
     def __init__(self, run_dir: Path, config: dict | None = None, **env: str) -> None:
-        import socket
-
         self.run_dir = run_dir
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         config = dict(config or {})
         # Clients may add the sample video and clips the tests make (all under the temp dir);
         # test_file_roots.py narrows this to check the confinement itself.
@@ -155,6 +152,9 @@ class ServiceProcess:
         self.config = {
             "api": {"port": self.port},
             "events": {"jsonl_path": str(run_dir / "events.jsonl")},
+            # State (outbox, model state, recordings) stays with the test, not in the home
+            # directory where every run would see the last one's.
+            "data_dir": str(run_dir / "data"),
             **config,
             "sources": {**sources, **config.get("sources", {})},
         }

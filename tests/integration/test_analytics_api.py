@@ -10,14 +10,13 @@ import httpx
 import pytest
 
 from tests.integration.helpers import ServiceProcess, wait_for
-from tests.support.scenes import Mover, Scene, render
+from tests.support.scenes import DOOR
 from tests.support.synthetic_detector import NAME, write_detector
 
 pytestmark = pytest.mark.integration
 
 CURL_FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` sends
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "deepstream" / "config_nvdsanalytics.txt"
-DOOR = {"name": "door", "line": [[160, 0], [160, 192]], "direction": [[0, 100], [320, 100]]}
 
 
 @pytest.fixture
@@ -32,29 +31,14 @@ def service(tmp_path: Path):
         yield svc, api
 
 
-@pytest.fixture
-def clip(tmp_path: Path) -> Path:
-    scene = Scene(
-        fps=10,
-        duration_s=5,
-        movers=[
-            Mover(0, (16, 40), [(0.0, 20, 20), (4.5, 280, 20)]),
-            Mover(1, (16, 40), [(0.0, 290, 100), (4.5, 30, 100)]),
-        ],
-    )
-    path = tmp_path / "crossing.mp4"
-    render(scene, path)
-    return path
-
-
 def _finished(api: httpx.Client, sid: str) -> bool:
     s = api.get(f"/api/v1/streams/{sid}").json()
     return s["state"] == "stopped" and s["frames_processed"] >= s["frames_decoded"] > 0
 
 
-def test_analytics_counts_in_rest_and_prometheus_and_hot_reload(service, clip) -> None:
+def test_analytics_counts_in_rest_and_prometheus_and_hot_reload(service, crossing_clip) -> None:
     _, api = service
-    body = {"id": "cam", "url": clip.as_uri(), "analytics": {"lines": [DOOR]}}
+    body = {"id": "cam", "url": crossing_clip.as_uri(), "analytics": {"lines": [DOOR]}}
     assert api.post("/api/v1/streams", json=body).status_code == 201
     assert wait_for(lambda: _finished(api, "cam"), 60)
     info = api.get("/api/v1/streams/cam/analytics").json()
@@ -90,13 +74,13 @@ OUTSIDE = {"name": "z", "polygon": [[0, 0], [3, 0], [0, 1]], "threshold": 2}
     ],
 )
 def test_bad_analytics_config_is_refused_naming_the_field_and_changes_nothing(
-    service, clip, body, field
+    service, crossing_clip, body, field
 ) -> None:
     _, api = service
     good = {"lines": [DOOR]}
     assert (
         api.post(
-            "/api/v1/streams", json={"id": "cam", "url": clip.as_uri(), "analytics": good}
+            "/api/v1/streams", json={"id": "cam", "url": crossing_clip.as_uri(), "analytics": good}
         ).status_code
         == 201
     )
@@ -114,9 +98,12 @@ def test_bad_analytics_config_is_refused_naming_the_field_and_changes_nothing(
     assert api.put("/api/v1/streams/nope/analytics", json=good).status_code == 404
 
 
-def test_deepstream_runtime_calls_as_its_readme_sends_them(service, clip) -> None:
+def test_deepstream_runtime_calls_as_its_readme_sends_them(service, crossing_clip) -> None:
     _, api = service
-    assert api.post("/api/v1/streams", json={"id": "cam", "url": clip.as_uri()}).status_code == 201
+    assert (
+        api.post("/api/v1/streams", json={"id": "cam", "url": crossing_clip.as_uri()}).status_code
+        == 201
+    )
     ok = "HTTP/1.1 200 OK"
 
     def post(path: str, body: dict) -> httpx.Response:
@@ -160,9 +147,12 @@ def test_deepstream_runtime_calls_as_its_readme_sends_them(service, clip) -> Non
     assert "not supported by Vigil" in encoder.json()["reason"]
 
 
-def test_deepstream_analytics_config_file_imports_over_rest(service, clip) -> None:
+def test_deepstream_analytics_config_file_imports_over_rest(service, crossing_clip) -> None:
     _, api = service
-    assert api.post("/api/v1/streams", json={"id": "cam", "url": clip.as_uri()}).status_code == 201
+    assert (
+        api.post("/api/v1/streams", json={"id": "cam", "url": crossing_clip.as_uri()}).status_code
+        == 201
+    )
     reply = api.put(
         "/api/v1/streams/cam/analytics/deepstream?source=1",
         content=SAMPLE.read_text(),

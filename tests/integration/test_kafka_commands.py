@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.integration.helpers import ServiceProcess, wait_for
-from tests.support.kafka import TansuBroker, consume_all, create_topic, kafka_available, produce
+from tests.support.kafka import TansuBroker, consume_all, create_topic, produce, require_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -18,10 +18,8 @@ SECRET = "Sup3r-s3cret-SASL"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _needs_kafka_tools():
-    reason = kafka_available()
-    if reason:
-        pytest.fail(f"Kafka test tools missing (run `make test`): {reason}")
+def _needs_kafka_tools() -> None:
+    require_kafka()
 
 
 def malformed_commands() -> list[tuple[bytes, str]]:

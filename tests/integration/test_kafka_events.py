@@ -15,7 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from tests.integration.helpers import ServiceProcess, wait_for
-from tests.support.kafka import TansuBroker, consume_all, kafka_available, tls_broker
+from tests.support.kafka import TansuBroker, consume_all, require_kafka, tls_broker
 from vigil.config import KafkaSecuritySettings, KafkaSettings, OutboxSettings, Settings
 from vigil.events.kafka import KafkaSink
 from vigil.events.kafka_publisher import unpack_records
@@ -29,10 +29,8 @@ TOPIC = "vigil-events"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _needs_kafka_tools():
-    reason = kafka_available()
-    if reason:
-        pytest.fail(f"Kafka test tools missing (run `make test`): {reason}")
+def _needs_kafka_tools() -> None:
+    require_kafka()
 
 
 @pytest.fixture

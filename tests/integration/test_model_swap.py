@@ -288,3 +288,30 @@ async def test_triton_killed_during_a_swap_leaves_a_consistent_state(
         assert runtime.models.serving == ("tiny", 2)
         record = await runtime.models.swap("tiny", 1)
         assert record.state == "ok"
+
+
+async def test_a_version_other_workers_serve_stays_loaded_on_a_shared_triton(
+    swap_settings: Settings,
+) -> None:
+    """Workers sharing one Triton (cluster): a swap here must not unload the version another
+    worker still serves, even with ``keep_previous_loaded`` off."""
+    settings = swap_settings.model_copy(
+        update={
+            "model": swap_settings.model.model_copy(
+                update={"version": 1, "keep_previous_loaded": False}
+            )
+        }
+    )
+    async with open_runtime(settings) as runtime:
+        assert runtime.models.serving == ("tiny", 1)
+        runtime.models.others_serve = lambda model: {1} if model == "tiny" else set()
+        await runtime.models.swap("tiny", 2)
+        loaded = (await runtime.triton.client.loaded_versions())["tiny"]
+        assert loaded.get("1") == "READY", loaded  # another worker serves it
+        assert loaded.get("2") == "READY", loaded
+
+        runtime.models.others_serve = lambda model: set()  # nobody else any more
+        await runtime.models.swap("tiny", 1)
+        loaded = (await runtime.triton.client.loaded_versions())["tiny"]
+        assert loaded.get("1") == "READY", loaded
+        assert loaded.get("2") != "READY", loaded  # unloaded: keep_previous_loaded is off

@@ -6,13 +6,13 @@ Measured times are printed; see them with ``pytest -s`` or ``-rP``.
 
 from __future__ import annotations
 
-import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.process import free_port
 from tests.support.rtsp import RtspCamera, rtsp_server_available
 from vigil.sources.base import VideoInfo
 from vigil.sources.errors import SourceError
@@ -64,12 +64,6 @@ def make_source() -> Iterator[SourceFactory]:
         source.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def read_until_error(source: NetworkSource, frames: Iterator) -> tuple[SourceError, float]:
     """Drain ``frames`` until it raises; returns the error and how long that took."""
     started = time.monotonic()
@@ -79,6 +73,14 @@ def read_until_error(source: NetworkSource, frames: Iterator) -> tuple[SourceErr
     except SourceError as error:
         return error, time.monotonic() - started
     pytest.fail("frames() of a live source ended without SourceError")
+
+
+def open_error(source: NetworkSource) -> tuple[SourceError, float]:
+    """Open ``source``, which must fail; returns the error and how long that took."""
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        source.open()
+    return caught.value, time.monotonic() - started
 
 
 def test_network_source_yields_rgb_frames_of_camera_size(camera, make_source) -> None:
@@ -184,27 +186,21 @@ def test_network_source_open_when_camera_frozen_times_out(camera, make_source) -
     camera.freeze()  # the kernel still accepts the connection; nothing answers
     source = make_source(camera.url, open_timeout_s=1.5)
 
-    started = time.monotonic()
-    with pytest.raises(SourceError) as caught:
-        source.open()
-    elapsed_s = time.monotonic() - started
+    error, elapsed_s = open_error(source)
 
     print(f"\nopen on a frozen camera failed after {elapsed_s:.3f} s")
-    assert caught.value.reason == "timed out after 1.5 s"
+    assert error.reason == "timed out after 1.5 s"
     assert elapsed_s < 1.5 + MARGIN_S
 
 
 def test_network_source_open_when_nothing_listens_fails_fast(make_source) -> None:
     source = make_source(f"rtsp://127.0.0.1:{free_port()}/cam")
 
-    started = time.monotonic()
-    with pytest.raises(SourceError) as caught:
-        source.open()
-    elapsed_s = time.monotonic() - started
+    error, elapsed_s = open_error(source)
 
     print(f"\nopen with nothing listening failed after {elapsed_s:.3f} s")
     # Fails on the refusal, not by waiting out open_timeout_s (the reason says which).
-    assert caught.value.reason == "cannot connect: Connection refused"
+    assert error.reason == "cannot connect: Connection refused"
     assert elapsed_s < OPEN_TIMEOUT_S
 
 

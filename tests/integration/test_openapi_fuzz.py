@@ -36,11 +36,22 @@ def live_service(tmp_path_factory, reference_model):
     assert_clean(run_dir, svc.pid)
 
 
+# Endless responses (an event feed, MJPEG): a valid request never finishes its body, so a
+# fuzzer waiting for it would wait forever. Their own tests cover them.
+ENDLESS = ("text/event-stream", "multipart/x-mixed-replace")
+
+
+def _endless(operation) -> bool:
+    ok = operation.definition.raw.get("responses", {}).get("200", {}).get("content", {})
+    return bool(ok) and all(media.startswith(ENDLESS) for media in ok)
+
+
 def test_api_conforms_to_its_openapi_spec(live_service):
     # The schemathesis pytest plugin does not work with pytest 9; drive hypothesis directly,
     # one property test per operation.
     schema = schemathesis.openapi.from_url(f"{live_service.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [op for op in operations if not _endless(op)]
     assert len(operations) >= 10
     for operation in operations:
 

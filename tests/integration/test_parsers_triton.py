@@ -10,12 +10,10 @@ is in the serving path (config, materializer, batching, shared memory), not the 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import pytest_asyncio
 from jsonschema import Draft202012Validator
 
 from tests.support.tiny_models import (
@@ -38,7 +36,7 @@ from vigil.masks import MASKS
 from vigil.parsers import make_parser
 from vigil.pipeline.stream_state import StreamState
 from vigil.shm_segments import new_prefix
-from vigil.triton_connection import TritonConnection, connect
+from vigil.triton_connection import TritonConnection
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -60,13 +58,6 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "tracking": settings.tracking.model_copy(update={"enabled": False}),
         }
     )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def triton(module_settings: Settings) -> AsyncIterator[TritonConnection]:
-    """One embedded Triton for the module."""
-    async with connect(module_settings) as connection:
-        yield connection
 
 
 async def infer(

@@ -26,7 +26,7 @@ import pytest
 from tests.integration.helpers import ROOT, ServiceProcess, run_vigil, wait_for
 from tests.support.flat_model import NAME as FLAT_MODEL
 from tests.support.flat_model import write_flat_ssd
-from tests.support.kafka import TansuBroker, consume_all, kafka_available
+from tests.support.kafka import TansuBroker, consume_all, require_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -108,8 +108,7 @@ def _stream(api: httpx.Client, stream_id: str) -> dict:
 def test_example_package_runs_end_to_end_through_triton_kafka_and_a_webhook(
     tmp_path, example_plugins, sample_video, reference_model
 ):
-    if reason := kafka_available():
-        pytest.fail(f"Kafka test tools missing (run `make test`): {reason}")
+    require_kafka()
     parser_lines = len(PARSER_FILE.read_text().splitlines())
     assert parser_lines <= 30, f"the example parser has {parser_lines} lines"
     repo = tmp_path / "repo"

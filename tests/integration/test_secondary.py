@@ -10,14 +10,12 @@ the tiny person must carry no color.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-import pytest_asyncio
 from jsonschema import Draft202012Validator
 
 from tests.support.tiny_models import TinyModel, color_classifier_model, write_repository
@@ -27,7 +25,7 @@ from vigil.jobs import file_spec, run_streams
 from vigil.pipeline.stream_state import StreamState
 from vigil.runtime import Runtime
 from vigil.shm_segments import SHM_DIR
-from vigil.triton_connection import TritonConnection, connect
+from vigil.triton_connection import TritonConnection
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -91,12 +89,6 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return red_blue_clip(tmp_path_factory.mktemp("clip") / "red_blue.mp4")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def triton(module_settings: Settings) -> AsyncIterator[TritonConnection]:
-    async with connect(module_settings) as connection:
-        yield connection
 
 
 async def run_with(

@@ -5,20 +5,18 @@ events. Every count is exact because the ground truth is."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
-from tests.support.scenes import LABELS, Mover, Scene, render
+from tests.support.scenes import DOOR, LABELS, Mover, Scene, render
 from tests.support.sinks import RecordingSink
 from tests.support.synthetic_detector import NAME, write_detector
 from vigil.config import Settings
 from vigil.events.schema import Event
 from vigil.jobs import file_spec, run_streams
 from vigil.specs import StreamSpec
-from vigil.triton_connection import TritonConnection, connect
+from vigil.triton_connection import TritonConnection
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -39,12 +37,6 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "events": settings.events.model_copy(update={"jsonl_path": None}),
         }
     )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def triton(module_settings: Settings) -> AsyncIterator[TritonConnection]:
-    async with connect(module_settings) as connection:
-        yield connection
 
 
 async def run_scene(
@@ -87,13 +79,6 @@ def ids_by_colour(events: list[Event], truth) -> dict[int, set[str]]:
             assert colour is not None, f"event matches no true object: {e.object.bbox}"
             ids[colour].add(e.object.id)
     return ids
-
-
-DOOR = {
-    "name": "door",
-    "line": [[160, 0], [160, 192]],
-    "direction": [[0, 100], [320, 100]],  # left → right is "in"
-}
 
 
 async def test_crossings_are_exact_per_direction_and_class_and_a_flicker_counts_nothing(

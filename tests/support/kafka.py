@@ -55,6 +55,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.support.process import ServerProcess, free_port, tail
 
 HOST = "127.0.0.1"
@@ -95,6 +97,13 @@ def kafka_available() -> str | None:
         if shutil.which(tool) is None:
             return f"`{tool}` (Debian {package}) is missing; {HINT}"
     return None
+
+
+def require_kafka() -> None:
+    """Fail the calling test (or fixture) with what is missing when :func:`kafka_available`
+    says the test broker cannot run here."""
+    if reason := kafka_available():
+        pytest.fail(f"Kafka test tools missing (run `make test`): {reason}")
 
 
 class TansuBroker(ServerProcess):

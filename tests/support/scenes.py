@@ -121,3 +121,21 @@ def render(scene: Scene, path: Path) -> list[dict[int, tuple[int, int, int, int]
         for packet in stream.encode():
             container.mux(packet)
     return [scene.truth(k) for k in range(scene.frame_count)]
+
+
+DOOR = {
+    "name": "door",
+    "line": [[160, 0], [160, 192]],
+    "direction": [[0, 100], [320, 100]],  # left → right is "in"
+}
+"""An analytics line rule across the middle of the default 320x192 scene."""
+
+CROSSING = Scene(
+    fps=10,
+    duration_s=5,
+    movers=(
+        Mover(0, (16, 40), [(0.0, 20, 20), (4.5, 280, 20)]),  # person → in
+        Mover(1, (16, 40), [(0.0, 290, 100), (4.5, 30, 100)]),  # person ← out
+    ),
+)
+"""Two persons crossing :data:`DOOR`, one each way: one ``in`` and one ``out`` of class 0."""

@@ -56,7 +56,14 @@ class FakeRegistry:
 
 def make_client(**api: object) -> TestClient:
     settings = Settings(api=ApiSettings(**api))  # type: ignore[arg-type]
-    runtime = SimpleNamespace(settings=settings, streams=FakeStreams(), registry=FakeRegistry())
+    streams = FakeStreams()
+    runtime = SimpleNamespace(
+        settings=settings,
+        streams=streams,
+        stream_control=streams,
+        registry=FakeRegistry(),
+        cluster=None,
+    )
     return TestClient(create_app(runtime), raise_server_exceptions=False)  # type: ignore[arg-type]
 
 
@@ -392,7 +399,14 @@ def test_audit_when_deepstream_add_then_key_id_reaches_the_line(caplog) -> None:
 
 
 def test_body_cap_when_upload_over_model_limit_then_its_own_413() -> None:
-    runtime = SimpleNamespace(settings=Settings(), streams=FakeStreams(), registry=FakeRegistry())
+    streams = FakeStreams()
+    runtime = SimpleNamespace(
+        settings=Settings(),
+        streams=streams,
+        stream_control=streams,
+        registry=FakeRegistry(),
+        cluster=None,
+    )
     runtime.registry.max_upload_bytes = MIB + MIB // 2
     client = TestClient(create_app(runtime), raise_server_exceptions=False)  # type: ignore[arg-type]
     reply = client.post(

@@ -96,7 +96,7 @@ def https_url(pki: SimpleNamespace) -> Iterator[str]:
         tls=TlsSettings(cert_file=pki.server[0], key_file=pki.server[1], client_ca_file=pki.ca)
     )
     assert check_api(api) is None
-    runtime = SimpleNamespace(settings=Settings(api=api))
+    runtime = SimpleNamespace(settings=Settings(api=api), cluster=None)
     config = uvicorn.Config(
         create_app(runtime),  # type: ignore[arg-type]
         host="127.0.0.1",

@@ -83,7 +83,9 @@ class FakeStreams:
 def make_client(streams: FakeStreams, settings: ApiSettings | None = None) -> TestClient:
     app = FastAPI()
     app.include_router(deepstream.router)
-    app.dependency_overrides[deps.get_runtime] = lambda: SimpleNamespace(streams=streams)
+    app.dependency_overrides[deps.get_runtime] = lambda: SimpleNamespace(
+        streams=streams, stream_control=streams
+    )
     app.dependency_overrides[deps.get_api_settings] = lambda: settings or ApiSettings()
     return TestClient(app)
 

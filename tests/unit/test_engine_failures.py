@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,21 +130,26 @@ async def _busy_loop(rng: random.Random) -> None:
         await asyncio.sleep(0)
 
 
-async def _run_until_death(seed: int) -> tuple[DyingClient, BaseException | None]:
-    rng = random.Random(seed)
-    client = DyingClient(die_after=rng.randrange(0, 40), rng=rng)
-    settings = PipelineSettings(
-        max_batch_size=4, batch_timeout_ms=rng.choice((1.0, 5.0, 20.0)), inflight_requests=2
-    )
-    pipeline = Pipeline(
+def _pipeline(client: DyingClient, settings: PipelineSettings, **options: Any) -> Pipeline:
+    """A pipeline of MODEL over ``client``, finding nothing, counting what it emits."""
+    return Pipeline(
         client=client,  # type: ignore[arg-type]
         model=MODEL,
         parser=EmptyParser(MODEL, 0.5),
         events=EventBuilder(MODEL, PlaceInfo(id="0"), "test"),
         sinks=[CountingSink()],
         settings=settings,
-        watchdog=client.check_alive,
+        **options,
     )
+
+
+async def _run_until_death(seed: int) -> tuple[DyingClient, BaseException | None]:
+    rng = random.Random(seed)
+    client = DyingClient(die_after=rng.randrange(0, 40), rng=rng)
+    settings = PipelineSettings(
+        max_batch_size=4, batch_timeout_ms=rng.choice((1.0, 5.0, 20.0)), inflight_requests=2
+    )
+    pipeline = _pipeline(client, settings, watchdog=client.check_alive)
     await pipeline.start()
     stop = threading.Event()
     interval_s = rng.choice((0, 0.0005, 0.002))
@@ -184,13 +190,8 @@ async def _eight_frames_with_first_request(error: BaseException) -> StreamStatus
             raise error
 
     client.infer = infer  # type: ignore[method-assign]
-    pipeline = Pipeline(
-        client=client,  # type: ignore[arg-type]
-        model=MODEL,
-        parser=EmptyParser(MODEL, 0.5),
-        events=EventBuilder(MODEL, PlaceInfo(id="0"), "test"),
-        sinks=[CountingSink()],
-        settings=PipelineSettings(max_batch_size=4, batch_timeout_ms=0, inflight_requests=1),
+    pipeline = _pipeline(
+        client, PipelineSettings(max_batch_size=4, batch_timeout_ms=0, inflight_requests=1)
     )
     await pipeline.start()
     queue = pipeline.make_queue(live=False)

@@ -31,6 +31,18 @@ TS = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 MESSAGE_ID = UUID("0b7e7b7c-5a3e-4f1e-9a51-3d1f0c9e2a11")
 EVENT_ID = "9f1c1f4e-6f0a-4a55-8d6b-2b1e4c3d2a10"
 DEEPSTREAM_EVENT_TYPES = ["entry", "exit", "moving", "stopped", "empty", "parked", "reset"]
+# The members of a full-schema message, in DeepStream's order.
+FULL_TOP_LEVEL = [
+    "messageid",
+    "mdsversion",
+    "@timestamp",
+    "place",
+    "sensor",
+    "analyticsModule",
+    "object",
+    "event",
+    "videoPath",
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -109,22 +121,24 @@ def _event(
     )
 
 
-def _delete(message: dict[str, Any], path: str) -> dict[str, Any]:
-    broken = copy.deepcopy(message)
+def _parent(node: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The member of ``node`` that holds dotted ``path``'s last key, and that key."""
     *parents, leaf = path.split(".")
-    node = broken
     for key in parents:
         node = node[key]
+    return node, leaf
+
+
+def _delete(message: dict[str, Any], path: str) -> dict[str, Any]:
+    broken = copy.deepcopy(message)
+    node, leaf = _parent(broken, path)
     del node[leaf]
     return broken
 
 
 def _replace(message: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     broken = copy.deepcopy(message)
-    *parents, leaf = path.split(".")
-    node = broken
-    for key in parents:
-        node = node[key]
+    node, leaf = _parent(broken, path)
     node[leaf] = value
     return broken
 
@@ -177,17 +191,7 @@ def test_event_to_full_when_built_validates_against_schema(
 
 def test_event_to_full_when_built_has_deepstream_layout() -> None:
     message = _event("car").to_full()
-    assert list(message) == [
-        "messageid",
-        "mdsversion",
-        "@timestamp",
-        "place",
-        "sensor",
-        "analyticsModule",
-        "object",
-        "event",
-        "videoPath",
-    ]
+    assert list(message) == FULL_TOP_LEVEL
     assert message["messageid"] == str(MESSAGE_ID)
     assert message["mdsversion"] == "1.0"
     assert message["@timestamp"] == "2024-01-01T12:00:00.123Z"
@@ -224,15 +228,7 @@ def test_event_to_full_when_built_has_deepstream_layout() -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "messageid",
-        "mdsversion",
-        "@timestamp",
-        "place",
-        "sensor",
-        "analyticsModule",
-        "object",
-        "event",
-        "videoPath",
+        *FULL_TOP_LEVEL,
         "place.location",
         "sensor.id",
         "sensor.location.lat",

@@ -205,3 +205,19 @@ def _link(name: str, target: str) -> tarfile.TarInfo:
     info.type = tarfile.SYMTYPE
     info.linkname = target
     return info
+
+
+@pytest.mark.parametrize(("param", "expected"), [(None, "stretch"), ("letterbox", "letterbox")])
+async def test_listed_input_format_says_how_frames_are_resized(
+    tmp_path: Path, param: str | None, expected: str
+) -> None:
+    repo = tiny_repository(tmp_path / "repo")
+    if param is not None:
+        config = repo / "tiny" / "config.pbtxt"
+        config.write_text(
+            config.read_text()
+            + f'parameters: {{ key: "vigil.resize" value: {{ string_value: "{param}" }} }}\n'
+        )
+    record = await ModelRegistry(repo).model("tiny")
+    assert record.version(1).input_format is not None
+    assert record.version(1).input_format["resize"] == expected

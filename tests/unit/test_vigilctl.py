@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.unit.test_client import stream_json as client_stream_json
-from vigil_client import VigilClient, cli
+from vigil_client import VigilClient, cli, output
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -121,7 +121,7 @@ def test_streams_list_prints_table(server, capsys):
 
 
 def test_streams_list_when_rich_is_missing_prints_plain_text(server, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "Console", None)
+    monkeypatch.setattr(output, "Console", None)
     server.reply(
         200,
         {"streams": [stream_json("cam-1"), stream_json("yard", state="error", reason="eof")]},

@@ -1,3 +1,5 @@
+import asyncio
+import threading
 import time
 
 import pytest
@@ -109,6 +111,27 @@ def test_stop_ends_a_blocked_worker():
     worker.stop()
     assert worker.join(2)
     assert status.state is StreamState.STOPPED
+
+
+def test_ended_waits_for_the_thread_without_an_executor_thread():
+    async def scenario() -> None:
+        status = StreamStatus("s", "fake://s")
+        queue = FrameQueue(1, DropPolicy.BLOCK)
+        worker = StreamWorker(
+            lambda: ScriptedSource(frames=1000, delay_s=0.01), status, queue, FAST, Pacing()
+        )
+        worker.start()
+        waiting = asyncio.ensure_future(worker.ended())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the thread is still reading
+        before = threading.active_count()
+        worker.stop()
+        await asyncio.wait_for(waiting, 2)
+        assert status.state is StreamState.STOPPED
+        assert threading.active_count() <= before  # nothing was started to wait for it
+        await asyncio.wait_for(worker.ended(), 0.1)  # already ended: returns at once
+
+    asyncio.run(scenario())
 
 
 def test_live_stream_when_queue_is_full_counts_each_dropped_frame():

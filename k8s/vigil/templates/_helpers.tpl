@@ -151,6 +151,18 @@ silent override.
 {{- if and .Values.ota.enabled (not .Values.ota.override) }}
 {{- fail "ota.enabled needs ota.override (the override file's text)" }}
 {{- end }}
+{{- $cluster := $config.cluster | default dict }}
+{{- range $key := list "worker_id" "advertised_url" }}
+{{- if hasKey $cluster $key }}
+{{- fail (printf "config.cluster.%s is set by the chart (the pod's name and address); remove it" $key) }}
+{{- end }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not $cluster.enabled) }}
+{{- fail "replicaCount > 1 needs config.cluster.enabled (and config.kafka.bootstrap_servers): the pods then share the streams through Kafka (docs/scale-out.md); without it each pod would keep its own" }}
+{{- end }}
+{{- if and $cluster.enabled (not ($config.kafka | default dict).bootstrap_servers) }}
+{{- fail "config.cluster.enabled needs config.kafka.bootstrap_servers" }}
+{{- end }}
 {{- end }}
 
 {{/* HTTPS probes when Vigil's API speaks TLS. */}}

@@ -180,6 +180,16 @@ class AnalyticsConfig(BaseModel):
             out.append(("directions", (rule.name, list(rule.direction))))
         return out
 
+    def pixel_scale(self, width: int, height: int) -> tuple[float, float]:
+        """Per-axis factors from the rules' coordinates to the pixels of a ``width`` ×
+        ``height`` frame: the frame size for normalized coordinates, frame / reference size
+        for pixels drawn for ``reference_size``, 1 for source pixels."""
+        if self.coordinates == "normalized":
+            return float(width), float(height)
+        if self.reference_size is not None:
+            return width / self.reference_size[0], height / self.reference_size[1]
+        return 1.0, 1.0
+
     def check_frame(self, width: int, height: int) -> None:
         """Pixel coordinates (with no reference size) must fit the real frame.
 

@@ -381,12 +381,7 @@ class _Geometry:
     """The rules in the frame's pixels."""
 
     def __init__(self, config: AnalyticsConfig, width: int, height: int) -> None:
-        if config.coordinates == "normalized":
-            sx, sy = float(width), float(height)
-        elif config.reference_size is not None:
-            sx, sy = width / config.reference_size[0], height / config.reference_size[1]
-        else:
-            sx = sy = 1.0
+        sx, sy = config.pixel_scale(width, height)
 
         def scale(points: Sequence[Point]) -> np.ndarray:
             return np.array(points, np.float64) * (sx, sy)

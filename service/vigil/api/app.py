@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from vigil import __version__
 from vigil.api import deps
+from vigil.api.forward import ForwardToOwner
 from vigil.api.hygiene import RejectNonFiniteJson, validation_error
-from vigil.api.routers import analytics, deepstream, deepstream_control, health, models, streams
+from vigil.api.routers import (
+    analytics,
+    cluster,
+    deepstream,
+    deepstream_control,
+    events,
+    health,
+    live,
+    models,
+    recordings,
+    session,
+    streams,
+)
 from vigil.api.security import AuditLog, LimitRequestBody
+from vigil.console import mount_console
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.pipeline.stream_state import IllegalTransitionError
 from vigil.plugins.discovery import PluginError
@@ -28,7 +43,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Intelligent video analytics around NVIDIA Triton: streams in, events out.",
     )
     # The last added runs first: the audit line sees every answer (413s too), and the body
-    # cap stops a large body before RejectNonFiniteJson would read it into memory.
+    # cap stops a large body before RejectNonFiniteJson would read it into memory, or a
+    # cluster worker passes it to the stream's owner.
+    app.add_middleware(ForwardToOwner, runtime=runtime)
     app.add_middleware(RejectNonFiniteJson)
     app.add_middleware(
         LimitRequestBody,
@@ -45,6 +62,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(deepstream.router)
     app.include_router(deepstream_control.router)
     app.include_router(analytics.router)
+    app.include_router(recordings.router)
+    app.include_router(live.router)
+    app.include_router(events.router)
+    app.include_router(session.router)
+    app.include_router(cluster.router)
+    mount_console(app)
 
     for error, code in _STATUS_OF.items():
         app.add_exception_handler(error, _answer_with(code))
@@ -60,6 +83,8 @@ _STATUS_OF: dict[type[Exception], int] = {
     StreamExistsError: status.HTTP_409_CONFLICT,
     IllegalTransitionError: status.HTTP_409_CONFLICT,
     PluginError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    # a cluster worker's control topic did not acknowledge a change
+    KafkaError: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 
+from vigil.api.sessions import COOKIE, verify_token
 from vigil.config import ApiSettings
 from vigil.runtime import Runtime
 
@@ -33,17 +34,27 @@ NO_KEY, INVALID_KEY = "none", "invalid"
 """``request.state.key_id`` of a request refused for a missing or a wrong key."""
 
 
-def _check_key(request: Request, settings: ApiSettings, key: str | None) -> None:
+def _check_key(
+    request: Request, settings: ApiSettings, key: str | None, session: bool = False
+) -> None:
     """Let the request through or raise 401/403; ``request.state.key_id`` names the key
-    that matched (its id, never the key) or why none did."""
+    that matched (its id, never the key) or why none did. With ``session``, a valid session
+    cookie stands in for a missing header (reads only: see :func:`require_read_key`)."""
     if not settings.api_keys:
         request.state.key_id = ANONYMOUS
         return
     if not key:
+        token = request.cookies.get(COOKIE) if session else None
+        if token is not None:
+            kid = verify_token(token, settings.key_ids())
+            if kid is not None:
+                request.state.key_id = kid
+                return
         request.state.key_id = NO_KEY
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send it in the X-API-Key header",
+            "missing API key: send it in the X-API-Key header"
+            + ("" if token is None else " (the session cookie has expired or is invalid)"),
             headers={"WWW-Authenticate": "APIKey"},
         )
     sent = key.encode()
@@ -69,8 +80,13 @@ def require_read_key(
     settings: Annotated[ApiSettings, Depends(get_api_settings)],
     key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
-    """Read-only endpoints: a valid key only when ``protect_reads`` is on."""
+    """Read-only endpoints: a valid key only when ``protect_reads`` is on.
+
+    A session cookie (``POST /api/v1/session``) counts as the key for GET and HEAD requests
+    only, so that the console's images, videos and event feed can read; any other method
+    needs the header, which a cross-site form or image cannot send (no CSRF).
+    """
     if settings.protect_reads:
-        _check_key(request, settings, key)
+        _check_key(request, settings, key, session=request.method in ("GET", "HEAD"))
     else:
         request.state.key_id = ANONYMOUS

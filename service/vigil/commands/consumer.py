@@ -21,7 +21,13 @@ from aiokafka.structs import ConsumerRecord
 
 from vigil.commands.applied import AppliedCommands
 from vigil.commands.dead_letters import dead_letter_record
-from vigil.commands.processor import CommandProcessor, CommandRejected, ModelControl, StreamControl
+from vigil.commands.processor import (
+    CommandProcessor,
+    CommandRejected,
+    ModelControl,
+    RecordingHandler,
+    StreamControl,
+)
 from vigil.config import KafkaSettings, Settings
 from vigil.events.kafka_client import client_options, ensure_topics
 from vigil.retry import FailureRun
@@ -146,16 +152,20 @@ class CommandConsumer:
 
 
 def make_command_consumer(
-    settings: Settings, streams: StreamControl, models: ModelControl | None = None
+    settings: Settings,
+    streams: StreamControl,
+    models: ModelControl | None = None,
+    recording: RecordingHandler | None = None,
 ) -> CommandConsumer | None:
     """The command consumer, if ``kafka.commands.enabled``: streams come and go through
-    ``streams``, model versions through ``models``; recording is refused (``unsupported``)
-    until that feature exists; command ids are remembered in ``<data_dir>/commands.db``."""
+    ``streams``, model versions through ``models``, smart recording through ``recording``
+    (None: refused as ``unsupported``); command ids are remembered in
+    ``<data_dir>/commands.db``."""
     if not settings.kafka.commands.enabled:
         return None
     processor = CommandProcessor(
         streams,
-        recording=None,
+        recording=recording,
         models=models,
         applied=AppliedCommands(settings.data_dir / "commands.db"),
         max_message_bytes=settings.kafka.commands.max_message_bytes,

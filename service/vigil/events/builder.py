@@ -38,6 +38,8 @@ class EventBuilder:
         place: The ``place`` block shared by all events.
         module_id: ``analyticsModule.id``.
         video_path: Stream id → its source URL for ``videoPath`` (credentials removed).
+        source: ``analyticsModule.source``: "Vigil", or the worker id in a cluster (so a
+            consumer can tell which worker processed a sensor's frames).
     """
 
     def __init__(
@@ -46,17 +48,18 @@ class EventBuilder:
         place: PlaceInfo,
         module_id: str,
         video_path: Callable[[str], str] = lambda stream_id: "",
+        source: str = "Vigil",
     ) -> None:
         self.model = model
         self.place = place
         self.module = AnalyticsModuleInfo(
-            id=module_id, description=model.name, version=model.version
+            id=module_id, description=model.name, version=model.version, source=source
         )
         self.video_path = video_path
 
     def for_model(self, model: ModelInfo) -> EventBuilder:
         """A builder like this one for events of another model (version)."""
-        return EventBuilder(model, self.place, self.module.id, self.video_path)
+        return EventBuilder(model, self.place, self.module.id, self.video_path, self.module.source)
 
     @staticmethod
     @functools.lru_cache(maxsize=4096)  # bounded: streams come and go

@@ -70,7 +70,8 @@ class EventType(StrEnum):
     analytics events ``line_crossed``, ``crowding_raised``, ``crowding_cleared``,
     ``dwell_exceeded`` and ``direction`` (the rule's name and details are in
     ``object.analytics``), and ``alert``, raised by a plugin stage (its rule in
-    ``object.analytics.rule``).
+    ``object.analytics.rule``), and ``recording``, sent when a clip closes (``videoPath`` is the
+    clip's URL; ``object.attributes`` hold its id, times, trigger and size).
     """
 
     ENTRY = "entry"
@@ -87,6 +88,7 @@ class EventType(StrEnum):
     DWELL_EXCEEDED = "dwell_exceeded"
     DIRECTION = "direction"
     ALERT = "alert"
+    RECORDING = "recording"
 
 
 class SensorInfo(SchemaModel):

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import triton_to_np_dtype
 
-from vigil.infer.tensors import TensorSpec
+from vigil.infer.errors import UnsupportedModelError
+from vigil.infer.tensors import InputFormat, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,23 @@ class ModelInfo:
     def parser(self) -> str:
         """Name of the output parser (``vigil.parser`` parameter)."""
         return self.parameters.get("vigil.parser", "")
+
+    def input_format(self) -> InputFormat:
+        """How to feed the model's one image input: its tensor, and the config's
+        ``vigil.resize`` / ``vigil.pad_value``.
+
+        Raises:
+            UnsupportedModelError: not one image input Vigil can write, or a bad parameter
+                (the message names the model).
+        """
+        if len(self.inputs) != 1:
+            raise UnsupportedModelError(
+                f"model {self.name!r} must have one image input; it has {len(self.inputs)}"
+            )
+        try:
+            return InputFormat.from_tensor(self.inputs[0], self.parameters)
+        except UnsupportedModelError as e:
+            raise UnsupportedModelError(f"model {self.name!r}: {e}") from e
 
     def label(self, class_id: int) -> str:
         """Class name of ``class_id`` (``class_<id>`` if unknown)."""

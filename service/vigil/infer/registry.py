@@ -19,7 +19,8 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,7 +244,7 @@ class ModelRegistry:
             origin=meta.get("origin", "repository"),
             added_at=meta.get("added_at") or _mtime_iso(model_path),
             signature=signature,
-            input_format=_input_format(declared),
+            input_format=_input_format(declared, parameters),
             parser=parameters.get("vigil.parser", ""),
             labels=labels,
         )
@@ -314,15 +315,11 @@ class ModelRegistry:
                 f"{self.max_upload_bytes}",
                 413,
             )
-        staged = self.staging_dir(name)
-        try:
+        with self._filled_staging_dir(name) as staged:
             if resolved.is_dir():
                 shutil.copytree(resolved, staged, dirs_exist_ok=True, symlinks=False)
             else:
                 self._place_file(name, resolved, staged)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
         return staged
 
     def stage_upload(self, name: str, upload: Path, filename: str) -> Path:
@@ -335,8 +332,7 @@ class ModelRegistry:
         Raises:
             RegistryError: (422) a bad archive; (413) too large.
         """
-        staged = self.staging_dir(name)
-        try:
+        with self._filled_staging_dir(name) as staged:
             lower = filename.lower()
             if lower.endswith(".zip"):
                 extract_zip(upload, staged, self.max_upload_bytes)
@@ -344,10 +340,17 @@ class ModelRegistry:
                 extract_tar(upload, staged, self.max_upload_bytes)
             else:
                 self._place_file(name, upload, staged)
+        return staged
+
+    @contextmanager
+    def _filled_staging_dir(self, name: str) -> Iterator[Path]:
+        """A new staging directory for the block to fill; removed if the block raises."""
+        staged = self.staging_dir(name)
+        try:
+            yield staged
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        return staged
 
     def _place_file(self, name: str, source: Path, staged: Path) -> None:
         config = self.config(name)
@@ -479,11 +482,11 @@ def checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _input_format(declared: Signature) -> dict[str, Any] | None:
+def _input_format(declared: Signature, parameters: dict[str, str]) -> dict[str, Any] | None:
     if len(declared.inputs) != 1:
         return None
     try:
-        fmt = InputFormat.from_tensor(declared.inputs[0])
+        fmt = InputFormat.from_tensor(declared.inputs[0], parameters)
     except UnsupportedModelError:
         return None
     return {
@@ -493,7 +496,7 @@ def _input_format(declared: Signature) -> dict[str, Any] | None:
         "color": "rgb",
         "dtype": np.dtype(fmt.dtype).name,
         "scale": fmt.scale,
-        "resize": "stretch",
+        "resize": str(fmt.resize),
     }
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from vigil.detections import Detections
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.tensors import InputFormat, TensorSpec
+from vigil.infer.tensors import InputFormat, Placement, Resize, TensorSpec
 from vigil.parsers.nms import nms
 
 T = TypeVar("T")
@@ -153,6 +153,12 @@ class Parser(ABC):
             model, confidence_threshold, self.default_cluster, self.clusters
         )
         self.confidence_threshold = self.options.confidence
+        #: The model's input format when frames are letterboxed into it (``vigil.resize``),
+        #: else None: stretched frames map back by a per-axis scale, whatever the input.
+        self.letterbox: InputFormat | None = None
+        if model.parameters.get("vigil.resize", "").strip() not in ("", Resize.STRETCH):
+            fmt = self.input_format()
+            self.letterbox = fmt if fmt.resize is Resize.LETTERBOX else None
 
     @abstractmethod
     def parse(
@@ -200,14 +206,43 @@ class Parser(ABC):
             )
         return candidates[0]
 
+    def input_format(self) -> InputFormat:
+        """The model's input format (size, and how frames are fitted into it).
+
+        Raises:
+            UnsupportedModelError: the model has not one image input Vigil can feed, or a bad
+                ``vigil.resize`` / ``vigil.pad_value``.
+        """
+        try:
+            return self.model.input_format()
+        except UnsupportedModelError as e:
+            raise UnsupportedModelError(f"parser {self.name!r}: {e}") from e
+
     def input_size(self) -> tuple[int, int]:
-        """``(width, height)`` of the model's image input, which frames are stretched to."""
-        if len(self.model.inputs) != 1:
-            raise UnsupportedModelError(
-                f"parser {self.name!r}: model {self.model.name!r} must have one image input"
-            )
-        fmt = InputFormat.from_tensor(self.model.inputs[0])
+        """``(width, height)`` of the model's image input."""
+        fmt = self.input_format()
         return fmt.width, fmt.height
+
+    def placement(self, width: int, height: int, input_size: tuple[int, int]) -> Placement:
+        """Where a ``width`` × ``height`` source frame landed in the model input of
+        ``input_size`` (the whole input when stretched, the letterbox's content rectangle
+        otherwise)."""
+        if self.letterbox is None:
+            return Placement(0, 0, *input_size)
+        return self.letterbox.placement(width, height)
+
+    def to_source(
+        self, xyxy: np.ndarray, width: int, height: int, input_size: tuple[int, int]
+    ) -> np.ndarray:
+        """Boxes ``(N, 4)`` in model-input pixels → ``float32`` boxes in the pixels of a
+        ``width`` × ``height`` source frame, clipped to it (undoes the stretch or the
+        letterbox)."""
+        if self.letterbox is None:  # the common case, per frame: one scale, no Placement
+            sx, sy = width / input_size[0], height / input_size[1]
+            placed = np.asarray(xyxy, np.float32) * np.array([sx, sy, sx, sy], np.float32)
+        else:
+            placed = self.letterbox.placement(width, height).to_source(xyxy, width, height)
+        return clip_boxes(placed, width, height)
 
     def select(self, xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray) -> np.ndarray:
         """Indices of the candidates to keep (NMS or none), best first, at most

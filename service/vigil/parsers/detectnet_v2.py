@@ -36,7 +36,7 @@ import numpy as np
 from vigil.detections import Detections
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.parsers.base import Cluster, Parser, clip_boxes, model_param
+from vigil.parsers.base import Cluster, Parser, model_param
 from vigil.parsers.nms import dbscan_merge
 
 
@@ -53,6 +53,7 @@ class DetectNetV2Parser(Parser):
     def __init__(self, model: ModelInfo, confidence_threshold: float) -> None:
         super().__init__(model, confidence_threshold)
         self.input_width, self.input_height = self.input_size()
+        self.input_dims = (self.input_width, self.input_height)
         text = lambda v: bool(v)  # noqa: E731
         self.cov_output = model_param(
             model, "vigil.cov_output", str, "output_cov/Sigmoid", text, "an output name"
@@ -95,10 +96,9 @@ class DetectNetV2Parser(Parser):
                 keep = np.arange(min(len(xyxy), opts.max_detections))
             else:
                 keep = self.select(xyxy, score, class_id)
-            scale = np.array([width / self.input_width, height / self.input_height] * 2, np.float32)
             result.append(
                 Detections(
-                    xyxy=clip_boxes(xyxy[keep] * scale, width, height),
+                    xyxy=self.to_source(xyxy[keep], width, height, self.input_dims),
                     confidence=score[keep],
                     class_id=class_id[keep],
                 )

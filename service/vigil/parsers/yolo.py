@@ -7,8 +7,8 @@ Layouts of the one output tensor, per image (N candidate boxes, nc classes):
 * **v8** (also YOLO11): ``[4 + nc, N]`` columns of ``cx, cy, w, h, class scores...``;
   no objectness.
 
-Boxes are in model-input pixels. The preprocessing stretches the whole frame to the input,
-so source pixels are a plain per-axis scale.
+Boxes are in model-input pixels; they map back to source pixels by undoing the stretch (a
+per-axis scale) or the letterbox (``vigil.resize``: remove the padding, then one scale).
 
 Model config parameters (besides the shared ones in :mod:`vigil.parsers.base`):
 
@@ -28,7 +28,7 @@ from vigil.detections import Detections
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.infer.tensors import TensorSpec
-from vigil.parsers.base import Parser, clip_boxes, cxcywh_to_xyxy, model_param
+from vigil.parsers.base import Parser, cxcywh_to_xyxy, model_param
 
 
 class YoloLayout(StrEnum):
@@ -85,6 +85,7 @@ class YoloParser(Parser):
     def __init__(self, model: ModelInfo, confidence_threshold: float) -> None:
         super().__init__(model, confidence_threshold)
         self.input_width, self.input_height = self.input_size()
+        self.input_dims = (self.input_width, self.input_height)
         spec = self._detection_output()
         self.output = spec.name
         self.layout = self._layout(spec)
@@ -133,10 +134,10 @@ class YoloParser(Parser):
             )
             # NMS in input pixels, as Ultralytics does (the stretch changes IoUs slightly)
             keep = self.select(cxcywh_to_xyxy(boxes, 1.0, 1.0), score, class_id)
-            xyxy = cxcywh_to_xyxy(boxes[keep], width / self.input_width, height / self.input_height)
+            xyxy = cxcywh_to_xyxy(boxes[keep], 1.0, 1.0)
             result.append(
                 Detections(
-                    xyxy=clip_boxes(xyxy, width, height),
+                    xyxy=self.to_source(xyxy, width, height, self.input_dims),
                     confidence=score[keep],
                     class_id=class_id[keep],
                 )

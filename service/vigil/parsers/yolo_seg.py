@@ -30,8 +30,9 @@ import numpy as np
 from vigil.detections import Detections
 from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
+from vigil.infer.tensors import Placement
 from vigil.masks import MASKS, InstanceMask
-from vigil.parsers.base import clip_boxes, cxcywh_to_xyxy, model_param
+from vigil.parsers.base import cxcywh_to_xyxy, model_param
 from vigil.parsers.yolo import YoloLayout, YoloParser, decode_candidates
 
 
@@ -74,16 +75,15 @@ class YoloSegParser(YoloParser):
             keep = self.select(cxcywh_to_xyxy(boxes, 1.0, 1.0), score, class_id)
             rows = raw[i].T if self.layout is YoloLayout.V8 else raw[i]
             coefs = rows[index[keep], coef_cols].astype(np.float32)
-            xyxy = clip_boxes(
-                cxcywh_to_xyxy(boxes[keep], width / self.input_width, height / self.input_height),
-                width,
-                height,
+            xyxy = self.to_source(
+                cxcywh_to_xyxy(boxes[keep], 1.0, 1.0), width, height, self.input_dims
             )
+            placement = self.placement(width, height, self.input_dims)
             logits = coefs @ protos[i].reshape(self.num_masks, -1).astype(np.float32)
             logits = logits.reshape(-1, self.proto_height, self.proto_width)
             masks = np.empty(len(keep), object)
             for k in range(len(keep)):
-                masks[k] = self._mask(logits[k], xyxy[k], width, height)
+                masks[k] = self._mask(logits[k], xyxy[k], width, height, placement)
             result.append(
                 Detections(
                     xyxy=xyxy,
@@ -94,15 +94,25 @@ class YoloSegParser(YoloParser):
             )
         return result
 
-    def _mask(self, logits: np.ndarray, box: np.ndarray, width: int, height: int) -> InstanceMask:
-        """Sample one object's mask logits at the source pixels of its box."""
+    def _mask(
+        self, logits: np.ndarray, box: np.ndarray, width: int, height: int, placement: Placement
+    ) -> InstanceMask:
+        """Sample one object's mask logits at the source pixels of its box (``placement``:
+        where the frame landed in the input, so letterbox padding is skipped)."""
         left, top = math.floor(box[0]), math.floor(box[1])
         right = min(width, max(left + 1, math.ceil(box[2])))
         bottom = min(height, max(top + 1, math.ceil(box[3])))
-        sx, sy = self.proto_width / width, self.proto_height / height
-        # Source pixel centre (u + 0.5) → prototype coordinate (u + 0.5) · s − 0.5.
+        # input pixels per prototype pixel, per axis
+        px, py = self.proto_width / self.input_width, self.proto_height / self.input_height
+        sx, sy = placement.width / width * px, placement.height / height * py
+        # Source pixel centre (u + 0.5) → input (u + 0.5) · w'/w + left → prototype
+        # coordinate (that) · px − 0.5.
         to_proto = np.array(
-            [[sx, 0, (left + 0.5) * sx - 0.5], [0, sy, (top + 0.5) * sy - 0.5]], np.float64
+            [
+                [sx, 0, (left + 0.5) * sx + placement.left * px - 0.5],
+                [0, sy, (top + 0.5) * sy + placement.top * py - 0.5],
+            ],
+            np.float64,
         )
         sampled = cv2.warpAffine(
             logits,

@@ -196,7 +196,7 @@ class StreamManager:
         """Wait until every stream's decoder has ended (files at their end, failures)."""
         for managed in list(self._streams.values()):
             if managed.worker is not None:
-                await asyncio.to_thread(managed.worker.join)
+                await managed.worker.ended()
 
     @property
     def threads_alive(self) -> int:
@@ -240,6 +240,6 @@ class StreamManager:
         if worker is None:
             return
         worker.stop()
-        task = asyncio.create_task(asyncio.to_thread(worker.join))
+        task = asyncio.create_task(worker.ended())
         self._joins.add(task)
         task.add_done_callback(self._joins.discard)

@@ -52,13 +52,13 @@ from vigil.infer.client import TritonClient, cancelled_under_us
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import Slot, SlotRing
-from vigil.infer.tensors import InputFormat
 from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
 from vigil.pipeline.queues import DropPolicy, FrameQueue
 from vigil.pipeline.route import Route
 from vigil.pipeline.stream_state import StreamStatus
+from vigil.pipeline.taps import ResultTaps
 from vigil.shm_segments import new_prefix
 from vigil.specs import StreamSpec
 from vigil.stages.base import FrameResult, StageChain
@@ -132,6 +132,8 @@ class Pipeline:
         self._rings: set[SlotRing] = set()
         self._queues: dict[str, FrameQueue] = {}
         self.chain = chain or StageChain()
+        #: Live view and recording triggers: see every batch's results after the chain.
+        self.taps = ResultTaps()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess")
         self._post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self._batcher: Batcher | None = None
@@ -243,7 +245,7 @@ class Pipeline:
             InferError: Triton cannot map the new ring.
         """
         _check_model(model)
-        preprocess = self.acceleration.make_preprocessor(InputFormat.from_tensor(model.inputs[0]))
+        preprocess = self.acceleration.make_preprocessor(model.input_format())
         if events is None:
             events = self.route.events.for_model(model)
         current = self._route
@@ -472,7 +474,9 @@ class Pipeline:
 
     def _post_process(self, route: Route, results: list[FrameResult]) -> list[Event]:
         self.chain.process(results)
-        return [e for r in results for e in route.events.build_result(r)]
+        events = [e for r in results for e in route.events.build_result(r)]
+        self.taps.observe(results, events)
+        return events
 
     def _count(self, route: Route, results: list[FrameResult]) -> None:
         route.emitted += len(results)

@@ -8,6 +8,8 @@ that raises marks only its own stream ``error``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -94,6 +96,9 @@ class StreamWorker:
         self.pacing = pacing
         self._stop = threading.Event()
         self._outage = FailureRun()
+        self._exit_lock = threading.Lock()
+        self._exited = False
+        self._on_exit: list[Callable[[], None]] = []
         self._thread = threading.Thread(
             target=self._run, name=f"decode-{status.stream_id}", daemon=True
         )
@@ -112,10 +117,38 @@ class StreamWorker:
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
+    async def ended(self) -> None:
+        """Wait until the thread has finished its work, without holding a thread to wait.
+
+        A blocking ``join`` in ``asyncio.to_thread`` would park one of the loop's executor
+        threads per stopped stream for as long as its last read takes, so removing cameras
+        quickly would grow that pool.
+        """
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def wake() -> None:
+            # a loop that closed first has nobody waiting any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        with self._exit_lock:
+            if self._exited:
+                return
+            self._on_exit.append(wake)
+        await done
+
     @property
     def alive(self) -> bool:
         """Whether the thread is still running."""
         return self._thread.is_alive()
+
+    def _exit(self) -> None:
+        with self._exit_lock:
+            self._exited = True
+            callbacks, self._on_exit = self._on_exit, []
+        for callback in callbacks:
+            callback()
 
     def _run(self) -> None:
         try:
@@ -159,6 +192,7 @@ class StreamWorker:
             if self._stop.is_set():
                 self.status.try_transition(StreamState.STOPPED, "stopped")
             self.queue.close()
+            self._exit()
 
     def _stream(self, source: Source) -> bool:
         """Open and decode until the end; True at a normal end, False if stopped."""

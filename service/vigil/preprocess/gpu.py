@@ -6,7 +6,8 @@ the same size and format are processed together: one resize and one color conver
 group, written straight into the slot's input tensor, which Triton reads in place.
 
 Resizing matches :class:`~vigil.preprocess.cpu.CpuPreprocessor`: the whole frame is stretched
-to the model's input with bilinear interpolation (half-pixel centers, as OpenCV's
+to the model's input, or letterboxed into it (``InputFormat.placement``: the same rectangle,
+the same pad value), with bilinear interpolation (half-pixel centers, as OpenCV's
 ``INTER_LINEAR``), so parsers map boxes back the same way on both paths. NV12 is converted
 with the BT.601 limited-range matrix, what FFmpeg's ``rgb24`` conversion uses for untagged
 video, so both paths see the same colors. The planes are resized before the color conversion
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vigil.frame import Frame, PixelFormat
-from vigil.infer.tensors import InputFormat, Layout
+from vigil.infer.tensors import InputFormat, Layout, Placement, Resize
 from vigil.preprocess.nv12_kernel import fused_nv12
 
 # BT.601 limited range: RGB = Y' * 1.164 + chroma terms (Y' = Y - 16, U' = U - 128, V' = V - 128)
@@ -91,22 +92,26 @@ class GpuPreprocessor:
             key = (frame.pixel_format, frame.height, frame.width, frame.on_gpu)
             groups.setdefault(key, []).append(i)
         with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
-            for (pixel_format, _, _, on_gpu), indices in groups.items():
+            for (pixel_format, height, width, on_gpu), indices in groups.items():
                 images = [frames[i].image for i in indices]
                 if on_gpu:
                     batch = torch.stack(images)
                 else:
                     batch = torch.from_numpy(np.stack(images)).to(self.device)
+                place = self.format.placement(width, height)
                 if self._fused is not None and pixel_format is PixelFormat.NV12:
-                    self._write_fused(batch, out, indices)
+                    self._write_fused(batch, out, indices, place)
                 else:
-                    self._write(self.to_model_rgb(batch, pixel_format), out, indices)
+                    size = (place.height, place.width)
+                    self._write(self.to_model_rgb(batch, pixel_format, size), out, indices, place)
             self._stream.synchronize()
 
-    def to_model_rgb(self, batch: Any, pixel_format: PixelFormat) -> Any:
+    def to_model_rgb(
+        self, batch: Any, pixel_format: PixelFormat, size: tuple[int, int] | None = None
+    ) -> Any:
         """``uint8`` images (N, H, W, 3) RGB or (N, H*3/2, W) NV12 → float32 (N, 3, h, w) RGB
-        in [0, 255] at the model's input size."""
-        size = (self.format.height, self.format.width)
+        in [0, 255] of ``size`` ``(h, w)`` (default: the model's input size)."""
+        size = size or (self.format.height, self.format.width)
         if pixel_format is PixelFormat.RGB:
             return self._resize(batch.permute(0, 3, 1, 2).float(), size)
         n, rows, width = batch.shape
@@ -126,19 +131,31 @@ class GpuPreprocessor:
             images, size=size, mode="bilinear", align_corners=False, antialias=False
         )
 
-    def _write_fused(self, nv12: Any, out: Any, indices: list[int]) -> None:
+    def _write_fused(
+        self, nv12: Any, out: Any, indices: list[int], place: Placement | None = None
+    ) -> None:
         assert self._fused is not None
         fmt = self.format
         start, stop = indices[0], indices[-1] + 1
         contiguous = stop - start == len(indices)
         target = out[start:stop] if contiguous else out.new_empty((len(indices), *out.shape[1:]))
         channel_dim = 1 if fmt.layout is Layout.CHW else 3
-        self._fused(nv12, target, channel_dim, fmt.scale, np.dtype(fmt.dtype).kind in "ui")
+        rect = None if place is None else (place.left, place.top, place.width, place.height)
+        self._fused(
+            nv12, target, channel_dim, fmt.scale, np.dtype(fmt.dtype).kind in "ui",
+            rect, fmt.pad_value,
+        )  # fmt: skip
         if not contiguous:
             out.index_copy_(0, self._torch.tensor(indices, device=self.device), target)
 
-    def _write(self, rgb: Any, out: Any, indices: list[int]) -> None:
+    def _write(self, rgb: Any, out: Any, indices: list[int], place: Placement) -> None:
         fmt = self.format
+        if fmt.resize is Resize.LETTERBOX:
+            # the content in its rectangle of a padded input-sized batch
+            full = rgb.new_full((rgb.shape[0], 3, fmt.height, fmt.width), fmt.pad_value)
+            rows = slice(place.top, place.top + place.height)
+            full[:, :, rows, place.left : place.left + place.width] = rgb
+            rgb = full
         values = rgb * fmt.scale if fmt.scale != 1.0 else rgb
         if fmt.layout is Layout.HWC:
             values = values.permute(0, 2, 3, 1)

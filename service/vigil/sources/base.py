@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vigil.frame import Frame
+from vigil.sources.packets import PacketSink
 
 if TYPE_CHECKING:  # PyAV is imported by the CPU sources only: the GPU path runs without it
     import av
@@ -34,6 +35,9 @@ class Source(ABC):
         stream_id: Id of the stream the frames are tagged with.
         url: Where the video comes from.
         is_live: True for cameras (drop frames when behind), False for files (back-pressure).
+        packets: The packet tap: when set (before :meth:`open`), every encoded video packet
+            is handed to it before it is decoded (see :mod:`vigil.sources.packets`).
+            Sources that have no encoded form (test patterns) never call it.
     """
 
     is_live: bool = False
@@ -41,6 +45,7 @@ class Source(ABC):
     def __init__(self, stream_id: str, url: str) -> None:
         self.stream_id = stream_id
         self.url = url
+        self.packets: PacketSink | None = None
 
     @abstractmethod
     def open(self) -> VideoInfo:

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from vigil.sources.errors import SourceError
 from vigil.sources.ffmpeg import ffmpeg_source
+from vigil.sources.packets import CodecParams, EncodedPacket
 
 #: Each message starts with the length of its JSON header (little-endian uint32).
 HEADER = struct.Struct("<I")
@@ -32,6 +33,29 @@ def send(out: BinaryIO, header: dict[str, Any], payload: bytes | memoryview = b"
     out.flush()
 
 
+class _PacketSender:
+    """The child's packet tap: each packet goes up the pipe (its codec once per opening)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self._params: CodecParams | None = None
+
+    def __call__(self, packet: EncodedPacket) -> None:
+        if packet.params is not self._params:
+            self._params = packet.params
+            send(self.out, {"type": "codec", **packet.params.to_dict()})
+        header = {
+            "type": "packet",
+            "pts": packet.pts,
+            "dts": packet.dts,
+            "duration": packet.duration,
+            "keyframe": packet.keyframe,
+            "arrival_s": packet.arrival_s,
+            "bytes": packet.size,
+        }
+        send(self.out, header, packet.data)
+
+
 def main(request: str) -> int:
     """Decode the requested stream to its end; errors are sent, not raised."""
     # The parent stops us; a terminal's Ctrl-C is for it (we are in a session of our own).
@@ -45,6 +69,8 @@ def main(request: str) -> int:
         open_timeout_s=body["open_timeout_s"],
         read_timeout_s=body["read_timeout_s"],
     )
+    if body.get("packets"):
+        source.packets = _PacketSender(out)
     try:
         info = source.open()
         send(out, {"type": "open", **info.__dict__})

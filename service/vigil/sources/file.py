@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -11,6 +12,7 @@ import av
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo, frame_from_av
 from vigil.sources.errors import DecodeErrors, SourceError
+from vigil.sources.packets import CodecParams, packet_from_av
 from vigil.sources.urls import file_path
 
 # A corrupt packet is skipped and counted; this many failures in a row end the stream.
@@ -72,9 +74,13 @@ class FileSource(Source):
         if self._container is None:
             raise SourceError(str(self.path), "source is not open")
         stream = self._container.streams.video[0]
+        tap = self.packets
+        params = CodecParams.of_stream(stream) if tap is not None else None
         number = 0
         try:
             for packet in self._container.demux(stream):
+                if tap is not None and params is not None and packet.size:
+                    tap(packet_from_av(packet, params, time.time()))
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError as e:

@@ -12,7 +12,9 @@ The pipe costs one copy of each frame each way through the kernel (measured in
 ``docs/reliability.md``); the child also decodes beside the service's interpreter, off its GIL.
 
 Protocol (child to parent): messages of a 4-byte little-endian header length, a JSON header,
-and for frames the RGB pixels (``bytes`` long) right after it.
+and for frames the RGB pixels (``bytes`` long) right after it. With a packet tap set, the child
+also sends each encoded packet (``packet``, its bytes after the header) before decoding it, and
+the stream's codec parameters (``codec``) before the first packet of each opening.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo
 from vigil.sources.decoder_process import HEADER
 from vigil.sources.errors import SourceError
+from vigil.sources.packets import CodecParams, EncodedPacket
 from vigil.sources.urls import file_path, redact_url
 from vigil.specs import StreamSpec
 
@@ -63,6 +66,7 @@ class IsolatedSource(Source):
         self._proc: subprocess.Popen[bytes] | None = None
         self._selector: selectors.BaseSelector | None = None
         self._decode_errors = 0
+        self._params: CodecParams | None = None
         # Errors name the URL as the in-process sources do: a file's path, a camera's
         # URL without its credentials.
         self._shown = str(file_path(spec.url)) if spec.scheme == "file" else redact_url(spec.url)
@@ -83,6 +87,7 @@ class IsolatedSource(Source):
             "url": self.url,
             "open_timeout_s": self.settings.open_timeout_s,
             "read_timeout_s": self.settings.read_timeout_s,
+            "packets": self.packets is not None,
         }
         # The child dies with this decoder thread (and so with Vigil, even on SIGKILL).
         self._proc = subprocess.Popen(
@@ -106,7 +111,7 @@ class IsolatedSource(Source):
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._proc.stdout, selectors.EVENT_READ)
         # Starting the interpreter and importing PyAV is part of opening.
-        header, _ = self._receive(self.settings.open_timeout_s + 20.0)
+        header = self._receive_video(self.settings.open_timeout_s + 20.0)[0]
         if header["type"] != "open":
             self._fail(f"decoder process sent {header['type']} before opening")
         return VideoInfo(header["width"], header["height"], header["fps"], header["frame_count"])
@@ -119,7 +124,7 @@ class IsolatedSource(Source):
                 ``read_timeout_s``.
         """
         while True:
-            header, pixels = self._receive(self.settings.read_timeout_s)
+            header, pixels = self._receive_video(self.settings.read_timeout_s)
             kind = header["type"]
             if kind == "end":
                 self._decode_errors = header.get("decode_errors", self._decode_errors)
@@ -153,6 +158,29 @@ class IsolatedSource(Source):
             proc.stdout.close()
 
     # --- the pipe ----------------------------------------------------------------------------
+
+    def _receive_video(self, timeout_s: float) -> tuple[dict[str, Any], bytes]:
+        """The next message that is not a packet; packets go to the tap on the way."""
+        while True:
+            header, payload = self._receive(timeout_s)
+            kind = header["type"]
+            if kind == "codec":
+                self._params = CodecParams.from_dict(header)
+            elif kind == "packet":
+                if self.packets is not None and self._params is not None:
+                    self.packets(
+                        EncodedPacket(
+                            payload,
+                            header["pts"],
+                            header["dts"],
+                            header["duration"],
+                            header["keyframe"],
+                            header["arrival_s"],
+                            self._params,
+                        )
+                    )
+            else:
+                return header, payload
 
     def _receive(self, timeout_s: float) -> tuple[dict[str, Any], bytes]:
         """One message: the header, and the payload of a frame (empty otherwise)."""

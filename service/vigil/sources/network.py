@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -11,6 +12,7 @@ import av
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo, frame_from_av
 from vigil.sources.errors import DecodeErrors, SourceError
+from vigil.sources.packets import CodecParams, packet_from_av
 from vigil.sources.urls import redact_url
 
 SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -87,6 +89,8 @@ class NetworkSource(Source):
         self._container: av.container.InputContainer | None = None
         self._packets: Iterator[av.Packet] | None = None
         self._pending: list[av.VideoFrame] = []
+        self._params: CodecParams | None = None
+        self._early: list[tuple[av.Packet, float]] = []
         self._errors = DecodeErrors()
 
     @property
@@ -135,6 +139,14 @@ class NetworkSource(Source):
             stream.thread_type = "SLICE"
             self._packets = self._container.demux(stream)
             first = self._first_frame(started + self.open_timeout_s)
+            if self.packets is not None:
+                # Without probing, the sizes are known once a frame is decoded: the packets
+                # read until then wait for them.
+                params = CodecParams.of_stream(stream)
+                self._params = dataclasses.replace(params, width=first.width, height=first.height)
+                early, self._early = self._early, []
+                for packet, arrival_s in early:
+                    self.packets(packet_from_av(packet, self._params, arrival_s))
         except BaseException:
             self.close()
             raise
@@ -166,6 +178,8 @@ class NetworkSource(Source):
         """Disconnect; idempotent. Must run on the thread that iterates ``frames()``."""
         self._packets = None
         self._pending = []
+        self._params = None
+        self._early = []
         if self._container is not None:
             container, self._container = self._container, None
             container.close()
@@ -211,6 +225,11 @@ class NetworkSource(Source):
             if packet.size == 0:
                 # The flush packet demux() adds at the end; the next read ends the stream.
                 continue
+            if self.packets is not None:
+                if self._params is None:
+                    self._early.append((packet, time.time()))
+                else:
+                    self.packets(packet_from_av(packet, self._params, time.time()))
             try:
                 frames = list(packet.decode())
             except av.FFmpegError as e:

@@ -26,6 +26,7 @@ from typing import Any
 from vigil.frame import Frame, PixelFormat
 from vigil.sources.base import Source, VideoInfo
 from vigil.sources.errors import DecodeErrors, SourceError
+from vigil.sources.nvdec_packets import NvdecPacketTap
 from vigil.sources.urls import file_path
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,10 @@ class NvdecFileSource(Source):
     buffer_frames = 16
     #: Frames fetched per call (threaded mode).
     fetch_frames = 8
-    #: Mode of sources made without an explicit ``threaded``.
+    #: Mode of sources made without an explicit ``threaded``. Fixed, not chosen per host:
+    #: measured on an H200 (docs/benchmarks.md, 2026-12-04) the whole pipeline was faster
+    #: threaded in each of 3 interleaved pairs of runs (0.44–0.47 of the model's rate against
+    #: 0.34–0.36 plain), while decode-only runs tie and so cannot choose.
     threaded_default = True
 
     def __init__(
@@ -99,6 +103,7 @@ class NvdecFileSource(Source):
         self._stream_handle = 0
         self._fps: float | None = None
         self._cpu: Source | None = None
+        self._tap: NvdecPacketTap | None = None
         self._errors = DecodeErrors()
 
     @property
@@ -129,6 +134,8 @@ class NvdecFileSource(Source):
                 width, height, fps = self._open_threaded(nvc)
             else:
                 width, height, fps = self._open_plain(nvc)
+            if self.packets is not None:
+                self._open_tap(nvc, fps)
         except Exception as e:
             self._release()
             return self._open_on_cpu(f"{type(e).__name__}: {e}")
@@ -151,6 +158,8 @@ class NvdecFileSource(Source):
             raise SourceError(str(self.path), "source is not open")
         number = 0
         for packet in self._demuxer:
+            if self._tap is not None:
+                self._tap_safely(self._tap.tap, packet)
             try:
                 decoded = self._decoder.Decode(packet)
             except Exception as e:
@@ -210,6 +219,8 @@ class NvdecFileSource(Source):
                 raise SourceError(str(self.path), f"decoding failed: {e}") from e
             if not pictures:
                 break
+            if self._tap is not None:  # the recorder gets each frame's packet before it
+                self._tap_safely(self._tap.catch_up, number + len(pictures))
             with torch.cuda.stream(self._stream):
                 views = [self._tensor(p) for p in pictures]
                 try:  # one copy for the whole fetch: the decoder reuses its buffers
@@ -268,7 +279,28 @@ class NvdecFileSource(Source):
             reason,
         )
         self._cpu = FileSource(self.stream_id, self.path)
+        self._cpu.packets = self.packets
         return self._cpu.open()
+
+    def _open_tap(self, nvc: ModuleType, fps: float) -> None:
+        """The packet tap: the plain decoder's own packets, or (threaded) a second demuxer's."""
+        assert self.packets is not None
+        demuxer = (
+            self._demuxer
+            if self._demuxer is not None
+            else nvc.CreateDemuxer(filename=str(self.path))
+        )
+        self._tap = NvdecPacketTap.of_demuxer(self.packets, demuxer, fps)
+        if self._demuxer is None:
+            self._tap.follow(demuxer)
+
+    def _tap_safely(self, call: Any, arg: Any) -> None:
+        """A failing packet tap stops recording this stream, never its decoding."""
+        try:
+            call(arg)
+        except Exception:
+            log.exception("stream %s: packet tap failed; no recording of it", self.stream_id)
+            self._tap = None
 
     def _release(self) -> None:
         if self._threaded is not None:
@@ -277,4 +309,5 @@ class NvdecFileSource(Source):
         self._threaded = None
         self._decoder = None
         self._demuxer = None
+        self._tap = None
         self._stream = None

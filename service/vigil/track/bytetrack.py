@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linear_sum_assignment
 
-from vigil.detections import ATTRIBUTES, Detections, iou_matrix
+from vigil.detections import Detections
 from vigil.track import kalman
 
 PREDICTED: Final[str] = "predicted"
@@ -131,22 +131,60 @@ class TrackerOutput:
     moving: np.ndarray
 
 
-@dataclass
-class _Track:
-    key: int  # internal id (tentative tracks have no public id yet)
-    class_id: int
-    confidence: float
-    first_s: float
-    last_s: float
-    hits: int = 1
-    public_id: int | None = None
-    moving: bool = True
-    motion_since_s: float | None = None
-    box: np.ndarray | None = None  # the last detection matched (exit and motion events)
+_NONE: Final = -1  # public id of a tentative track
+_EMPTY = np.zeros(0, np.intp)
+_EMPTY.flags.writeable = False  # shared by every tracker: nobody may write into it
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` with every box of ``b``, both ``(4, N)`` → ``(N, M)``.
+
+    The numbers of :func:`vigil.detections.iou_matrix` (the same operations in the same
+    order), from coordinate-major boxes and with ``maximum`` for ``clip``: under half its time.
+    """
+    wh = np.minimum(a[2:, :, None], b[2:, None, :])
+    wh -= np.maximum(a[:2, :, None], b[:2, None, :])
+    np.maximum(wh, 0, out=wh)
+    inter = wh[0] * wh[1]
+    size_a = np.maximum(a[2:] - a[:2], 0)
+    size_b = np.maximum(b[2:] - b[:2], 0)
+    union = (size_a[0] * size_a[1])[:, None] + size_b[0] * size_b[1]
+    union -= inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def _assign(
+    overlap: np.ndarray, tracks: np.ndarray, dets: np.ndarray, min_iou: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hungarian matching of ``tracks`` (rows of ``overlap``) to ``dets`` (its columns);
+    returns the matched pairs overlapping at least ``min_iou``, in the solver's order."""
+    if not len(tracks) or not len(dets):
+        return _EMPTY, _EMPTY
+    sub = overlap.take(tracks, 0).take(dets, 1)
+    if sub.max() < min_iou:  # no pair could be kept: the solver can be skipped
+        return _EMPTY, _EMPTY
+    rows, cols = linear_sum_assignment(1.0 - sub)
+    kept = sub[rows, cols] >= min_iou
+    return tracks[rows[kept]], dets[cols[kept]]
+
+
+def _without(indices: np.ndarray, taken: np.ndarray, size: int) -> np.ndarray:
+    """``indices`` (of ``size`` things) not in ``taken``, in their order."""
+    if not len(taken):
+        return indices
+    mask = np.ones(size, bool)
+    mask[taken] = False
+    return indices[mask[indices]]
 
 
 class ByteTracker:
     """One stream's tracker. Not thread-safe: one instance per stream, one thread.
+
+    The tracks live in parallel arrays, one entry per track in the order they were started
+    (that order breaks the assignment's ties): the Kalman states (``(6, 4, N)``, see
+    :mod:`vigil.track.kalman`) and the per-track fields. A frame costs about the same number
+    of array operations whatever the number of tracks; Python loops run only over lifecycle
+    changes.
 
     Args:
         settings: Thresholds and durations.
@@ -160,27 +198,34 @@ class ByteTracker:
             counter = iter(range(1, 1 << 62))
             next_id = counter.__next__
         self._next_id = next_id
-        self._tracks: list[_Track] = []
-        self._mean = np.zeros((0, 8))
-        self._cov = np.zeros((0, 8, 8))
-        self._state_s = np.zeros(0)
-        self._keys = 0
-        self._last_update_s: float | None = None
+        # Limits of the expiry test: the durations plus the float tolerance it always had.
+        self._lost_s = settings.lost_track_s + 1e-6
+        self._tentative_lost_s = settings.tentative_lost_s + 1e-6
+        self.reset()
 
     # --- public -----------------------------------------------------------------------------
 
     @property
     def active_ids(self) -> set[int]:
         """Public ids of the confirmed tracks (seen or lost, not yet ended)."""
-        return {t.public_id for t in self._tracks if t.public_id is not None}
+        return set(self._public_id[self._public_id != _NONE].tolist())
 
     def reset(self) -> None:
         """Forget every track (ids are still never reused)."""
-        self._tracks = []
-        self._mean = np.zeros((0, 8))
-        self._cov = np.zeros((0, 8, 8))
-        self._state_s = np.zeros(0)
-        self._last_update_s = None
+        self._state = kalman.empty()
+        self._state_s = 0.0  # the time of every track's state (there is one while N > 0)
+        self._public_id = np.zeros(0, np.int64)  # _NONE while tentative
+        self._class_id = np.zeros(0, np.int64)
+        self._confidence = np.zeros(0, np.float32)  # of the last detection matched
+        self._first_s = np.zeros(0)
+        self._last_s = np.zeros(0)  # last matched
+        self._hits = np.zeros(0, np.int64)
+        self._moving = np.zeros(0, bool)
+        self._motion_since_s = np.zeros(0)  # NaN: no motion change pending
+        # The last detection matched (for events); float32, as Detections.xyxy always is.
+        self._box = np.zeros((0, 4), np.float32)
+        self._has_box = np.zeros(0, bool)  # False until matched once after it started
+        self._last_update_s: float | None = None
 
     def update(self, detections: Detections, timestamp_s: float) -> TrackerOutput:
         """Associate a frame's detections; returns the confirmed tracks matched on it."""
@@ -189,69 +234,44 @@ class ByteTracker:
         previous_update = self._last_update_s
         self._last_update_s = now
         self._predict_to(now)
-        n = len(detections)
         conf = detections.confidence
-        high = np.flatnonzero(conf >= s.high_score)
-        low = np.flatnonzero((conf >= s.low_score) & (conf < s.high_score))
-        confirmed = [i for i, t in enumerate(self._tracks) if t.public_id is not None]
-        tentative = [i for i, t in enumerate(self._tracks) if t.public_id is None]
-        boxes = kalman.xyah_to_xyxy(self._mean[:, :4]) if self._tracks else np.zeros((0, 4))
-        matches: dict[int, int] = {}  # track index -> detection index
-
-        recent = (
-            []
-            if previous_update is None
-            else [i for i in confirmed if self._tracks[i].last_s >= previous_update]
+        high = (conf >= s.high_score).nonzero()[0]
+        low = ((conf >= s.low_score) & (conf < s.high_score)).nonzero()[0]
+        boxes = np.array(detections.xyxy.T, np.float64)  # (4, D)
+        tracks, dets, fresh, left = self._match(
+            detections.class_id, boxes, high, low, previous_update
         )
-        for tracks, dets, min_iou in (
-            (confirmed, high, s.match_iou),
-            (recent, low, _LOW_STAGE_IOU),
-        ):
-            taken = set(matches.values())
-            tracks = [i for i in tracks if i not in matches]
-            dets = np.array([d for d in dets if d not in taken], int)
-            matches.update(self._associate(tracks, dets, boxes, detections, min_iou))
-        taken = set(matches.values())
-        left = np.array([d for d in high if d not in taken], int)
-        matches.update(self._associate(tentative, left, boxes, detections, s.match_iou))
 
         changes: list[TrackChange] = []
-        if matches:
-            idx = np.array(list(matches), int)
-            det_idx = np.array(list(matches.values()), int)
-            measured = kalman.xyxy_to_xyah(detections.xyxy[det_idx].astype(np.float64))
-            self._mean[idx], self._cov[idx] = kalman.update(
-                self._mean[idx], self._cov[idx], measured
-            )
-            confidences = conf.tolist()
-            boxes_seen = detections.xyxy.copy()
-            for i, d in matches.items():
-                track = self._tracks[i]
-                track.hits += 1
-                track.last_s = now
-                track.confidence = confidences[d]
-                track.box = boxes_seen[d]
-                if track.public_id is None and self._confirmable(track, now):
-                    track.public_id = self._next_id()
-                    changes.append(
-                        TrackChange(
-                            track.public_id, TrackChangeKind.ENTRY, track.class_id, track.box
-                        )
-                    )
-        taken = set(matches.values())
-        self._start_tracks(
-            [d for d in left if d not in taken and conf[d] >= s.new_track_score],
-            detections,
-            now,
-        )
-        rows = [(i, d) for i, d in matches.items() if self._tracks[i].public_id is not None]
-        rows.sort(key=lambda r: self._tracks[r[0]].public_id or 0)
-        changes += self._motion(now, [i for i, _ in rows])
-        det_rows = np.array([d for _, d in rows], int)
-        out = detections[det_rows] if n else Detections.empty()
-        ids = np.array([self._tracks[i].public_id for i, _ in rows], np.int64)
-        result = self._output(out, ids, [i for i, _ in rows], changes, predicted=False)
-        # Last: expiring re-indexes the tracks (the rows above are indices).
+        if len(tracks):
+            matched = self._state.take(tracks, axis=2)
+            kalman.update(matched, kalman.xyxy_to_xyah(boxes.take(dets, axis=1)))
+            self._state[:, :, tracks] = matched
+            self._hits[tracks] += 1
+            self._last_s[tracks] = now
+            self._confidence[tracks] = conf[dets]
+            self._box[tracks] = detections.xyxy[dets]
+            self._has_box[tracks] = True
+            if len(fresh):
+                changes += self._confirm(fresh, now)
+        if len(left):
+            self._start_tracks(left[conf[left] >= s.new_track_score], detections, boxes, now)
+
+        ids = self._public_id[tracks]
+        shown = (ids != _NONE).nonzero()[0]
+        if len(shown) > 1:
+            shown = shown[ids[shown].argsort(kind="stable")]
+        rows, ids, picked = tracks[shown], ids[shown], dets[shown]
+        changes += self._motion(now, rows)
+        if len(detections):
+            data = {key: column[picked] for key, column in detections.data.items()}
+            xyxy, class_id = detections.xyxy[picked], detections.class_id[picked]
+        else:  # what an empty frame always gave: no data columns
+            data, xyxy, class_id = {}, np.zeros((0, 4), np.float32), np.zeros(0, np.int32)
+        data[PREDICTED] = np.zeros(len(rows), bool)
+        out = Detections(xyxy, conf[picked], class_id, ids, data)
+        result = TrackerOutput(out, changes, self._moving[rows])
+        # Last, and into the same list: expiring re-indexes the tracks (rows are indices).
         changes += self._expire(now)
         return result
 
@@ -260,147 +280,169 @@ class ByteTracker:
         now = self._advance(timestamp_s)
         self._predict_to(now)
         changes = self._expire(now)
-        last = self._last_update_s
-        rows = [
-            i
-            for i, t in enumerate(self._tracks)
-            if t.public_id is not None and last is not None and t.last_s >= last
-        ]
-        rows.sort(key=lambda i: self._tracks[i].public_id or 0)
+        rows = _EMPTY
+        if self._last_update_s is not None and len(self._public_id):
+            seen = (self._public_id != _NONE) & (self._last_s >= self._last_update_s)
+            rows = seen.nonzero()[0]
+            rows = rows[self._public_id[rows].argsort(kind="stable")]
         changes += self._motion(now, rows)
-        if rows:
-            xyxy = kalman.xyah_to_xyxy(self._mean[rows, :4]).astype(np.float32)
-        else:
-            xyxy = np.zeros((0, 4), np.float32)
+        xyxy = kalman.xyah_to_xyxy(self._state[kalman.POS].take(rows, axis=1))
         dets = Detections(
-            xyxy=xyxy,
-            confidence=np.array([self._tracks[i].confidence for i in rows], np.float32),
-            class_id=np.array([self._tracks[i].class_id for i in rows], np.int32),
+            xyxy=np.array(xyxy.T, np.float32),
+            confidence=self._confidence[rows],
+            class_id=self._class_id[rows].astype(np.int32),
+            tracker_id=self._public_id[rows],
+            data={PREDICTED: np.ones(len(rows), bool)},
         )
-        ids = np.array([self._tracks[i].public_id for i in rows], np.int64)
-        return self._output(dets, ids, rows, changes, predicted=True)
+        return TrackerOutput(dets, changes, self._moving[rows])
 
     # --- internals ---------------------------------------------------------------------------
 
     def _advance(self, timestamp_s: float) -> float:
         # Time never runs backwards for the tracker (a camera reconnect may reset its clock).
-        if self._state_s.size and timestamp_s <= float(self._state_s.max()):
-            return float(self._state_s.max()) + 1e-3
+        if len(self._public_id) and timestamp_s <= self._state_s:
+            return self._state_s + 1e-3
         if self._last_update_s is not None and timestamp_s <= self._last_update_s:
             return self._last_update_s + 1e-3
         return float(timestamp_s)
 
     def _predict_to(self, now: float) -> None:
-        if self._tracks:
-            self._mean, self._cov = kalman.predict(self._mean, self._cov, now - self._state_s)
-            self._state_s[:] = now
+        if len(self._public_id):
+            kalman.predict(self._state, now - self._state_s)
+            self._state_s = now
 
-    def _associate(
+    def _match(
         self,
-        tracks: list[int],
-        dets: np.ndarray,
+        class_id: np.ndarray,
         boxes: np.ndarray,
-        detections: Detections,
-        min_iou: float,
-    ) -> dict[int, int]:
-        if not tracks or not len(dets):
-            return {}
-        overlap = iou_matrix(boxes[tracks], detections.xyxy[dets].astype(np.float64))
-        if self.settings.per_class:
-            track_classes = np.array([self._tracks[i].class_id for i in tracks])
-            overlap[track_classes[:, None] != detections.class_id[dets][None, :]] = 0.0
-        rows, cols = linear_sum_assignment(1.0 - overlap)
-        return {
-            tracks[r]: int(dets[c])
-            for r, c in zip(rows, cols, strict=True)
-            if overlap[r, c] >= min_iou
-        }
+        high: np.ndarray,
+        low: np.ndarray,
+        previous_update: float | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The three association stages, on one IoU matrix of every track with every box.
 
-    def _confirmable(self, track: _Track, now: float) -> bool:
-        return track.hits >= 2 and now - track.first_s >= self.settings.confirm_s - 1e-6
+        Returns the matched tracks and their detections (stage by stage, each in the
+        solver's order), the tentative tracks among them, and the strong detections no
+        track took (candidates for new tracks).
+        """
+        s = self.settings
+        if not len(self._public_id) or not (len(high) or len(low)):
+            return _EMPTY, _EMPTY, _EMPTY, high
+        overlap = _iou(kalman.xyah_to_xyxy(self._state[kalman.POS]), boxes)
+        if s.per_class:
+            overlap[self._class_id[:, None] != class_id] = 0.0
+        confirmed = self._public_id != _NONE
+        tracks, dets = _assign(overlap, confirmed.nonzero()[0], high, s.match_iou)
+        if previous_update is not None and len(low):
+            # weak detections only keep alive the confirmed tracks seen on the last update
+            recent = confirmed & (self._last_s >= previous_update)
+            recent[tracks] = False
+            tracks2, dets2 = _assign(overlap, recent.nonzero()[0], low, _LOW_STAGE_IOU)
+            if len(tracks2):
+                tracks, dets = np.concatenate([tracks, tracks2]), np.concatenate([dets, dets2])
+        left = _without(high, dets, len(boxes[0]))
+        fresh, dets3 = _assign(overlap, (~confirmed).nonzero()[0], left, s.match_iou)
+        if len(fresh):
+            tracks, dets = np.concatenate([tracks, fresh]), np.concatenate([dets, dets3])
+            left = _without(left, dets3, len(boxes[0]))
+        return tracks, dets, fresh, left
 
-    def _start_tracks(self, dets: list[int], detections: Detections, now: float) -> None:
-        if not dets:
-            return
-        idx = np.array(dets, int)
-        mean, cov = kalman.initiate(kalman.xyxy_to_xyah(detections.xyxy[idx].astype(np.float64)))
-        self._mean = np.concatenate([self._mean, mean])
-        self._cov = np.concatenate([self._cov, cov])
-        self._state_s = np.concatenate([self._state_s, np.full(len(idx), now)])
-        for d in dets:
-            self._keys += 1
-            track = _Track(
-                key=self._keys,
-                class_id=int(detections.class_id[d]),
-                confidence=float(detections.confidence[d]),
-                first_s=now,
-                last_s=now,
+    def _confirm(self, matched: np.ndarray, now: float) -> list[TrackChange]:
+        """Public ids for the tentative tracks just matched that qualify, in match order."""
+        due = (self._hits[matched] >= 2) & (
+            now - self._first_s[matched] >= self.settings.confirm_s - 1e-6
+        )
+        changes = []
+        for i in matched[due].tolist():
+            self._public_id[i] = public_id = self._next_id()
+            box = self._box[i].copy()
+            changes.append(
+                TrackChange(public_id, TrackChangeKind.ENTRY, int(self._class_id[i]), box)
             )
-            if self.settings.confirm_s <= 0:  # confirmed on sight when asked to
-                track.public_id = self._next_id()
-            self._tracks.append(track)
+        return changes
+
+    def _start_tracks(
+        self, dets: np.ndarray, detections: Detections, boxes: np.ndarray, now: float
+    ) -> None:
+        n = len(dets)
+        if not n:
+            return
+        state = kalman.initiate(kalman.xyxy_to_xyah(boxes.take(dets, axis=1)))
+        public_id = np.full(n, _NONE, np.int64)
+        if self.settings.confirm_s <= 0:  # confirmed on sight when asked to
+            public_id[:] = [self._next_id() for _ in range(n)]
+        self._state = np.concatenate([self._state, state], axis=2)
+        self._state_s = now
+        self._public_id = np.concatenate([self._public_id, public_id])
+        self._class_id = np.concatenate([self._class_id, detections.class_id[dets]])
+        self._confidence = np.concatenate(
+            [self._confidence, detections.confidence[dets]], dtype=np.float32
+        )
+        self._first_s = np.concatenate([self._first_s, np.full(n, now)])
+        self._last_s = np.concatenate([self._last_s, np.full(n, now)])
+        self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
+        self._moving = np.concatenate([self._moving, np.ones(n, bool)])
+        self._motion_since_s = np.concatenate([self._motion_since_s, np.full(n, np.nan)])
+        self._box = np.concatenate([self._box, np.zeros((n, 4), np.float32)])
+        self._has_box = np.concatenate([self._has_box, np.zeros(n, bool)])
 
     def _expire(self, now: float) -> list[TrackChange]:
-        s = self.settings
-        keep: list[int] = []
-        changes: list[TrackChange] = []
-        for i, t in enumerate(self._tracks):
-            limit = s.lost_track_s if t.public_id is not None else s.tentative_lost_s
-            if now - t.last_s > limit + 1e-6:
-                if t.public_id is not None and t.box is not None:
-                    # where it was last seen: a prediction may have drifted off the frame
-                    changes.append(
-                        TrackChange(t.public_id, TrackChangeKind.EXIT, t.class_id, t.box)
-                    )
-            else:
-                keep.append(i)
-        if len(keep) != len(self._tracks):
-            self._tracks = [self._tracks[i] for i in keep]
-            self._mean, self._cov, self._state_s = (
-                self._mean[keep],
-                self._cov[keep],
-                self._state_s[keep],
+        if not len(self._public_id):
+            return []
+        confirmed = self._public_id != _NONE
+        gone = now - self._last_s > np.where(confirmed, self._lost_s, self._tentative_lost_s)
+        if not gone.any():
+            return []
+        # where it was last seen: a prediction may have drifted off the frame
+        changes = [
+            TrackChange(
+                int(self._public_id[i]),
+                TrackChangeKind.EXIT,
+                int(self._class_id[i]),
+                self._box[i].copy(),
             )
+            for i in (gone & confirmed & self._has_box).nonzero()[0].tolist()
+        ]
+        keep = (~gone).nonzero()[0]
+        self._state = self._state.take(keep, axis=2)
+        self._public_id = self._public_id[keep]
+        self._class_id = self._class_id[keep]
+        self._confidence = self._confidence[keep]
+        self._first_s = self._first_s[keep]
+        self._last_s = self._last_s[keep]
+        self._hits = self._hits[keep]
+        self._moving = self._moving[keep]
+        self._motion_since_s = self._motion_since_s[keep]
+        self._box = self._box[keep]
+        self._has_box = self._has_box[keep]
         return changes
 
-    def _motion(self, now: float, rows: list[int]) -> list[TrackChange]:
+    def _motion(self, now: float, rows: np.ndarray) -> list[TrackChange]:
         """Moving/stopped with hysteresis and a hold time, so jitter never flaps it."""
         s = self.settings
+        if not len(rows):
+            return []
+        velocity = self._state[kalman.VEL, :2].take(rows, axis=1)
+        height = self._state[kalman.POS, 3].take(rows)
+        speed = np.hypot(velocity[0], velocity[1]) / np.maximum(height, 1.0)
+        moving = self._moving[rows]
+        wants = np.where(moving, speed >= s.stopped_speed, speed > 2 * s.stopped_speed)
+        settled = wants == moving
+        self._motion_since_s[rows[settled]] = np.nan
+        if settled.all():
+            return []
+        pending, wants = rows[~settled], wants[~settled]
+        since = self._motion_since_s[pending]
+        since[np.isnan(since)] = now
+        due = now - since >= s.motion_hold_s - 1e-6
+        since[due] = np.nan
+        self._motion_since_s[pending] = since
         changes = []
-        if not rows:
-            return changes
-        state = self._mean[rows]
-        speeds = (np.hypot(state[:, 4], state[:, 5]) / np.maximum(state[:, 3], 1.0)).tolist()
-        for i, speed in zip(rows, speeds, strict=True):
-            t = self._tracks[i]
-            wants = speed > 2 * s.stopped_speed if not t.moving else speed >= s.stopped_speed
-            if wants == t.moving:
-                t.motion_since_s = None
-                continue
-            if t.motion_since_s is None:
-                t.motion_since_s = now
-            if now - t.motion_since_s >= s.motion_hold_s - 1e-6:
-                t.moving = wants
-                t.motion_since_s = None
-                kind = TrackChangeKind.MOVING if wants else TrackChangeKind.STOPPED
-                assert t.public_id is not None
-                assert t.box is not None
-                changes.append(TrackChange(t.public_id, kind, t.class_id, t.box))
+        for i, want in zip(pending[due].tolist(), wants[due].tolist(), strict=True):
+            self._moving[i] = want
+            # As before: a track confirmed on sight (confirm_s 0) has no box until matched.
+            assert self._has_box[i], "a motion change of a track never matched"
+            kind = TrackChangeKind.MOVING if want else TrackChangeKind.STOPPED
+            box = self._box[i].copy()
+            changes.append(TrackChange(int(self._public_id[i]), kind, int(self._class_id[i]), box))
         return changes
-
-    def _output(
-        self,
-        dets: Detections,
-        ids: np.ndarray,
-        rows: list[int],
-        changes: list[TrackChange],
-        *,
-        predicted: bool,
-    ) -> TrackerOutput:
-        data = dict(dets.data) if not predicted else {}
-        if predicted and ATTRIBUTES in dets.data:
-            data[ATTRIBUTES] = dets.data[ATTRIBUTES]
-        data[PREDICTED] = np.full(len(ids), predicted, bool)
-        out = Detections(dets.xyxy, dets.confidence, dets.class_id, ids, data)
-        moving = np.array([self._tracks[i].moving for i in rows], bool)
-        return TrackerOutput(out, changes, moving)

@@ -1,111 +1,125 @@
-"""A constant-velocity Kalman filter over boxes, vectorised over tracks, with time in seconds.
+"""A constant-velocity Kalman filter over boxes, for all tracks of a stream at once, in seconds.
 
 State per track: centre x, centre y, aspect ratio (w / h), height, and their rates per
 second. Noise scales with the box height (as in SORT / ByteTrack), and process noise grows
 with the elapsed time, so the same settings behave the same at 5 fps and at 60 fps and across
 frames the model skipped.
+
+**Layout.** The four coordinates never mix: the transition, both noises and the measurement
+treat each on its own, so of the usual 8×8 covariance only each coordinate's 2×2 block
+(position, velocity) is ever non-zero — the entries between coordinates stay exactly 0. A
+stream's whole filter is therefore one ``(6, 4, N)`` array: the quantities :data:`POS`,
+:data:`PP`, :data:`PV`, :data:`VEL`, :data:`VP`, :data:`VV`, then the coordinate, then the
+track. Tracks last, so every operation runs over contiguous rows of N numbers (small inner
+dimensions are what makes NumPy slow on small arrays); the quantities in this order, so the
+transition of every track, mean and covariance, is four array operations. PV and VP are kept
+apart although equal in exact arithmetic, because the update rounds them differently; with
+both kept, every number is the one the 8×8 formulation computed (the same operations in the
+same order; tests/unit/test_tracker_equivalence.py holds it to that). Boxes are
+coordinate-major too: ``(4, N)``.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 
-_NDIM = 4
+POS: Final = 0
+"""Index of the mean position (x, y, aspect, height)."""
+PP: Final = 1
+"""Index of the position variance."""
+PV: Final = 2
+"""Index of the position–velocity covariance."""
+VEL: Final = 3
+"""Index of the mean velocity (per second)."""
+VP: Final = 4
+"""Index of the velocity–position covariance."""
+VV: Final = 5
+"""Index of the velocity variance."""
+
 # Standard deviations relative to the box height: measurement and position noise, and the
 # velocity random walk per second (ByteTrack's 1/20 and 1/160 per frame at 30 fps).
 _STD_POSITION = 1.0 / 20
 _STD_VELOCITY_PER_S = 30.0 / 160
 _MIN_DT_S = 1e-3
-_H = np.eye(_NDIM, 2 * _NDIM)
+_NOISE_STD = np.array([[_STD_POSITION], [_STD_VELOCITY_PER_S]])  # position, velocity
+_INITIAL_STD = np.array([[2 * _STD_POSITION], [10 * _STD_VELOCITY_PER_S]])
+# Fixed variances of the aspect ratio, squared the way its standard deviations were before.
+_INITIAL_ASPECT_VAR = np.array([[1e-2 * 1e-2], [1e-3 * 1e-3]])
+_MEASURED_ASPECT_VAR = 1e-1 * 1e-1
+
+
+def empty() -> np.ndarray:
+    """The state of no tracks."""
+    return np.zeros((6, 4, 0))
 
 
 def xyxy_to_xyah(xyxy: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` corner boxes → centre x, centre y, aspect (w / h), height."""
-    w = xyxy[:, 2] - xyxy[:, 0]
-    h = np.maximum(xyxy[:, 3] - xyxy[:, 1], 1e-3)
-    return np.stack([xyxy[:, 0] + w / 2, xyxy[:, 1] + h / 2, w / h, h], axis=1)
+    """``(4, N)`` corner boxes → centre x, centre y, aspect (w / h), height, ``(4, N)``."""
+    wh = xyxy[2:] - xyxy[:2]
+    np.maximum(wh[1], 1e-3, out=wh[1])
+    out = np.empty((4, len(wh[0])))
+    np.add(xyxy[:2], wh / 2, out=out[:2])
+    np.divide(wh[0], wh[1], out=out[2])
+    out[3] = wh[1]
+    return out
 
 
 def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`xyxy_to_xyah`."""
-    h = np.maximum(xyah[:, 3], 1e-3)
-    w = xyah[:, 2] * h
-    return np.stack(
-        [xyah[:, 0] - w / 2, xyah[:, 1] - h / 2, xyah[:, 0] + w / 2, xyah[:, 1] + h / 2], axis=1
-    )
+    """Inverse of :func:`xyxy_to_xyah`, ``(4, N)`` → ``(4, N)``."""
+    half = np.empty((2, len(xyah[0])))
+    np.maximum(xyah[3], 1e-3, out=half[1])
+    np.multiply(xyah[2], half[1], out=half[0])
+    half /= 2
+    return np.concatenate([xyah[:2] - half, xyah[:2] + half])
 
 
-def initiate(measurement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``(N, 8)`` and covariance ``(N, 8, 8)`` of new tracks from ``(N, 4)`` xyah boxes."""
-    n = len(measurement)
-    mean = np.zeros((n, 2 * _NDIM))
-    mean[:, :_NDIM] = measurement
-    h = measurement[:, 3]
-    std = np.stack(
-        [
-            2 * _STD_POSITION * h,
-            2 * _STD_POSITION * h,
-            np.full(n, 1e-2),
-            2 * _STD_POSITION * h,
-            10 * _STD_VELOCITY_PER_S * h,
-            10 * _STD_VELOCITY_PER_S * h,
-            np.full(n, 1e-3),
-            10 * _STD_VELOCITY_PER_S * h,
-        ],
-        axis=1,
-    )
-    cov = np.zeros((n, 2 * _NDIM, 2 * _NDIM))
-    idx = np.arange(2 * _NDIM)
-    cov[:, idx, idx] = std**2
-    return mean, cov
+def initiate(measurement: np.ndarray) -> np.ndarray:
+    """The ``(6, 4, N)`` states of new tracks from ``(4, N)`` xyah boxes (at rest)."""
+    state = np.zeros((6, 4, len(measurement[0])))
+    state[POS] = measurement
+    variance = np.square(measurement[3] * _INITIAL_STD)  # (2, N): position, velocity
+    state[PP::4] = variance[:, None]
+    state[PP::4, 2] = _INITIAL_ASPECT_VAR
+    return state
 
 
-def predict(mean: np.ndarray, cov: np.ndarray, dt_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Advance each track by its own ``dt_s`` (seconds, ``(N,)``)."""
-    n = len(mean)
-    if n == 0:
-        return mean, cov
-    dt = np.maximum(dt_s, _MIN_DT_S)
-    h = mean[:, 3]
-    # Position noise for the elapsed time, velocity as a random walk: variance ∝ dt.
-    pos = (_STD_POSITION * h) ** 2 * np.minimum(dt * 30.0, 30.0)
-    vel = (_STD_VELOCITY_PER_S * h) ** 2 * dt * 30.0
-    diagonal = np.stack([pos, pos, 1e-4 * dt, pos, vel, vel, 1e-6 * dt, vel], axis=1)
-    # F = [[I, dt·I], [0, I]], written out blockwise: far cheaper than batched matmuls.
-    d = dt[:, None, None]
-    mean = mean.copy()
-    mean[:, :_NDIM] += mean[:, _NDIM:] * dt[:, None]
-    a, b = cov[:, :_NDIM, :_NDIM], cov[:, :_NDIM, _NDIM:]
-    c, dd = cov[:, _NDIM:, :_NDIM], cov[:, _NDIM:, _NDIM:]
-    top_right = b + d * dd
-    out = np.empty_like(cov)
-    out[:, :_NDIM, :_NDIM] = a + d * c + d * top_right
-    out[:, :_NDIM, _NDIM:] = top_right
-    out[:, _NDIM:, :_NDIM] = c + d * dd
-    out[:, _NDIM:, _NDIM:] = dd
-    idx = np.arange(2 * _NDIM)
-    out[:, idx, idx] += diagonal
-    return mean, out
+def predict(state: np.ndarray, dt_s: float) -> None:
+    """Advance every track of ``state`` (``(6, 4, N)``, in place) by ``dt_s`` seconds."""
+    dt = max(dt_s, _MIN_DT_S)
+    # Process noise from the height before the step: position for the elapsed time (capped
+    # at a second's worth), velocity as a random walk; variances ∝ dt.
+    noise = np.square(state[POS, 3] * _NOISE_STD)  # (2, N)
+    noise[0] *= min(dt * 30.0, 30.0)
+    noise[1] *= dt
+    noise[1] *= 30.0
+    # F = [[1, dt], [0, 1]] per coordinate. x' = F x and F P: POS, PP, PV += dt · VEL, VP, VV;
+    # then (F P) Fᵀ: PP, VP += dt · PV, VV.
+    state[POS:VEL] += dt * state[VEL:]
+    state[PP::3] += dt * state[PV::3]
+    state[PP::4, :2] += noise[:, None]  # x, y: relative to the height
+    state[PP::4, 3] += noise  # height
+    state[PP::4, 2] += np.array([[1e-4 * dt], [1e-6 * dt]])  # aspect: fixed
 
 
-def update(
-    mean: np.ndarray, cov: np.ndarray, measurement: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Correct ``(M, 8)`` states with ``(M, 4)`` xyah measurements."""
-    if len(mean) == 0:
-        return mean, cov
-    h = mean[:, 3]
-    r_std = np.stack(
-        [_STD_POSITION * h, _STD_POSITION * h, np.full(len(h), 1e-1), _STD_POSITION * h], axis=1
-    )
-    r = np.zeros((len(h), _NDIM, _NDIM))
-    idx = np.arange(_NDIM)
-    r[:, idx, idx] = r_std**2
-    projected_cov = cov[:, :_NDIM, :_NDIM] + r
-    cross = cov[:, :, :_NDIM]  # P Hᵀ
-    gain = np.linalg.solve(projected_cov, np.transpose(cross, (0, 2, 1)))  # (M, 4, 8)
-    gain = np.transpose(gain, (0, 2, 1))  # K = P Hᵀ S⁻¹, (M, 8, 4)
-    innovation = measurement - mean[:, :_NDIM]
-    mean = mean + (gain @ innovation[:, :, None])[:, :, 0]
-    cov = cov - gain @ np.transpose(cross, (0, 2, 1))
-    return mean, cov
+def update(state: np.ndarray, measurement: np.ndarray) -> None:
+    """Correct ``(6, 4, M)`` states (in place) with ``(4, M)`` xyah measurements."""
+    # S = H P Hᵀ + R, with R from the predicted height, is diagonal.
+    s = np.empty_like(measurement)
+    s[:] = np.square(_STD_POSITION * state[POS, 3])
+    s[2] = _MEASURED_ASPECT_VAR
+    s += state[PP]
+    # K = P Hᵀ S⁻¹ is then a product with 1 / S. Times the reciprocal, not divided by S:
+    # LAPACK's solve (OpenBLAS), which the 8×8 form used, does that, and so every bit of
+    # its results is kept.
+    np.divide(1.0, s, out=s)
+    gain = state[PP::3] * s  # (2, 4, M): position, velocity
+    # P -= K H P: PP, PV -= K_pos · (PP, VP); VP, VV -= K_vel · (PP, VP). Both products
+    # from the covariance before the update.
+    correction_pos = gain[0] * state[PP::3]
+    correction_vel = gain[1] * state[PP::3]
+    gain *= measurement - state[POS]  # K times the innovation
+    state[POS::3] += gain
+    state[PP:VEL] -= correction_pos
+    state[VP:] -= correction_vel

@@ -208,12 +208,7 @@ class EmbeddedTriton:
         try:
             deadline = time.monotonic() + self.startup_timeout_s
             while not await asyncio.to_thread(self._ready_once):
-                if time.monotonic() >= deadline:
-                    raise TritonStartError(
-                        f"Triton was not ready after {self.startup_timeout_s:.0f} s",
-                        tail(self.log_path),
-                        str(self.log_path),
-                    )
+                self._raise_if_late(deadline)
                 await asyncio.sleep(0.1)
         except BaseException:
             self.stop(timeout_s=5.0)
@@ -250,13 +245,17 @@ class EmbeddedTriton:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while not self._ready_once():
-            if time.monotonic() >= deadline:
-                raise TritonStartError(
-                    f"Triton was not ready after {self.startup_timeout_s:.0f} s",
-                    tail(self.log_path),
-                    str(self.log_path),
-                )
+            self._raise_if_late(deadline)
             time.sleep(0.1)
+
+    def _raise_if_late(self, deadline: float) -> None:
+        """TritonStartError with the log's tail once the start-up ``deadline`` has passed."""
+        if time.monotonic() >= deadline:
+            raise TritonStartError(
+                f"Triton was not ready after {self.startup_timeout_s:.0f} s",
+                tail(self.log_path),
+                str(self.log_path),
+            )
 
     def _ready_once(self) -> bool:
         """Whether the server is ready now; raises if it exited."""

@@ -96,6 +96,7 @@ _ADD_FAILURES = {
     409: "A stream with this camera_id exists",
     429: _LIMIT,
 }
+_REMOVE_FAILURES = {404: "No stream has this camera_id"}
 
 # Where the fields of a StreamSpec came from in a DeepStream body.
 _SPEC_FIELD = {"id": "value.camera_id", "url": "value.camera_url", "name": "value.camera_name"}
@@ -242,10 +243,20 @@ def _as_json(request: Request) -> Request:
 router = APIRouter(tags=["deepstream"], route_class=DeepStreamRoute)
 
 
-def _failures(reply: type[BaseModel], more: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the failures an add/remove can answer with."""
-    described = {400: "The body is not JSON", 422: "Invalid body or camera_url", **more}
-    return {code: {"model": reply, "description": text} for code, text in described.items()}
+def _change(
+    path: str, reply: type[BaseModel], failures: dict[int, str], *, deprecated: bool | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare an add or remove endpoint: a POST that needs a write key and answers
+    ``reply`` (DeepStream 7.x's or the legacy shape) on success and on the failures it
+    documents (400 and 422, plus ``failures``)."""
+    described = {400: "The body is not JSON", 422: "Invalid body or camera_url", **failures}
+    return router.post(
+        path,
+        dependencies=[Depends(require_write_key)],
+        response_model=reply,
+        deprecated=deprecated,
+        responses={code: {"model": reply, "description": text} for code, text in described.items()},
+    )
 
 
 async def _add(body: StreamAddRequest, runtime: RuntimeDep, outcome: _Outcome) -> JSONResponse:
@@ -258,7 +269,7 @@ async def _add(body: StreamAddRequest, runtime: RuntimeDep, outcome: _Outcome) -
             HTTPStatus.UNPROCESSABLE_ENTITY, describe_errors(e.errors(), _SPEC_FIELD)
         )
     try:
-        await runtime.streams.add(spec)
+        await runtime.stream_control.add(spec)
     except StreamExistsError:
         return outcome.failure(HTTPStatus.CONFLICT, _DUPLICATE, stream_id)
     except StreamLimitError as e:
@@ -280,29 +291,19 @@ async def _remove(
 ) -> JSONResponse:
     stream_id = stream_id_for(body.value.camera_id)
     try:
-        await runtime.streams.remove(stream_id)
+        await runtime.stream_control.remove(stream_id)
     except StreamNotFoundError:
         return outcome.failure(HTTPStatus.NOT_FOUND, _NO_RECORD, stream_id)
     return outcome.success(stream_id)
 
 
-@router.post(
-    "/api/v1/stream/add",
-    dependencies=[Depends(require_write_key)],
-    response_model=DeepStreamReply,
-    responses=_failures(DeepStreamReply, _ADD_FAILURES),
-)
+@_change("/api/v1/stream/add", DeepStreamReply, _ADD_FAILURES)
 async def add_stream(body: StreamAddRequest, runtime: RuntimeDep) -> JSONResponse:
     """Add a camera and start processing it (DeepStream's ``stream/add``)."""
     return await _add(body, runtime, _ADD)
 
 
-@router.post(
-    "/api/v1/stream/remove",
-    dependencies=[Depends(require_write_key)],
-    response_model=DeepStreamReply,
-    responses=_failures(DeepStreamReply, {404: "No stream has this camera_id"}),
-)
+@_change("/api/v1/stream/remove", DeepStreamReply, _REMOVE_FAILURES)
 async def remove_stream(body: StreamRemoveRequest, runtime: RuntimeDep) -> JSONResponse:
     """Stop a camera and remove it (DeepStream's ``stream/remove``)."""
     return await _remove(body, runtime, _REMOVE)
@@ -329,25 +330,13 @@ async def get_stream_info(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(reply.model_dump(by_alias=True))
 
 
-@router.post(
-    "/stream/add",
-    dependencies=[Depends(require_write_key)],
-    response_model=LegacyReply,
-    deprecated=True,
-    responses=_failures(LegacyReply, _ADD_FAILURES),
-)
+@_change("/stream/add", LegacyReply, _ADD_FAILURES, deprecated=True)
 async def add_stream_legacy(body: StreamAddRequest, runtime: RuntimeDep) -> JSONResponse:
     """DeepStream 6.2/6.3's path and reply for ``stream/add``."""
     return await _add(body, runtime, _LEGACY_ADD)
 
 
-@router.post(
-    "/stream/remove",
-    dependencies=[Depends(require_write_key)],
-    response_model=LegacyReply,
-    deprecated=True,
-    responses=_failures(LegacyReply, {404: "No stream has this camera_id"}),
-)
+@_change("/stream/remove", LegacyReply, _REMOVE_FAILURES, deprecated=True)
 async def remove_stream_legacy(body: StreamRemoveRequest, runtime: RuntimeDep) -> JSONResponse:
     """DeepStream 6.2/6.3's path and reply for ``stream/remove``."""
     return await _remove(body, runtime, _LEGACY_REMOVE)

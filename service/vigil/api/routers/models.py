@@ -8,13 +8,16 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
 from fastapi import Path as PathParam
 from fastapi import status as http
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.api.bodies import InvalidRequest, Problem
 from vigil.api.deps import RuntimeDep, require_read_key, require_write_key
+from vigil.cluster.models import ClusterSwap
+from vigil.events.kafka_client import describe_error
 from vigil.infer.errors import RegistryError
 from vigil.infer.registry import ModelRecord, VersionRecord
 from vigil.lifecycle import SwapError, SwapRecord
@@ -170,6 +173,11 @@ _SWAP_ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "The version cannot be loaded or run (Triton's message)",
     },
     503: {"model": Problem, "description": "Triton is unavailable"},
+    202: {
+        "model": ClusterSwap,
+        "description": "On a cluster worker: not every worker has reported its outcome yet "
+        "(follow it in GET /api/v1/cluster)",
+    },
 }
 
 
@@ -302,14 +310,27 @@ async def import_version(name: ModelName, body: PathImport, runtime: RuntimeDep)
     return _detail_version(record, runtime, name)
 
 
-@router.post("/{name}/swap", dependencies=[Depends(require_write_key)], responses=_SWAP_ERRORS)
-async def swap_model(name: ModelName, body: SwapRequest, runtime: RuntimeDep) -> SwapInfo:
+@router.post(
+    "/{name}/swap",
+    dependencies=[Depends(require_write_key)],
+    responses=_SWAP_ERRORS,
+    response_model=SwapInfo | ClusterSwap,
+)
+async def swap_model(
+    name: ModelName, body: SwapRequest, runtime: RuntimeDep, response: Response
+) -> SwapInfo | ClusterSwap:
     """Hot-swap the pipeline to this model version without stopping any stream.
 
     The new version is checked against the serving one, loaded beside it, warmed up with
     real frames, and takes over between two batches; the old one drains and is unloaded.
     Returns when the first frame has been processed on the new version.
+
+    On a cluster worker the swap is checked here, then applied by every worker (each on the
+    Triton it uses); the answer (a ``ClusterSwap``) gives each worker's outcome: ``200`` once
+    every live worker has one, else ``202`` (follow it in ``GET /api/v1/cluster``).
     """
+    if runtime.cluster is not None and runtime.cluster.models is not None:
+        return await _cluster_swap(runtime, response, name, body.version, body.allow_replan)
     try:
         record = await runtime.models.swap(name, body.version, body.allow_replan, trigger="rest")
     except SwapError as e:
@@ -317,17 +338,55 @@ async def swap_model(name: ModelName, body: SwapRequest, runtime: RuntimeDep) ->
     return _swap_info(record)
 
 
-@router.post("/{name}/rollback", dependencies=[Depends(require_write_key)], responses=_SWAP_ERRORS)
-async def rollback_model(name: ModelName, runtime: RuntimeDep) -> SwapInfo:
-    """Swap back to the version that served before the current one."""
+@router.post(
+    "/{name}/rollback",
+    dependencies=[Depends(require_write_key)],
+    responses=_SWAP_ERRORS,
+    response_model=SwapInfo | ClusterSwap,
+)
+async def rollback_model(
+    name: ModelName, runtime: RuntimeDep, response: Response
+) -> SwapInfo | ClusterSwap:
+    """Swap back to the version that served before the current one (on a cluster worker:
+    every worker, to the version this one served before)."""
     serving_model, _ = runtime.models.serving
     if name != serving_model:
         raise HTTPException(409, f"model {name!r} is not serving (serving: {serving_model!r})")
+    if runtime.cluster is not None and runtime.cluster.models is not None:
+        if not runtime.models.previous:
+            raise HTTPException(409, "no earlier version to roll back to")
+        model, version = runtime.models.previous[-1]
+        return await _cluster_swap(runtime, response, model, version, allow_replan=True)
     try:
         record = await runtime.models.rollback(trigger="rest")
     except SwapError as e:
         raise _swap_error(e) from None
     return _swap_info(record)
+
+
+async def _cluster_swap(
+    runtime: Runtime,
+    response: Response,
+    model: str,
+    version: int | Literal["latest"],
+    allow_replan: bool,
+) -> ClusterSwap:
+    models = runtime.cluster.models if runtime.cluster else None
+    assert models is not None
+    try:
+        desired = await models.request(model, version, allow_replan)
+    except SwapError as e:
+        raise _swap_error(e) from None
+    except KafkaError as e:
+        raise HTTPException(
+            http.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the model topic {models.topic} did not take the swap: {describe_error(e)}",
+        ) from None
+    outcome = await models.outcome(desired, runtime.settings.cluster.request_timeout_s)
+    if not outcome.complete:
+        response.status_code = http.HTTP_202_ACCEPTED
+        response.headers["Location"] = "/api/v1/cluster"
+    return outcome
 
 
 def _swap_info(record: SwapRecord) -> SwapInfo:

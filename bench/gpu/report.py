@@ -1,0 +1,125 @@
+"""The GPU benchmark's printed table: every figure as the median of its runs with (min–max).
+No torch here, so the table is checked on any host (tests/unit/test_gpu_bench_stats.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.gpu.stats import Row, Spread, ratios, spread
+
+
+def print_table(
+    report: dict[str, Any], runs: dict[str, list[Row]], modes: list[str], headline: str
+) -> None:
+    """Every figure as the median of the runs with (min–max)."""
+    a_runs = runs["a"]
+    print()
+    print(
+        f"Vigil GPU benchmark — {report['date']} — {report['device']} (driver {report['driver']})"
+    )
+    print(f"{report['path']}; {report['cpu_count']} CPU cores; tracker {report['tracker']}")
+    print(f"args {report['args']}")
+    print(f"each figure: median (min–max) of {report['args']['repeats']} runs, wall-clock rates")
+    header = (
+        f"{'measurement':<58} {'frames/s':>22} {'vs (a)':>17} {'GPU %':>12} {'NVDEC %':>12} "
+        f"{'CPU cores':>16}"
+    )
+    print(header)
+    print("-" * len(header))
+    keys = ["a", "b"]
+    for mode in sorted(modes, key=lambda m: m != headline):
+        keys += [f"c-{mode}", f"c-steady-{mode}"]
+    keys += ["d-loop", "d-threads"]
+    for key in keys:
+        rows = runs[key]
+        fps = Spread.of([r.fps for r in rows])
+        versus = ratios(rows, a_runs)
+        gpu = spread([r.gpu_util for r in rows])
+        dec = spread([r.nvdec_util for r in rows])
+        cpu = spread([r.cpu_cores for r in rows])
+        print(
+            f"{rows[0].name:<58} {fps.text():>22} {versus.text('.2f'):>17} "
+            f"{gpu.text('.0f') if gpu.runs else '-':>12} "
+            f"{dec.text('.0f') if dec.runs else '-':>12} "
+            f"{cpu.text('.1f') if cpu.runs else '-':>16}"
+        )
+    ratio = report["ratios"]
+
+    def show(name: str) -> str:
+        return Spread(**ratio[name]).text(".2f")
+
+    print(
+        f"(c)/(a), whole run, NVDEC {headline} (the service's mode): {show(f'c_{headline}_over_a')}"
+        f"; steady part: {show(f'c_steady_{headline}_over_a')}   (target ≥ 0.90 whole)"
+    )
+    for mode in modes:
+        if mode != headline:
+            print(
+                f"(c)/(a) with NVDEC {mode}: whole {show(f'c_{mode}_over_a')}, "
+                f"steady {show(f'c_steady_{mode}_over_a')}"
+            )
+    print(
+        f"(b)/(a) = {show('b_over_a')}   (c)/(d) = {show('c_over_d')}; against the threaded "
+        f"naive client {show('c_over_d_threads')}"
+    )
+    for load, fps in report.get("contention", {}).items():
+        print(f"(b) while this process runs {load}: {fps:,.0f} frames/s")
+    c_rows = runs[f"c-{headline}"]
+    events = Spread.of([float(r.extra["events"]) for r in c_rows])
+    p50 = Spread.of([float(r.extra["latency_p50_ms"]) for r in c_rows])
+    p99 = Spread.of([float(r.extra["latency_p99_ms"]) for r in c_rows])
+    d2h = Spread.of([float(r.extra["d2h_bytes_per_frame"]) for r in c_rows])
+    print(
+        f"(c): events {events.text()}, latency p50 {p50.text()} ms / p99 {p99.text()} ms; "
+        f"device→host {d2h.text()} bytes/frame (detector outputs only; a 1080p RGB frame is "
+        "6,220,800)"
+    )
+    for key in ("slots_busy", "requests_queued", "mean_request_ms", "mean_batch"):
+        values = [float(r.extra[key]) for r in c_rows if key in r.extra]
+        if values:
+            print(f"(c) {key}: {Spread.of(values).text('.1f')}")
+    for mode in ("threaded", "plain"):
+        rows = runs.get(f"decode-{mode}", [])
+        if rows:
+            print(
+                f"decode only, NVDEC {mode}, {report['args']['streams']} streams (context): "
+                f"{Spread.of([r.fps for r in rows]).text()} frames/s, NVDEC "
+                f"{spread([r.nvdec_util for r in rows]).text('.0f')} %, "
+                f"{spread([r.cpu_cores for r in rows]).text('.1f')} CPU cores"
+            )
+    counts = report["origin_counts"]
+    print(
+        "GPU-path (Vigil) requests whose input reached the model in CPU memory: "
+        f"{counts['vigil_cpu_inputs']} of {counts['vigil_requests']} (naive client: "
+        f"{counts['naive_cpu_inputs']} of {counts['naive_requests']}; counted by request "
+        f"origin, summed over {counts['instances']} model-instance processes: "
+        f"{report['args']['instances']} per load of the model)"
+    )
+    print("cost curve (unpaced streams, window after all started):")
+    print(
+        f"  {'streams':>7} {'frames/s':>22} {'CPU cores':>17} {'GPU MiB / stream':>22} "
+        f"{'marginal MiB / stream':>22}"
+    )
+    previous: tuple[int, float] | None = None
+    for streams, points in report.get("cost_curve", {}).items():
+        fps = Spread.of([p["fps"] for p in points])
+        cpu = Spread.of([p["cpu_cores"] for p in points])
+        mem = Spread.of([p["gpu_mib_per_stream"] for p in points])
+        used = Spread.of([p.get("gpu_mib_used", float("nan")) for p in points]).median
+        marginal = "-"
+        if previous is not None and int(streams) > previous[0]:
+            marginal = f"{(used - previous[1]) / (int(streams) - previous[0]):,.0f}"
+        previous = (int(streams), used)
+        print(
+            f"  {streams:>7} {fps.text():>22} {cpu.text('.1f'):>17} {mem.text():>22} {marginal:>22}"
+        )
+    realtime = report.get("realtime", {})
+    print(f"1080p30 streams sustained in real time: {report['streams_1080p30']}")
+    for check in realtime.get("checks", []):
+        print(f"  check: {check}")
+    for check in realtime.get("tries", []):
+        if check not in realtime.get("checks", []):
+            print(f"  try:   {check}")
+    if "cupti" in report:
+        print(f"  CUPTI memcpy bytes during a 2-stream run: {report['cupti']}")
+    print(f"  Triton: {report.get('triton_log_tail')}")

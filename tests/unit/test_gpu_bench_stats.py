@@ -1,0 +1,142 @@
+"""The GPU benchmark's arithmetic (bench/gpu/stats.py) and table (bench/gpu/report.py), which
+need no GPU: medians with spread, run-by-run ratios, request counts by origin."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from bench.gpu.report import print_table
+from bench.gpu.stats import (
+    Row,
+    Spread,
+    ratios,
+    read_origin_counts,
+    summary_ratios,
+)
+
+
+def test_spread_is_median_min_max_and_prints_the_range():
+    s = Spread.of([2_000.0, 1_800.0, 2_100.0])
+    assert (s.median, s.low, s.high, s.runs) == (2_000.0, 1_800.0, 2_100.0, 3)
+    assert s.text() == "2,000 (1,800–2,100)"
+    assert Spread.of([0.5]).text(".2f") == "0.50"
+
+
+def test_ratios_pair_runs_in_order():
+    c = [Row("c", 900, 1.0), Row("c", 800, 1.0), Row("c", 1000, 1.0)]
+    a = [Row("a", 1000, 1.0), Row("a", 1000, 1.0), Row("a", 2000, 1.0)]
+    r = ratios(c, a)
+    assert (r.median, r.low, r.high) == (0.8, 0.5, 0.9)
+
+
+def test_origin_counts_are_summed_by_origin_and_never_negative(tmp_path):
+    """The old counter subtracted the naive client's frames from the per-instance totals and
+    went negative when an instance's line was lost; counts by origin cannot."""
+    (tmp_path / "run" / "m" / "1").mkdir(parents=True)
+    (tmp_path / "run" / "m" / "1" / "counts-11.json").write_text(
+        json.dumps({"vigil": [700, 0], "naive": [400, 400]})
+    )
+    (tmp_path / "counts-12.json").write_text(json.dumps({"vigil": [19, 0], "naive": [0, 0]}))
+    counts = read_origin_counts(tmp_path)
+    assert (counts.vigil_requests, counts.vigil_cpu_inputs) == (719, 0)
+    assert (counts.naive_requests, counts.naive_cpu_inputs) == (400, 400)
+    assert counts.instances == 2
+    empty = read_origin_counts(tmp_path / "nothing")
+    assert (empty.vigil_requests, empty.vigil_cpu_inputs, empty.instances) == (0, 0, 0)
+
+
+def fake_runs() -> dict[str, list[Row]]:
+    extra = {
+        "events": 100.0,
+        "latency_p50_ms": 300.0,
+        "latency_p99_ms": 700.0,
+        "d2h_bytes_per_frame": 122_400.0,
+        "slots_busy": 5.5,
+    }
+    runs: dict[str, list[Row]] = {}
+    for key, name, fps in [
+        ("a", "(a) model alone", [2500, 2600, 2550]),
+        ("b", "(b) Triton", [2200, 2250, 2240]),
+        ("c-threaded", "(c) whole threaded", [1900, 2000, 1950]),
+        ("c-steady-threaded", "(c) steady threaded", [2100, 2150, 2120]),
+        ("c-plain", "(c) whole plain", [1300, 1500, 1400]),
+        ("c-steady-plain", "(c) steady plain", [1500, 1600, 1550]),
+        ("d-loop", "(d) loop", [50, 55, 52]),
+        ("d-threads", "(d) threads", [400, 410, 405]),
+        ("decode-threaded", "decode threaded", [2600, 2650, 2700]),
+    ]:
+        runs[key] = [Row(name, f, 1.0, 50.0, 40.0, 4.0, dict(extra)) for f in fps]
+    return runs
+
+
+def test_table_prints_medians_with_spread_and_the_origin_counts(capsys):
+    runs = fake_runs()
+    modes = ["threaded", "plain"]
+    report = {
+        "date": "2026-12-04",
+        "device": "GPU",
+        "driver": "1",
+        "path": "GPU path",
+        "cpu_count": 16,
+        "tracker": "on",
+        "args": {"repeats": 3, "streams": 16, "instances": 3},
+        "ratios": summary_ratios(runs, modes, "threaded"),
+        "origin_counts": {
+            "vigil_requests": 719,
+            "vigil_cpu_inputs": 0,
+            "naive_requests": 400,
+            "naive_cpu_inputs": 400,
+            "instances": 3,
+        },
+        "cost_curve": {
+            "16": [
+                {
+                    "fps": 2000.0,
+                    "cpu_cores": 6.0,
+                    "gpu_mib_per_stream": 80.0,
+                    "gpu_mib_used": 9000.0,
+                }
+            ]
+            * 3,
+            "32": [
+                {
+                    "fps": 2100.0,
+                    "cpu_cores": 7.0,
+                    "gpu_mib_per_stream": 70.0,
+                    "gpu_mib_used": 10600.0,
+                }
+            ]
+            * 3,
+        },
+        "streams_1080p30": 60,
+        "realtime": {"checks": [{"streams": 60.0, "min_stream_fps": 29.8}], "tries": []},
+    }
+    print_table(report, runs, modes, "threaded")
+    text = capsys.readouterr().out
+    assert "2,550 (2,500–2,600)" in text  # (a)
+    assert "1,950 (1,900–2,000)" in text  # (c) whole, threaded
+    # (c)/(a) whole, run by run: 1900/2500, 2000/2600, 1950/2550 → median 0.76
+    assert "(c)/(a), whole run, NVDEC threaded (the service's mode): 0.76 (0.76–0.77)" in text
+    assert "0 of 719" in text
+    assert "400 of 400" in text
+    assert "summed over 3 model-instance processes" in text
+    assert "1080p30 streams sustained in real time: 60" in text
+    line = next(x for x in text.splitlines() if x.strip().startswith("16 "))
+    assert "2,000 (2,000–2,000)" in line
+    assert "80 (80–80)" in line
+    line = next(x for x in text.splitlines() if x.strip().startswith("32 "))
+    assert line.split()[-1] == "100", "marginal: (10,600 − 9,000) MiB / 16 streams"
+    assert summary_ratios(runs, modes, "threaded")["c_over_d"] == asdict(
+        ratios(runs["c-threaded"], runs["d-loop"])
+    )
+
+
+@pytest.mark.parametrize("missing", ["d-loop", "c-plain"])
+def test_summary_ratios_need_every_figure(missing):
+    runs = fake_runs()
+    del runs[missing]
+    with pytest.raises(KeyError):
+        summary_ratios(runs, ["threaded", "plain"], "threaded")
