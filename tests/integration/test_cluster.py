@@ -48,7 +48,21 @@ def worker_config(bootstrap: str, base: Path, worker: str) -> dict:
             "request_timeout_s": 20.0,
         },
         "data_dir": str(base / f"{worker}-data"),
+        "log_level": "INFO",  # the cluster's decisions, for cluster_log() on a failure
     }
+
+
+def cluster_log(base: Path, tail: int = 60) -> str:
+    """The last cluster decisions of every worker under ``base`` (for failure messages)."""
+    lines = []
+    for log in sorted(base.glob("*/service.log")):
+        mine = [
+            f"{log.parent.name}: {line[:220]}"
+            for line in log.read_text(errors="replace").splitlines()
+            if "vigil.cluster" in line or "rebalanc" in line.lower()
+        ]
+        lines += mine[-tail:]
+    return "\n".join(lines)
 
 
 def cluster_view(api: httpx.Client) -> dict:

@@ -24,7 +24,13 @@ import httpx
 import pytest
 
 from tests.integration.helpers import ServiceProcess, wait_for
-from tests.integration.test_cluster import cluster_view, events_of, owners, worker_config
+from tests.integration.test_cluster import (
+    cluster_log,
+    cluster_view,
+    events_of,
+    owners,
+    worker_config,
+)
 from tests.support.kafka import TansuBroker, consume_all, kafka_available
 from tests.support.swap_models import tiny_repository
 
@@ -207,7 +213,9 @@ def test_cluster_swap_when_asked_of_one_worker_then_every_worker_serves_it_witho
             return serving["model"], serving["version"]
 
         assert wait_for(lambda: late_serving() == ("tiny", 2), 30, 0.5), late_serving()
-        assert wait_for(lambda: late_name in spread(), 60, 0.5), owners(api)
+        assert wait_for(lambda: late_name in spread(), 60, 0.5), (
+            f"{owners(api)}\n{cluster_log(tmp_path)}"
+        )
         assert wait_for(lambda: events_of(late.run_dir / "events.jsonl"), 30, 0.5)
         late_versions = {
             e["analyticsModule"]["version"] for e in events_of(late.run_dir / "events.jsonl")

@@ -218,3 +218,20 @@ def test_place_with_random_caps_never_puts_a_fresh_member_over_its_cap(seed):
             cap = claims[m].cap
             assert cap is not None
             assert sum(weights[q] for q in ps) + weights[p] > cap
+
+
+def test_place_when_a_member_holds_only_empty_partitions_then_it_still_gets_a_stream():
+    # The state a preempted two-step move left once: the third member had been given two
+    # empty partitions, which made it look like an old member content with none of the 4
+    # streams (2/2/0). A member that runs no stream takes one like a newcomer.
+    claims = {
+        "a": Claim("a", frozenset({8, 9, 10, 11}), 6),
+        "b": Claim("b", frozenset({0, 1, 2, 3, 4, 5}), 6),
+        "c": Claim("c", frozenset({6, 7}), 6),
+    }
+    weights = {3: 1, 5: 1, 9: 1, 11: 1}
+    placement = place(claims, range(12), weights)
+    per_member = {m: sum(weights.get(p, 0) for p in ps) for m, ps in placement.target.items()}
+    assert per_member["c"] == 1, placement
+    assert sorted(per_member.values()) == [1, 1, 2]
+    assert streams_moved({m: c.owned for m, c in claims.items()}, placement, weights) == 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import UTC, datetime
 
 from tests.unit.test_cluster_control import KAFKA, record, spec
 from vigil.cluster.assignor import Placement
 from vigil.cluster.control import encode_spec
+from vigil.cluster.status import WorkerStatus
 from vigil.cluster.worker import ClusterWorker
 from vigil.cluster_settings import ClusterSettings
 
@@ -145,3 +147,39 @@ def test_a_worker_at_its_cap_starts_no_more_and_reports_the_rest_pending():
     [(waiting, reason)] = [(s, r) for s, (state, r) in reports.items() if state == "pending"]
     assert waiting not in streams.running
     assert "cap of 2" in reason
+
+
+def holding(worker: ClusterWorker, name: str, partitions: set[int]) -> None:
+    """``name``'s latest status, as the status topic would bring it."""
+    worker.board.latest[name] = WorkerStatus(
+        worker=name,
+        at=datetime.now(UTC),
+        partitions=sorted(partitions),
+        streams=[],
+        model="m:1",
+        leader=False,
+        rebalances=1,
+    )
+
+
+def test_the_second_step_of_a_move_waits_until_the_old_holder_lets_go():
+    worker = leader(0.1, {"m1": {0}, "m2": {2, 3}}, withheld={1})
+    holding(worker, "w2", {1, 2, 3})  # still syncing the first step
+
+    async def scenario() -> tuple[bool, bool]:
+        hand_over = asyncio.create_task(worker._hand_over(frozenset({1})))
+        await asyncio.sleep(0.5)
+        early = worker._resubscribe
+        holding(worker, "w2", {2, 3})  # it applied the first step
+        await asyncio.wait_for(hand_over, 1.0)
+        return early, worker._resubscribe
+
+    assert asyncio.run(scenario()) == (False, True)
+
+
+def test_the_second_step_of_a_move_goes_on_after_the_session_timeout_without_word():
+    worker = leader(0.1, {"m1": {0}, "m2": {2, 3}}, withheld={1})
+    worker.cluster = worker.cluster.model_copy(update={"session_timeout_ms": 600})
+    holding(worker, "w2", {1, 2, 3})  # never reports again
+    asyncio.run(asyncio.wait_for(worker._hand_over(frozenset({1})), 2.0))
+    assert worker._resubscribe

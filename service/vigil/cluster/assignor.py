@@ -127,11 +127,14 @@ def place(
     for p, (_, member) in holder.items():
         target[member].add(p)
 
-    claimed = {m: len(target[m]) for m in members}
     caps = {m: claims[m].cap for m in members}
 
     def streams(m: str) -> int:
         return sum(weight(p) for p in target[m])
+
+    # A member that runs no stream yet (a newcomer, or one given only empty partitions by
+    # an earlier step) takes running streams down to a gap of 1; see step 3.
+    claimed = {m: streams(m) for m in members}
 
     def room(m: str, w: int) -> bool:
         cap = caps[m]

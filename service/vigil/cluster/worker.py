@@ -175,11 +175,32 @@ class ClusterWorker:
             # Serve the cluster's model before taking any stream.
             self.models.start()
             await self.models.settle(timeout_s=self.kafka.request_timeout_ms / 1000)
+        await self._catch_up_desired()
         self._tasks += [
             asyncio.create_task(self._membership(), name="cluster-membership"),
             asyncio.create_task(self._publish_status(), name="cluster-status"),
             asyncio.create_task(self._watch_balance(), name="cluster-balance"),
         ]
+
+    async def _catch_up_desired(self) -> None:
+        """Read the control topic to its end before joining the group.
+
+        A joining member may be the one Kafka asks to compute the assignment (Tansu picks the
+        member whose join started the rebalance). Placing by streams with a control topic
+        not yet read sees every partition empty: it evened out partition counts with
+        partitions that held streams, which left the newcomer with empty ones and the
+        others as loaded as before (a newcomer that got no stream, 1 CI run in many)."""
+        loop = asyncio.get_running_loop()
+        started, warned = loop.time(), False
+        while not await self.desired.tail.catch_up(2.0):
+            if not warned and loop.time() - started > 10.0:
+                warned = True
+                log.warning(
+                    "worker %s: the control topic is not read to its end after 10 s; "
+                    "joining the group once it is",
+                    self.worker_id,
+                )
+            await asyncio.sleep(0.25)  # the reader is (re)connecting
 
     async def close(self) -> None:
         """Leave the group (the others take over at once), stop this worker's streams and
@@ -351,7 +372,37 @@ class ClusterWorker:
         await self._apply(partitions)
         led = self.assignor.led
         if led is not None and led.withheld:
-            self._resubscribe = True  # hand the withheld partitions over
+            # Hand the withheld partitions over once their holders let go of them.
+            task = asyncio.create_task(self._hand_over(led.withheld))
+            self._reconciles.add(task)
+            task.add_done_callback(self._reconciles.discard)
+
+    async def _hand_over(self, withheld: frozenset[int]) -> None:
+        """The leader's second step of a move: rejoin (so the next generation gives the
+        withheld partitions to their new owners) once no worker reports holding them.
+
+        Rejoining at once preempted members still syncing the first step: a loaded member
+        that never applied it kept claiming the partitions, so they stayed withheld in
+        generation after generation, and the placement drifted to moving empty ones instead
+        (a newcomer left with no stream, 1 CI run in many). The holders publish their status
+        as soon as their partitions change; after the session timeout the leader goes on
+        without their word (a holder that silent is about to leave the group anyway).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cluster.session_timeout_ms / 1000
+        while loop.time() < deadline:
+            held = {
+                p
+                for w in self.board.workers()
+                if w.worker != self.worker_id
+                for p in w.partitions
+                if p in withheld
+            }
+            if not held:
+                break
+            await asyncio.sleep(0.1)
+        if self.assignor.led is not None and self.assignor.led.withheld == withheld:
+            self._resubscribe = True
 
     async def _apply(self, partitions: frozenset[int]) -> None:
         async with self._lock:
