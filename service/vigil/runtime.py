@@ -22,7 +22,9 @@ from vigil.accel import Acceleration, AccelerationError, choose_acceleration
 from vigil.analytics import AnalyticsConfig
 from vigil.classifiers import open_secondary_classifiers
 from vigil.cluster.models import ClusterModelCommands
-from vigil.cluster.worker import ClusterStreams, ClusterWorker
+from vigil.cluster.peers import ClusterRecording
+from vigil.cluster.streams import ClusterStreams
+from vigil.cluster.worker import ClusterWorker
 from vigil.collectors import (
     AnalyticsCollector,
     KafkaCollector,
@@ -362,8 +364,15 @@ async def _runtime(
         if cluster and cluster.models
         else ModelCommands(lifecycle)
     )
+    # On a cluster worker a recording command for another worker's stream goes to its owner.
+    recording_commands = recording and recording.recorder
+    if cluster:
+        keys = settings.api.api_keys
+        recording_commands = ClusterRecording(
+            recording_commands, cluster, keys[0].get_secret_value() if keys else None
+        )
     commands = (
-        make_command_consumer(settings, control, model_commands, recording and recording.recorder)
+        make_command_consumer(settings, control, model_commands, recording_commands)
         if kafka
         else None
     )

@@ -16,8 +16,9 @@ import itertools
 import json
 import os
 import re
+import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -31,7 +32,8 @@ from tests.integration.test_cluster import (
     owners,
     worker_config,
 )
-from tests.support.kafka import TansuBroker, consume_all, kafka_available
+from tests.support.kafka import TansuBroker, consume_all, kafka_available, produce
+from tests.support.rtsp import RtspCamera, rtsp_server_available
 from tests.support.swap_models import tiny_repository
 
 pytestmark = pytest.mark.integration
@@ -50,6 +52,15 @@ def _needs_kafka_tools():
     reason = kafka_available()
     if reason:
         pytest.fail(f"Kafka test tools missing (run `make test`): {reason}")
+
+
+@pytest.fixture(scope="module")
+def camera():
+    reason = rtsp_server_available()
+    if reason:
+        pytest.fail(f"GStreamer RTSP server unavailable (run `make test`): {reason}")
+    with RtspCamera(fps=10, width=320, height=240) as cam:
+        yield cam
 
 
 def start_worker(bootstrap: str, base: Path, repo: Path, name: str) -> ServiceProcess:
@@ -109,6 +120,48 @@ def check_calls_about_another_workers_stream(api: httpx.Client, bootstrap: str) 
     assert api.get("/api/v1/streams/nope/analytics").status_code == 404
 
 
+def check_recording_commands_reach_the_owner(
+    api: httpx.Client, bootstrap: str, workers: dict[str, ServiceProcess], camera_url: str
+) -> None:
+    """DeepStream test5 ``start-recording`` commands make a clip on the stream's owner,
+    whichever worker the command topic's group hands them to (a worker that does not run the
+    stream passes the command to its owner's REST API)."""
+    added = api.post("/api/v1/streams", json={"id": "door", "url": camera_url})
+    assert added.status_code in (201, 202), added.text
+    assert wait_for(lambda: owners(api).get("door", (None, ""))[1] == "running", 60, 0.5), owners(
+        api
+    )
+    owner = str(owners(api)["door"][0])
+    time.sleep(2.0)  # a pre-event cache to reach into
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    stamp = past.strftime("%Y-%m-%dT%H:%M:%S.") + f"{past.microsecond // 1000:03d}Z"
+    body = json.dumps({"command": "start-recording", "start": stamp, "sensor": {"id": "door"}})
+    for key in range(8):  # keys spread them over the command topic's partitions (and workers)
+        produce(bootstrap, "vigil-commands", [body.encode()], key=f"k{key}".encode())
+
+    def clips(worker: str) -> list[dict]:
+        with httpx.Client(base_url=workers[worker].url, timeout=10) as worker_api:
+            return worker_api.get("/api/v1/recordings", params={"stream_id": "door"}).json()[
+                "recordings"
+            ]
+
+    def applied() -> float:
+        total = 0.0
+        for svc in workers.values():
+            with httpx.Client(base_url=svc.url, timeout=10) as worker_api:
+                found = re.findall(
+                    r'vigil_commands_applied\{result="applied"\} ([0-9.e+]+)',
+                    worker_api.get("/metrics").text,
+                )
+                total += sum(float(n) for n in found)
+        return total
+
+    assert wait_for(lambda: applied() >= 8, 30, 0.5), applied()
+    made = clips(owner)
+    assert len(made) == 1, made  # the 8 commands started one clip and extended it
+    assert all(clips(w) == [] for w in workers if w != owner)
+
+
 def swaps_counted(api: httpx.Client) -> dict[str, float]:
     """``vigil_model_swaps_total`` by result, from a worker's metrics."""
     found = re.findall(
@@ -118,7 +171,7 @@ def swaps_counted(api: httpx.Client) -> dict[str, float]:
 
 
 def test_cluster_swap_when_asked_of_one_worker_then_every_worker_serves_it_without_a_gap(
-    tmp_path,
+    tmp_path, camera
 ):
     repo = tiny_repository(tmp_path / "repo")
     with contextlib.ExitStack() as stack:
@@ -221,3 +274,7 @@ def test_cluster_swap_when_asked_of_one_worker_then_every_worker_serves_it_witho
             e["analyticsModule"]["version"] for e in events_of(late.run_dir / "events.jsonl")
         }
         assert late_versions == {"2"}
+
+        check_recording_commands_reach_the_owner(
+            api, broker.bootstrap, {**workers, late_name: late}, camera.url
+        )

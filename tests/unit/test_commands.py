@@ -27,6 +27,7 @@ from vigil.commands.processor import (
 from vigil.deepstream import stream_id_for
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.plugins.discovery import PluginError
+from vigil.record.recorder import NotRecordingError
 from vigil.sources.confine import FileNotAllowedError
 from vigil.sources.errors import SourceError
 from vigil.specs import StreamSpec
@@ -435,6 +436,9 @@ REJECTIONS: list[tuple[str, bytes, dict[str, Any], str, str]] = [
      "unsupported", "model"),
     ("recorder-raises", encode(DS_START), {"recording": FakeRecorder(OSError("disk full"))},
      "handler_failed", "disk full"),
+    ("not-recording", encode(DS_STOP),
+     {"recording": FakeRecorder(NotRecordingError("stream 'cam-1' is not recording"))},
+     "not_recording", "is not recording"),
     ("models-raise", b'{"command": "swap-model", "model": "m", "version": 1}',
      {"models": FakeModels(RuntimeError("model m has no version 1"))}, "handler_failed",
      "no version 1"),

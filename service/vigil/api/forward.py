@@ -22,14 +22,11 @@ from urllib.parse import unquote
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vigil.cluster.peers import ANSWERED_BY, FORWARDED
 from vigil.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-#: Marks a forwarded request (its value: the worker that forwarded it).
-FORWARDED = b"x-vigil-forwarded-by"
-#: Names the worker that answered a forwarded request.
-ANSWERED_BY = b"x-vigil-worker"
 
 _PER_STREAM = re.compile(r"^/api/v1/streams/(?P<id>[^/]+)(?P<rest>/.+)?$")
 # Connection-level headers are not passed on.

@@ -36,9 +36,8 @@ from vigil.cluster.topics import TopicWriter, ensure_cluster_topics
 from vigil.cluster_settings import ClusterSettings
 from vigil.config import KafkaSettings
 from vigil.events.kafka_client import client_options, describe_error
-from vigil.pipeline.manager import ManagedStream, StreamExistsError, StreamNotFoundError
+from vigil.pipeline.manager import ManagedStream, StreamNotFoundError
 from vigil.retry import FailureRun
-from vigil.sources.confine import FileRoots
 from vigil.specs import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -568,58 +567,3 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         partitions = frozenset(tp.partition for tp in assigned)
         await self.worker.assigned(self.consumer, partitions)
-
-
-class ClusterStreams:
-    """Adds and removes the cluster's streams through the control topic: what the REST API
-    (native and DeepStream) and Kafka commands use on a cluster worker instead of the local
-    stream manager. A change is acknowledged by the broker before these return; the owner
-    starts or stops the stream a moment later.
-
-    Args:
-        worker: This process's worker.
-        file_roots: Where client file streams may lie (None: anywhere).
-    """
-
-    def __init__(self, worker: ClusterWorker, file_roots: FileRoots | None) -> None:
-        self.worker = worker
-        self.file_roots = file_roots
-
-    def __contains__(self, stream_id: str) -> bool:
-        return stream_id in self.worker.desired.streams
-
-    async def add(self, spec: StreamSpec) -> Written:
-        """Write a new stream.
-
-        Raises:
-            FileNotAllowedError: a file outside ``file_roots``.
-            StreamExistsError: the cluster has a stream with this id.
-            KafkaError: the broker did not acknowledge it.
-        """
-        if self.file_roots is not None:
-            self.file_roots.check(spec)
-        if spec.id in self:
-            raise StreamExistsError(f"stream {spec.id!r} already exists in the cluster")
-        return await self.worker.write(spec.id, spec)
-
-    async def replace(self, spec: StreamSpec) -> Written:
-        """Write a changed spec of an existing stream (its owner restarts it).
-
-        Raises:
-            StreamNotFoundError: no such stream in the cluster.
-            KafkaError: the broker did not acknowledge it.
-        """
-        if spec.id not in self:
-            raise StreamNotFoundError(f"no stream with id {spec.id!r} in the cluster")
-        return await self.worker.write(spec.id, spec)
-
-    async def remove(self, stream_id: str) -> None:
-        """Write a tombstone.
-
-        Raises:
-            StreamNotFoundError: no such stream in the cluster.
-            KafkaError: the broker did not acknowledge it.
-        """
-        if stream_id not in self:
-            raise StreamNotFoundError(f"no stream with id {stream_id!r} in the cluster")
-        await self.worker.write(stream_id, None)

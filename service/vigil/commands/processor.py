@@ -38,6 +38,7 @@ from vigil.commands.messages import (
 from vigil.deepstream import stream_id_for
 from vigil.pipeline.manager import StreamExistsError, StreamLimitError, StreamNotFoundError
 from vigil.plugins.discovery import PluginError
+from vigil.record.recorder import NotRecordingError
 from vigil.sources.confine import FileNotAllowedError
 from vigil.specs import StreamSpec
 
@@ -55,6 +56,7 @@ RejectionReason = Literal[
     "file_not_allowed",
     "bad_plugin",
     "stream_not_found",
+    "not_recording",
     "unsupported",
     "model_rejected",
     "handler_failed",
@@ -339,7 +341,9 @@ class CommandProcessor:
                 call = recording.start_recording(stream_id, cmd.start, cmd.end)
             else:
                 call = recording.stop_recording(stream_id, cmd.start, cmd.end)
-            await _call(call, {StreamNotFoundError: "unknown_sensor"})
+            await _call(
+                call, {StreamNotFoundError: "unknown_sensor", NotRecordingError: "not_recording"}
+            )
 
         return _Action(cmd.command, stream_id, cmd.command_id, apply)
 

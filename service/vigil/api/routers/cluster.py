@@ -19,7 +19,8 @@ from vigil.api.deps import RuntimeDep, require_read_key
 from vigil.cluster.control import Written
 from vigil.cluster.models import DesiredModel
 from vigil.cluster.status import WorkerStatus
-from vigil.cluster.worker import ClusterStreams, ClusterWorker
+from vigil.cluster.streams import ClusterStreams
+from vigil.cluster.worker import ClusterWorker
 from vigil.pipeline.manager import StreamNotFoundError
 from vigil.runtime import Runtime
 from vigil.sources.urls import redact_url
