@@ -381,14 +381,12 @@ def test_a_clip_writer_refuses_a_changed_stream(tmp_path, gop2s):
 
 
 def test_nvdec_tap_finds_keyframes_in_the_bitstream_and_makes_timestamps(gop2s):
-    from vigil.record.clip import _parameter_sets, _to_annex_b
-    from vigil.sources.nvdec_packets import NvdecPacketTap, is_keyframe
+    from vigil.sources.annexb import AnnexB, is_keyframe
+    from vigil.sources.nvdec_packets import NvdecPacketTap
 
     packets = packets_of(gop2s)
-    parameter_sets, nal_length = _parameter_sets(packets[0].params)
-    annex_b = [
-        (parameter_sets if p.keyframe else b"") + _to_annex_b(p.data, nal_length) for p in packets
-    ]
+    to_annex_b = AnnexB(packets[0].params)
+    annex_b = [to_annex_b(p.data, p.keyframe) for p in packets]
     assert [is_keyframe(a, "h264") for a in annex_b] == [p.keyframe for p in packets]
 
     class FakePacket:  # what PyNvVideoCodec's PacketData exposes: an address and a size

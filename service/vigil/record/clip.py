@@ -19,18 +19,17 @@ complete fragment ("moov atom not found" cannot happen).
 from __future__ import annotations
 
 import importlib
-import struct
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from vigil.sources.annexb import AnnexB
 from vigil.sources.packets import CodecParams, EncodedPacket
 
 if TYPE_CHECKING:  # PyAV is imported when a clip is written: GPU hosts may run without it
     import av
 
-START_CODE = b"\x00\x00\x00\x01"
 #: Muxer name and options per container setting.
 FORMATS = {
     "mp4": ("mp4", "video/mp4"),
@@ -81,8 +80,7 @@ class ClipWriter:
         self._stream: av.video.stream.VideoStream | None = None
         self._time_base: Fraction | None = None
         self._params: CodecParams | None = None
-        self._parameter_sets = b""
-        self._nal_length = 0
+        self._annex_b: AnnexB | None = None
         self._offset: int | None = None  # added to source timestamps (output time base)
         self._last_dts: int | None = None
         self._last_duration = 1
@@ -168,7 +166,7 @@ class ClipWriter:
 
     def _adopt(self, params: CodecParams) -> None:
         self._params = params
-        self._parameter_sets, self._nal_length = _parameter_sets(params)
+        self._annex_b = AnnexB(params)
 
     def _mux(self, packet: EncodedPacket) -> None:
         assert self._out is not None
@@ -202,87 +200,11 @@ class ClipWriter:
 
     def _payload(self, packet: EncodedPacket) -> bytes:
         """The packet in Annex B form, parameter sets in front of a keyframe."""
-        data = packet.data
-        if self.codec not in ("h264", "hevc"):
-            return data
-        if self._nal_length:
-            data = _to_annex_b(data, self._nal_length)
-        if (
-            packet.keyframe
-            and self._parameter_sets
-            and not _starts_with_parameter_set(data, self.codec)
-        ):
-            data = self._parameter_sets + data
-        return data
+        assert self._annex_b is not None
+        return self._annex_b(packet.data, packet.keyframe)
 
 
 def _write_error(path: Path, error: BaseException) -> ClipWriteError:
     text = str(error)
     no_space = getattr(error, "errno", None) == 28 or "No space left" in text
     return ClipWriteError(f"cannot write {path.name}: {text}", no_space=no_space)
-
-
-def _parameter_sets(params: CodecParams) -> tuple[bytes, int]:
-    """Annex B parameter sets from the extradata, and the NAL length size of length-prefixed
-    packets (0: the packets are Annex B already)."""
-    data = params.extradata
-    if params.codec not in ("h264", "hevc") or not data:
-        return b"", 0
-    if data.startswith((b"\x00\x00\x01", START_CODE)):
-        return data, 0  # Annex B extradata (RTSP's sprop parameter sets)
-    try:
-        if params.codec == "h264":
-            return _avcc_parameter_sets(data)
-        return _hvcc_parameter_sets(data)
-    except (IndexError, struct.error):
-        return b"", 0  # malformed extradata: write the packets as they are
-
-
-def _avcc_parameter_sets(data: bytes) -> tuple[bytes, int]:
-    nal_length = (data[4] & 3) + 1
-    units: list[bytes] = []
-    i = 5
-    for mask in (0x1F, 0xFF):  # the SPS count (low 5 bits of its byte), then the PPS count
-        i = _read_units(data, i + 1, data[i] & mask, units)
-    return b"".join(START_CODE + u for u in units), nal_length
-
-
-def _hvcc_parameter_sets(data: bytes) -> tuple[bytes, int]:
-    nal_length = (data[21] & 3) + 1
-    units: list[bytes] = []
-    i = 23
-    for _ in range(data[22]):  # arrays: type byte, 16-bit unit count, units
-        i = _read_units(data, i + 3, struct.unpack_from(">H", data, i + 1)[0], units)
-    return b"".join(START_CODE + u for u in units), nal_length
-
-
-def _read_units(data: bytes, i: int, count: int, units: list[bytes]) -> int:
-    """Append the ``count`` NAL units at ``data[i:]``, each after its 16-bit size, to
-    ``units``; returns the offset after them."""
-    for _ in range(count):
-        size = struct.unpack_from(">H", data, i)[0]
-        units.append(data[i + 2 : i + 2 + size])
-        i += 2 + size
-    return i
-
-
-def _to_annex_b(data: bytes, nal_length: int) -> bytes:
-    out, i = [], 0
-    while i + nal_length <= len(data):
-        size = int.from_bytes(data[i : i + nal_length], "big")
-        i += nal_length
-        out.append(START_CODE + data[i : i + size])
-        i += size
-    return b"".join(out)
-
-
-def _starts_with_parameter_set(data: bytes, codec: str) -> bool:
-    """True when the first NAL unit of an Annex B packet is a parameter set (or an access unit
-    delimiter before one): streams that repeat them in-band need nothing added."""
-    start = data.find(b"\x00\x00\x01")
-    if start < 0 or start + 3 >= len(data):
-        return False
-    header = data[start + 3]
-    if codec == "h264":
-        return header & 0x1F in (7, 8, 9)  # SPS, PPS, access unit delimiter
-    return (header >> 1) & 0x3F in (32, 33, 34, 35)  # VPS, SPS, PPS, access unit delimiter

@@ -16,6 +16,7 @@ import time
 from fractions import Fraction
 from typing import Any
 
+from vigil.sources.annexb import is_keyframe
 from vigil.sources.packets import CodecParams, EncodedPacket, PacketSink
 
 #: cudaVideoCodec names → FFmpeg codec names.
@@ -103,22 +104,6 @@ class NvdecPacketTap:
             )
         )
         self.count += 1
-
-
-def is_keyframe(data: bytes, codec: str, flagged: Any = None) -> bool:
-    """True when an Annex B access unit holds an IDR (H.264) or IRAP (H.265) picture; for
-    other codecs, the demuxer's flag (every packet when it gives none: intra-only codecs)."""
-    if codec not in ("h264", "hevc"):
-        return True if flagged is None else bool(flagged)
-    start = data.find(b"\x00\x00\x01")
-    while 0 <= start < len(data) - 3:
-        header = data[start + 3]
-        if codec == "h264" and header & 0x1F == 5:
-            return True
-        if codec == "hevc" and 16 <= (header >> 1) & 0x3F <= 21:
-            return True
-        start = data.find(b"\x00\x00\x01", start + 3)
-    return False
 
 
 def _time_base(demuxer: Any) -> Fraction | None:
