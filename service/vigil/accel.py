@@ -28,7 +28,7 @@ from vigil.infer.shm import SlotRing, SystemShmRing
 from vigil.infer.tensors import InputFormat, TensorSpec
 from vigil.preprocess.base import Preprocessor
 from vigil.sources.base import Source
-from vigil.specs import StreamSpec
+from vigil.specs import NETWORK_SCHEMES, StreamSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +126,22 @@ class Acceleration:
         return CpuPreprocessor(fmt)
 
     def make_source(self, spec: StreamSpec, settings: SourceSettings) -> Source:
-        """A new, unopened source for ``spec`` (files decode on NVDEC on the GPU path)."""
+        """A new, unopened source for ``spec`` (files and network cameras decode on NVDEC on
+        the GPU path; their demuxing then runs in this process, not a decoder child)."""
         if self.decode == "gpu" and spec.scheme == "file":
             from vigil.sources.nvdec import NvdecFileSource
 
             return NvdecFileSource(spec.id, spec.url, self.device_id)
+        if self.decode == "gpu" and spec.scheme in NETWORK_SCHEMES:
+            from vigil.sources.nvdec_network import NvdecNetworkSource
+
+            return NvdecNetworkSource(
+                spec.id,
+                spec.url,
+                self.device_id,
+                open_timeout_s=settings.open_timeout_s,
+                read_timeout_s=settings.read_timeout_s,
+            )
         from vigil.sources.factory import make_source
 
         return make_source(spec, settings)

@@ -140,8 +140,9 @@ class GpuSettings(_Model):
     )
     decode: Literal["auto", "cpu", "gpu"] = Field(
         "auto",
-        description="File decoding: gpu = NVDEC (PyNvVideoCodec); auto = NVDEC on the GPU path "
-        "when available; without NVDEC, CPU decoding with one log line",
+        description="Decoding of files and RTSP/HTTP cameras: gpu = NVDEC (PyNvVideoCodec; "
+        "cameras are demuxed with PyAV in-process); auto = NVDEC on the GPU path when "
+        "available; without NVDEC, CPU decoding with one log line",
     )
     device_id: int = Field(0, ge=0, le=63, description="CUDA device for decode, shm, preprocess")
     triton_cuda_pool_mb: int = Field(

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from vigil.analytics import AnalyticsConfig
 
-SCHEMES = ("file", "rtsp", "rtsps", "http", "https", "test")
+#: Live network cameras and streams.
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
+SCHEMES = ("file", *NETWORK_SCHEMES, "test")
 
 StreamId = Annotated[
     str,

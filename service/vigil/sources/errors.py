@@ -21,6 +21,10 @@ class SourceError(RuntimeError):
 MAX_CONSECUTIVE_DECODE_ERRORS = 25
 
 
+class PacketDecodeError(RuntimeError):
+    """One packet did not decode (the decoder skips it; too many in a row end the stream)."""
+
+
 class DecodeErrors:
     """Packets of one source that failed to decode.
 

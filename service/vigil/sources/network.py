@@ -6,16 +6,18 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Any
 
 import av
 
 from vigil.frame import Frame
 from vigil.sources.base import Source, VideoInfo, frame_from_av
-from vigil.sources.errors import DecodeErrors, SourceError
+from vigil.sources.errors import DecodeErrors, PacketDecodeError, SourceError
 from vigil.sources.packets import CodecParams, packet_from_av
 from vigil.sources.urls import redact_url
+from vigil.specs import NETWORK_SCHEMES
 
-SCHEMES = ("rtsp", "rtsps", "http", "https")
+SCHEMES = NETWORK_SCHEMES
 
 # Demuxer options for RTSP, chosen by measurement against GStreamer's RTSP server
 # (H.264/H.265/MJPEG, 10 fps, key frame every second):
@@ -88,7 +90,7 @@ class NetworkSource(Source):
         self.read_timeout_s = read_timeout_s
         self._container: av.container.InputContainer | None = None
         self._packets: Iterator[av.Packet] | None = None
-        self._pending: list[av.VideoFrame] = []
+        self._pending: list[Any] = []
         self._params: CodecParams | None = None
         self._early: list[tuple[av.Packet, float]] = []
         self._errors = DecodeErrors()
@@ -137,13 +139,15 @@ class NetworkSource(Source):
             # Frame threading ("AUTO", as for files) held 2 frames back on 2 cores (200 ms at
             # 10 fps); slice threading holds none.
             stream.thread_type = "SLICE"
+            self._start_decoding(stream)
             self._packets = self._container.demux(stream)
             first = self._first_frame(started + self.open_timeout_s)
+            width, height = self._size(first)
             if self.packets is not None:
                 # Without probing, the sizes are known once a frame is decoded: the packets
                 # read until then wait for them.
                 params = CodecParams.of_stream(stream)
-                self._params = dataclasses.replace(params, width=first.width, height=first.height)
+                self._params = dataclasses.replace(params, width=width, height=height)
                 early, self._early = self._early, []
                 for packet, arrival_s in early:
                     self.packets(packet_from_av(packet, self._params, arrival_s))
@@ -152,8 +156,8 @@ class NetworkSource(Source):
             raise
         rate = stream.average_rate
         return VideoInfo(
-            width=first.width,
-            height=first.height,
+            width=width,
+            height=height,
             fps=float(rate) if isinstance(rate, Fraction) and rate else None,
             frame_count=None,
         )
@@ -170,8 +174,8 @@ class NetworkSource(Source):
             raise SourceError(self.safe_url, "source is not open")
         number = 0
         while True:
-            for vf in self._decoded():
-                yield frame_from_av(self.stream_id, number, vf)
+            for picture in self._decoded():
+                yield self._frame(number, picture)
                 number += 1
 
     def close(self) -> None:
@@ -184,9 +188,29 @@ class NetworkSource(Source):
             container, self._container = self._container, None
             container.close()
 
+    # --- decoding (the NVDEC subclass decodes on the GPU) ------------------------------------
+
+    def _start_decoding(self, stream: av.video.stream.VideoStream) -> None:
+        """Set up decoding of ``stream`` (PyAV decodes through the packets themselves)."""
+
+    def _decode(self, packet: av.Packet) -> list[Any]:
+        """The pictures one packet decodes to (none while the decoder fills).
+
+        Raises:
+            av.FFmpegError, PacketDecodeError: the packet does not decode (skipped, counted).
+        """
+        return list(packet.decode())
+
+    def _frame(self, number: int, picture: Any) -> Frame:
+        return frame_from_av(self.stream_id, number, picture)
+
+    def _size(self, picture: Any) -> tuple[int, int]:
+        """A decoded picture's width and height."""
+        return picture.width, picture.height
+
     # --- internals ------------------------------------------------------------------------
 
-    def _first_frame(self, deadline: float) -> av.VideoFrame:
+    def _first_frame(self, deadline: float) -> Any:
         while not self._pending:
             if time.monotonic() > deadline:
                 raise self._error(
@@ -195,14 +219,14 @@ class NetworkSource(Source):
             self._pending = self._decode_next_packet()
         return self._pending[0]
 
-    def _decoded(self) -> list[av.VideoFrame]:
+    def _decoded(self) -> list[Any]:
         """The frames decoded so far but not handed out, or those of the next packet(s)."""
         if self._pending:
             frames, self._pending = self._pending, []
             return frames
         return self._decode_next_packet()
 
-    def _decode_next_packet(self) -> list[av.VideoFrame]:
+    def _decode_next_packet(self) -> list[Any]:
         """Read packets until one decodes to frames (possibly none, while a decoder fills)."""
         if self._packets is None:
             raise SourceError(self.safe_url, "source is not open")
@@ -231,8 +255,8 @@ class NetworkSource(Source):
                 else:
                     self.packets(packet_from_av(packet, self._params, time.time()))
             try:
-                frames = list(packet.decode())
-            except av.FFmpegError as e:
+                frames = self._decode(packet)
+            except (av.FFmpegError, PacketDecodeError) as e:
                 if self._errors.failed():
                     raise self._error(self._errors.reason(self._describe(e))) from self._cause(e)
                 continue

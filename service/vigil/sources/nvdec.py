@@ -239,26 +239,11 @@ class NvdecFileSource(Source):
             raise SourceError(str(self.path), "no frame could be decoded")
 
     def _tensor(self, picture: Any) -> Any:
-        """A torch view of a decoded picture, ordered after the decoder's work on our stream.
-
-        The picture's own ``__dlpack__`` is given our stream directly: torch's generic
-        ``from_dlpack`` looks the device and current stream up on every call, which cost
-        more than the copy at thousands of frames per second.
-        """
-        import torch
-
-        try:
-            capsule = picture.__dlpack__(stream=self._stream_handle)
-        except TypeError:  # a producer without the stream argument
-            return torch.from_dlpack(picture)
-        return torch.from_dlpack(capsule)
+        return picture_view(picture, self._stream_handle)
 
     def _wrap(self, number: int, image: Any) -> Frame:
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[:, :, 0]
-        pixel_format = PixelFormat.RGB if image.ndim == 3 else PixelFormat.NV12
         pts_s = number / self._fps if self._fps else None
-        return Frame.captured_now(self.stream_id, number, pts_s, image, pixel_format)
+        return gpu_frame(self.stream_id, number, pts_s, image)
 
     def _frame(self, number: int, picture: Any) -> Frame:
         import torch
@@ -311,3 +296,35 @@ class NvdecFileSource(Source):
         self._demuxer = None
         self._tap = None
         self._stream = None
+
+
+def picture_view(picture: Any, stream_handle: int) -> Any:
+    """A torch view of a decoded picture, ordered after the decoder's work on the CUDA
+    stream ``stream_handle``.
+
+    The picture's own ``__dlpack__`` is given the stream directly: torch's generic
+    ``from_dlpack`` looks the device and current stream up on every call, which cost more
+    than the copy at thousands of frames per second.
+    """
+    import torch
+
+    try:
+        capsule = picture.__dlpack__(stream=stream_handle)
+    except TypeError:  # a producer without the stream argument
+        return torch.from_dlpack(picture)
+    return torch.from_dlpack(capsule)
+
+
+def gpu_frame(stream_id: str, number: int, pts_s: float | None, image: Any) -> Frame:
+    """A :class:`Frame` of a CUDA tensor NVDEC decoded: NV12 (``H*3/2 × W``) or RGB."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    pixel_format = PixelFormat.RGB if image.ndim == 3 else PixelFormat.NV12
+    return Frame.captured_now(stream_id, number, pts_s, image, pixel_format)
+
+
+def picture_size(image: Any) -> tuple[int, int]:
+    """Width and height of a tensor :func:`gpu_frame` takes."""
+    if image.ndim == 3 and image.shape[2] != 1:
+        return int(image.shape[1]), int(image.shape[0])
+    return int(image.shape[1]), int(image.shape[0]) * 2 // 3

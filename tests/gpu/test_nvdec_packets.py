@@ -1,0 +1,77 @@
+"""NVDEC decoding of a packet-fed stream (the RTSP/HTTP path): PyAV demuxes, NVDEC decodes;
+frames stay on the GPU and match the CPU decode. The clip is served over HTTP, so its MP4
+packets are length-prefixed and must be converted to Annex B on the way (RTSP's already are).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from tests.support.http_files import served
+from vigil.infer.tensors import InputFormat, Layout
+from vigil.preprocess.gpu import GpuPreprocessor
+from vigil.sources.nvdec import nvdec_unavailable_reason
+from vigil.sources.nvdec_network import NvdecNetworkSource
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(autouse=True)
+def _nvdec() -> None:
+    reason = nvdec_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+def test_packet_fed_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda):
+    torch = cuda
+    with served(gpu_clip.parent) as base:
+        source = NvdecNetworkSource("cam", f"{base}/{gpu_clip.name}", open_timeout_s=20)
+        packets = []
+        source.packets = packets.append
+        info = source.open()
+        try:
+            assert source.on_gpu, "NVDEC must not have fallen back to the CPU"
+            frames = source.frames()
+            decoded = [next(frames) for _ in range(10)]
+        finally:
+            source.close()
+    assert (info.width, info.height) == (1920, 1080)
+    assert all(f.on_gpu and f.image.is_cuda for f in decoded)  # no pixel on the host
+    assert [f.frame_number for f in decoded] == list(range(10))
+    assert len(packets) >= 10  # the recorder's tap is fed on this path too
+    full = InputFormat(1920, 1080, Layout.HWC, np.dtype(np.uint8))
+    out = torch.empty((10, 1080, 1920, 3), dtype=torch.uint8, device="cuda")
+    GpuPreprocessor(full)(decoded, out)
+    from bench.gpu.bench import cpu_frames  # imports torch: only where the test runs
+
+    expected = np.stack(cpu_frames(gpu_clip, 10))
+    diff = np.abs(out.cpu().numpy().astype(np.int16) - expected.astype(np.int16))
+    assert diff.mean() < 3.0, diff.mean()
+
+
+def test_packet_fed_nvdec_decodes_every_frame_and_frees_its_memory(gpu_clip, cuda):
+    torch = cuda
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    with served(gpu_clip.parent) as base:
+        source = NvdecNetworkSource("cam", f"{base}/{gpu_clip.name}", open_timeout_s=20)
+        source.open()
+        count = 0
+        with contextlib.suppress(Exception):  # the served file ends: "stream ended"
+            for frame in source.frames():
+                count += 1
+                del frame
+        on_gpu = source.on_gpu
+        source.close()
+    import cv2
+
+    expected = int(cv2.VideoCapture(str(gpu_clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert on_gpu
+    assert count == expected
+    assert source.decode_errors == 0
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() <= before  # every frame's copy was released
