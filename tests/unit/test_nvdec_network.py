@@ -130,3 +130,21 @@ def test_without_nvdec_an_http_stream_decodes_on_the_cpu_with_one_warning(clip, 
     warnings = [r for r in caplog.records if "decoding it on the CPU" in r.getMessage()]
     assert len(warnings) == 1
     assert "cam" in warnings[0].getMessage()
+
+
+def test_pictures_that_cannot_be_handed_on_make_the_stream_fall_back(clip, caplog):
+    params, packets = demuxed(clip)
+    source = NvdecNetworkSource("cam", "http://127.0.0.1:9/clip.mp4")
+    source._nvdec = NvdecPacketDecoder(FakeNvc(), params, 0)  # torch absent: copies fail
+
+    class Packet:
+        def __init__(self, data: bytes, key: bool, pts: int) -> None:
+            self.data, self.is_keyframe, self.pts = data, key, pts
+
+        def __bytes__(self) -> bytes:
+            return self.data
+
+    with caplog.at_level(logging.WARNING, logger="vigil.sources.nvdec_network"):
+        assert source._decode(Packet(*packets[0])) == []
+    assert not source.on_gpu
+    assert "cannot be copied" in caplog.text

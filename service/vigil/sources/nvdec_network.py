@@ -151,7 +151,13 @@ class NvdecNetworkSource(NetworkSource):
                     self._fall_back(str(e))
                     return super()._decode(packet)
             raise
-        return self._copy(pictures)
+        try:
+            return self._copy(pictures)
+        except Exception as e:
+            if nvdec.pictures == len(pictures):  # the first pictures: this host cannot do it
+                self._fall_back(f"its pictures cannot be copied: {type(e).__name__}: {e}")
+                return []  # the CPU decoder starts at the next keyframe
+            raise PacketDecodeError(f"copying NVDEC's pictures failed: {e}") from e
 
     def _frame(self, number: int, picture: Any) -> Frame:
         if hasattr(picture, "is_cuda"):  # a tensor: NVDEC's (a PyAV frame after a fallback)
