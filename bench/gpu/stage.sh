@@ -20,6 +20,11 @@ PIP=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3
   annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0 python-dotenv==1.2.4 \
   aiokafka==0.14.0 async-timeout==5.0.1 grpcio==1.85.1 protobuf==6.33.6 python-rapidjson==1.25 \
   pytest-asyncio==1.5.0 pynvvideocodec==2.2.4 py-spy==0.4.3
+if [ "${WITH_PYAV:-0}" = 1 ]; then
+  # PyAV for tests/gpu/test_nvdec_packets.py (RTSP/HTTP demuxing); ~35 MB: stage it for a
+  # call without the Triton tarball (SKIP_TRITON=1), the carry is 64 MiB.
+  "${PIP[@]}" av==18.1.0
+fi
 rm -rf "$DEST/whl" && mkdir -p "$DEST/whl"
 cp "$CACHE"/whl/*.whl "$DEST/whl/" && rm "$DEST"/whl/pynvvideocodec-*.whl
 if [ ! -f "$CACHE/pnvc.tar.xz" ]; then
@@ -29,12 +34,14 @@ if [ ! -f "$CACHE/pnvc.tar.xz" ]; then
   tar -C "$tmp" -cJf "$CACHE/pnvc.tar.xz" PyNvVideoCodec "pynvvideocodec." && rm -rf "$tmp"
 fi
 cp "$CACHE/pnvc.tar.xz" "$DEST/"
-if [ ! -f "$CACHE/tritonserver.tar.xz" ]; then
+if [ "${SKIP_TRITON:-0}" = 1 ]; then
+  rm -f "$DEST/tritonserver.tar.xz"
+elif [ ! -f "$CACHE/tritonserver.tar.xz" ]; then
   tmp=$(mktemp -d)
   "$PY312" "$ROOT/scripts/install_triton.py" "${VIGIL_CACHE_DIR:-$HOME/.cache/vigil}"/wheels/nvidia_pytriton-0.7.0-*.whl "$tmp/tritonserver"
   tar -C "$tmp" -cJf "$CACHE/tritonserver.tar.xz" tritonserver && rm -rf "$tmp"
 fi
-cp "$CACHE/tritonserver.tar.xz" "$DEST/"
+[ "${SKIP_TRITON:-0}" = 1 ] || cp "$CACHE/tritonserver.tar.xz" "$DEST/"
 [ -f "$CACHE/street_1080p30.mp4" ] || "${PYTHON:-$ROOT/.venv/bin/python}" "$ROOT/bench/gpu/make_clip.py" "$CACHE/street_1080p30.mp4"
 cp "$CACHE/street_1080p30.mp4" "$DEST/"
 du -sh "$DEST"
