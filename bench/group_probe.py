@@ -23,15 +23,14 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.support.json_lines import JsonLinesProcess
 from tests.support.kafka import TansuBroker, create_topic, kafka_available
 
 MEMBER = r"""
@@ -79,18 +78,8 @@ except KeyboardInterrupt:
 """
 
 
-@dataclass
-class Member:
+class Member(JsonLinesProcess):
     """One consumer process and what it reported."""
-
-    name: str
-    process: subprocess.Popen[str]
-    events: list[dict[str, object]] = field(default_factory=list)
-    stderr: list[str] = field(default_factory=list)
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
 
     def last(self, kind: str) -> dict[str, object] | None:
         found = [e for e in self.events if e["event"] == kind]
@@ -108,28 +97,9 @@ class Probe:
     def spawn(self, name: str) -> Member:
         args = list(self.args)
         args[3] = name
-        process = subprocess.Popen(
-            [sys.executable, "-c", MEMBER, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        member = Member(name, process)
+        member = Member.spawn(name, [sys.executable, "-c", MEMBER, *args], lock=self.lock)
         self.members[name] = member
-        threading.Thread(target=self._read, args=(member,), daemon=True).start()
-        threading.Thread(target=self._read_err, args=(member,), daemon=True).start()
         return member
-
-    def _read(self, member: Member) -> None:
-        assert member.process.stdout is not None
-        for line in member.process.stdout:
-            with self.lock:
-                member.events.append(json.loads(line))
-
-    def _read_err(self, member: Member) -> None:
-        assert member.process.stderr is not None
-        for line in member.process.stderr:
-            member.stderr.append(line.rstrip())
 
     def assignment(self) -> dict[str, list[int]] | None:
         """The assignment once stable (None while a rebalance is going on)."""
@@ -253,7 +223,7 @@ def main() -> int:
                 step("m2 leaves (SIGINT: LeaveGroup)", started, n)
         finally:
             probe.stop_all()
-            errors = {m.name: m.stderr[-5:] for m in probe.members.values() if m.stderr}
+            errors = {m.name: m.log[-5:] for m in probe.members.values() if m.log}
             if errors:
                 print(json.dumps({"member_stderr_tail": errors}, indent=1))
             broker_log = broker.stderr_text() if hasattr(broker, "stderr_text") else ""

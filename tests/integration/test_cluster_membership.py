@@ -19,12 +19,12 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.integration.helpers import wait_for
+from tests.support.json_lines import JsonLinesProcess
 from tests.support.kafka import TansuBroker, kafka_available
 from vigil.cluster.control import DesiredStreams
 from vigil.config import KafkaSettings
@@ -51,50 +51,20 @@ def _needs_kafka_tools():
         pytest.fail(f"Kafka test tools missing (run `make test`): {reason}")
 
 
-@dataclass
-class Member:
-    """One worker process and the starts/stops it printed."""
-
-    name: str
-    process: subprocess.Popen[str]
-    events: list[dict] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
-
-
 class Group:
     """Worker processes of one group, and the ledger of where each stream ran when."""
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.members: dict[str, Member] = {}
+        self.members: dict[str, JsonLinesProcess] = {}
         self.lock = threading.Lock()
 
-    def spawn(self, name: str) -> Member:
+    def spawn(self, name: str) -> JsonLinesProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.cluster_member", self.bootstrap, name],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        member = Member(name, process)
+        argv = [sys.executable, "-m", "tests.support.cluster_member", self.bootstrap, name]
+        member = JsonLinesProcess.spawn(name, argv, lock=self.lock, cwd=ROOT, env=env)
         self.members[name] = member
-        threading.Thread(target=self._read, args=(member,), daemon=True).start()
-        threading.Thread(target=self._read_log, args=(member,), daemon=True).start()
         return member
-
-    def _read(self, member: Member) -> None:
-        assert member.process.stdout is not None
-        for line in member.process.stdout:
-            with self.lock:
-                member.events.append(json.loads(line))
-
-    def _read_log(self, member: Member) -> None:
-        assert member.process.stderr is not None
-        for line in member.process.stderr:
-            member.log.append(line.rstrip())
 
     def intervals(self) -> dict[str, list[tuple[str, float, float | None]]]:
         """Stream → [(worker, started, stopped or None)] in start order."""
