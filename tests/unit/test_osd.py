@@ -28,6 +28,7 @@ from vigil.osd import (
     render,
 )
 from vigil.osd.render import ZONE_COLOURS, encode_jpeg, output_size, to_host_bgr
+from vigil.osd.view import next_tick
 from vigil.stages.base import FrameResult
 
 BACKGROUND = 30
@@ -344,8 +345,8 @@ async def test_mjpeg_sends_each_frame_once_at_most_fps_and_ends_on_removal() -> 
     getting = asyncio.ensure_future(anext(body))
     tap.observe([_result("cam", 2)], [])
     await asyncio.wait_for(getting, 5)
-    # 4 fps: 250 ms apart, counted from before the first frame was drawn
-    assert time.monotonic() - start >= 0.15
+    # 4 fps: on the shared 250 ms ticks, at least half a tick after the first part
+    assert time.monotonic() - start >= 0.12
     getting = asyncio.ensure_future(anext(body))
     await asyncio.sleep(0.1)
     tap.stream_removed("cam")
@@ -353,6 +354,48 @@ async def test_mjpeg_sends_each_frame_once_at_most_fps_and_ends_on_removal() -> 
         await asyncio.wait_for(getting, 5)
     assert tap.viewer_count == 0
     assert tap.watched == []
+
+
+async def test_viewers_of_a_stream_at_one_rate_share_the_rendering_of_each_frame() -> None:
+    tap = FrameTap()
+    view = LiveView(tap, lambda _: None)
+    request = View(BOXES_ONLY, None, 20.0, 80, 720)
+    viewers = [view.mjpeg("cam", request), view.mjpeg("cam", request)]
+    for body in viewers:
+        assert await anext(body) == b"--frame\r\n"
+    rendered = tap.metrics.frames_rendered._value.get()
+    parts = 0
+
+    async def read(body, delay: float) -> None:
+        nonlocal parts
+        await asyncio.sleep(delay)  # viewers connect at different moments
+        for _ in range(6):
+            await anext(body)
+            parts += 1
+
+    async def publish() -> None:  # a stream faster than the viewers' 20 fps
+        number = 0
+        while True:
+            number += 1
+            tap.observe([_result("cam", number)], [])
+            await asyncio.sleep(0.007)
+
+    publisher = asyncio.ensure_future(publish())
+    try:
+        await asyncio.wait_for(asyncio.gather(read(viewers[0], 0), read(viewers[1], 0.023)), 10)
+    finally:
+        publisher.cancel()
+        for body in viewers:
+            await body.aclose()
+    drawn = tap.metrics.frames_rendered._value.get() - rendered
+    assert parts == 12
+    assert drawn <= 8, f"{drawn} renderings for {parts} parts: the viewers do not share"
+
+
+def test_ticks_are_shared_and_never_closer_than_half_an_interval() -> None:
+    assert next_tick(10.01, 0.1) == pytest.approx(10.1)
+    assert next_tick(10.07, 0.1) == pytest.approx(10.2)
+    assert next_tick(10.1000001, 0.1) == pytest.approx(10.2)
 
 
 async def test_snapshot_waits_a_bounded_time_and_tiles_show_placeholders() -> None:

@@ -136,7 +136,7 @@ class LiveView:
                     if overran and sent and live.seq > sent + 1:
                         self.metrics.frames_dropped.inc(live.seq - sent - 1)
                     started = time.monotonic()
-                    due = started + interval
+                    due = next_tick(started, interval)
                     jpeg = await self.jpeg(watch, live, view)
                     sent = live.seq
                     yield part(jpeg, live)
@@ -178,7 +178,7 @@ class LiveView:
                         return
                     await tiler.wait()
                     continue
-                due = time.monotonic() + interval
+                due = next_tick(time.monotonic(), interval)
                 yield part(await tiler.jpeg())
 
     async def tiled_snapshot(self, stream_ids: Sequence[str], view: View) -> bytes:
@@ -193,6 +193,18 @@ class LiveView:
                     break
                 await tiler.wait(left)
             return await tiler.jpeg()
+
+
+def next_tick(now: float, interval: float) -> float:
+    """The first multiple of ``interval`` on the monotonic clock at least half an interval
+    after ``now`` (so two parts are never closer than that; after the first, one interval).
+
+    Viewers pace themselves on these shared ticks, not each on its own start time: two
+    viewers of a stream at one rate then ask for a frame at the same instant, get the same
+    latest frame and share one rendering (:meth:`LiveView.jpeg`). Paced from their own
+    start, they picked different frames of a fast stream and each paid for its own (4
+    viewers on 2 streams rendered 2× what they needed)."""
+    return math.ceil((now + interval / 2) / interval) * interval
 
 
 def grid(n: int) -> tuple[int, int]:
