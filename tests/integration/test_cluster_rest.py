@@ -150,7 +150,7 @@ def check_recording_commands_reach_the_owner(
         for svc in workers.values():
             with httpx.Client(base_url=svc.url, timeout=10) as worker_api:
                 found = re.findall(
-                    r'vigil_commands_applied\{result="applied"\} ([0-9.e+]+)',
+                    r'vigil_commands_applied_total\{result="applied"\} ([0-9.e+]+)',
                     worker_api.get("/metrics").text,
                 )
                 total += sum(float(n) for n in found)
