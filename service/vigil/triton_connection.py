@@ -7,6 +7,7 @@ the other's user.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
@@ -105,6 +106,7 @@ async def connect(
             cuda_memory_pool_bytes=acceleration.triton_cuda_pool_bytes if acceleration else 0,
             device_id=acceleration.device_id if acceleration else 0,
         )
+        sweeper = asyncio.create_task(sweep_orphaned_stubs(ORPHAN_SWEEP_S), name="stub-sweeper")
         try:
             server.start()
             client = TritonClient(server.grpc_url, repository, triton.request_timeout_s)
@@ -113,7 +115,29 @@ async def connect(
             finally:
                 await client.close()
         finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
             server.stop()
+
+
+#: How often a running Vigil with an embedded Triton looks for orphaned backend stubs.
+ORPHAN_SWEEP_S = 5.0
+
+
+async def sweep_orphaned_stubs(interval_s: float) -> None:
+    """Kill, every ``interval_s``, the Python-backend stubs of embedded Tritons whose Vigil
+    is gone (:func:`~vigil.triton.server.reap_orphaned_backend_stubs`).
+
+    A Vigil killed with SIGKILL takes its Triton with it, but a stub of that Triton can
+    outlive both (2 of 5 `kill -9` runs of the cluster campaign). The sweep at start-up
+    catches it when that Vigil comes back; this one lets any other Vigil on the host (the
+    surviving workers of a cluster) remove it within seconds."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(reap_orphaned_backend_stubs)
+        except OSError as e:  # /proc unreadable: try again next time
+            log.debug("sweeping orphaned backend stubs failed: %s", e)
 
 
 KEEP_LOGS = 20
