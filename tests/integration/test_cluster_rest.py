@@ -149,11 +149,7 @@ def check_recording_commands_reach_the_owner(
         total = 0.0
         for svc in workers.values():
             with httpx.Client(base_url=svc.url, timeout=10) as worker_api:
-                found = re.findall(
-                    r'vigil_commands_applied_total\{result="applied"\} ([0-9.e+]+)',
-                    worker_api.get("/metrics").text,
-                )
-                total += sum(float(n) for n in found)
+                total += counted(worker_api, "vigil_commands_applied_total").get("applied", 0.0)
         return total
 
     assert wait_for(lambda: applied() >= 8, 30, 0.5), applied()
@@ -162,12 +158,15 @@ def check_recording_commands_reach_the_owner(
     assert all(clips(w) == [] for w in workers if w != owner)
 
 
+def counted(api: httpx.Client, counter: str) -> dict[str, float]:
+    """A counter of a worker's metrics (``vigil_..._total``) by its ``result`` label."""
+    found = re.findall(rf'{counter}\{{result="(\w+)"\}} ([0-9.e+]+)', api.get("/metrics").text)
+    return {result: float(n) for result, n in found}
+
+
 def swaps_counted(api: httpx.Client) -> dict[str, float]:
     """``vigil_model_swaps_total`` by result, from a worker's metrics."""
-    found = re.findall(
-        r'vigil_model_swaps_total\{result="(\w+)"\} ([0-9.e+]+)', api.get("/metrics").text
-    )
-    return {result: float(n) for result, n in found}
+    return counted(api, "vigil_model_swaps_total")
 
 
 def test_cluster_swap_when_asked_of_one_worker_then_every_worker_serves_it_without_a_gap(

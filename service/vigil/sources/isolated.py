@@ -41,12 +41,12 @@ from vigil.sources.decoder_process import HEADER
 from vigil.sources.errors import SourceError
 from vigil.sources.packets import CodecParams, EncodedPacket
 from vigil.sources.urls import file_path, redact_url
-from vigil.specs import StreamSpec
+from vigil.specs import NETWORK_SCHEMES, StreamSpec
 
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in Python 3.10+ on Linux only
 PIPE_BYTES = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 #: Schemes whose decoders run in a child process (FFmpeg); test patterns are plain NumPy.
-ISOLATED_SCHEMES = ("file", "rtsp", "rtsps", "http", "https")
+ISOLATED_SCHEMES = ("file", *NETWORK_SCHEMES)
 
 
 class IsolatedSource(Source):
