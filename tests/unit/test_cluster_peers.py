@@ -11,13 +11,15 @@ import httpx
 import pytest
 
 from vigil.cluster.peers import FORWARDED, ClusterRecording
-from vigil.cluster.status import StreamReport, WorkerStatus
+from vigil.cluster.status import StatusBoard, StreamReport, WorkerStatus
 from vigil.commands.processor import CommandRejected
 from vigil.pipeline.manager import StreamNotFoundError
 from vigil.record.recorder import NotRecordingError
 
 
 class Board:
+    owner_elsewhere = StatusBoard.owner_elsewhere  # the real rule, over owner() below
+
     def __init__(self, owners: dict[str, tuple[str, str | None]]) -> None:
         self.owners = owners  # stream → (worker, api)
 

@@ -77,10 +77,10 @@ class ForwardToOwner:
         stream_id = unquote(match["id"])
         if stream_id in self.runtime.streams or stream_id not in cluster.desired.streams:
             return None
-        found = cluster.board.owner(stream_id)
-        if found is None or found[0].worker == cluster.worker_id or not found[0].api:
+        owner = cluster.board.owner_elsewhere(stream_id, cluster.worker_id)
+        if owner is None or not owner.api:
             return None
-        return found[0].worker, found[0].api
+        return owner.worker, owner.api
 
 
 async def _forward(

@@ -96,10 +96,9 @@ class ClusterRecording:
         return self.local
 
     async def _post(self, sensor_id: str, path: str, body: dict[str, str] | None) -> None:
-        found = self.worker.board.owner(sensor_id)
-        if found is None or found[0].worker == self.worker.worker_id:
+        owner = self.worker.board.owner_elsewhere(sensor_id, self.worker.worker_id)
+        if owner is None:
             raise StreamNotFoundError(f"no worker runs stream {sensor_id!r} now")
-        owner = found[0]
         if not owner.api:
             raise StreamNotFoundError(
                 f"stream {sensor_id!r} runs on worker {owner.worker}, which advertises no API "

@@ -91,6 +91,12 @@ class StatusBoard:
         found = [(w, r) for w in self.workers() for r in w.streams if r.id == stream_id]
         return max(found, key=lambda wr: wr[0].at) if found else None
 
+    def owner_elsewhere(self, stream_id: str, me: str) -> WorkerStatus | None:
+        """The live worker other than ``me`` that runs ``stream_id`` (None: nobody, or me):
+        where a call about the stream is passed on to."""
+        found = self.owner(stream_id)
+        return None if found is None or found[0].worker == me else found[0]
+
     def _apply(self, record: ConsumerRecord) -> None:
         worker = (record.key or b"").decode(errors="replace")
         if record.value is None:
