@@ -1,6 +1,7 @@
 """The ``vigil`` command.
 
-``vigil run --source [ID=]PATH ...`` processes video files to their end through Triton, with
+``vigil run --source [ID=]PATH ... [--workers N]`` processes video files to their end through
+Triton (in this process, or dealt over N worker processes that share one Triton), with
 a live progress bar per stream, then prints a summary table per stream.
 
 Exit codes: 0 all streams finished; 1 some stream ended in error; 2 the job could not run
@@ -15,17 +16,19 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vigil import __version__
 from vigil.config import Settings
 from vigil.infer.errors import InferError
+from vigil.job_workers import JobWorkerError, WorkerJob
 from vigil.jobs import JobResult, file_spec, run_streams
 from vigil.pipeline.stream_state import StreamState, StreamStatus
 from vigil.plugins.discovery import PluginError, check_refs
@@ -43,6 +46,13 @@ def parse_source(text: str, index: int) -> tuple[str, str]:
     if sep and sid and "/" not in sid:
         return sid, path
     return f"stream-{index}", text
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--triton-url", help="use an external Triton (gRPC host:port)")
     run.add_argument("--model-repository", type=Path, help="model repository directory")
     run.add_argument("--batch-size", type=int, help="max frames per inference request")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="deal the streams over N worker processes sharing one Triton (default 1: "
+        "this process); one interpreter's per-frame work bounds a job on a fast GPU",
+    )
     run.add_argument("--no-progress", action="store_true", help="no live progress bars")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -147,15 +165,15 @@ class _ProgressView:
             console=console,
             disable=not enabled,
         )
-        self.runtime: Runtime | None = None
+        self.statuses: Callable[[], list[StreamStatus]] = list
         self._tasks: dict[str, int] = {}
 
     def attach(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+        self.statuses = runtime.streams.statuses
 
     def refresh(self, statuses: list[StreamStatus] | None = None) -> None:
         if statuses is None:
-            statuses = self.runtime.streams.statuses() if self.runtime else []
+            statuses = self.statuses()
         for status in statuses:
             sid = status.stream_id
             if sid not in self._tasks:
@@ -217,10 +235,15 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
     try:
         with view.progress:
             refresher = asyncio.create_task(view.run())
-            result = await run_streams(settings, specs, on_start=view.attach)
+            if args.workers > 1:
+                job = WorkerJob(settings, specs, args.workers)
+                view.statuses = lambda: list(job.statuses.values())
+                result = await job.run()
+            else:
+                result = await run_streams(settings, specs, on_start=view.attach)
             view.refresh(list(result.streams.values()))
-    except (InferError, TritonServerError, RepositoryError, PluginError) as e:
-        console.print(f"[red]error:[/red] {e}", markup=False, highlight=False)
+    except (InferError, TritonServerError, RepositoryError, PluginError, JobWorkerError) as e:
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_JOB_FAILED
     finally:
         if refresher:
@@ -239,7 +262,7 @@ def _serve(settings: Settings, console: Console) -> int:
     try:
         return asyncio.run(serve(settings))
     except (InferError, TritonServerError, RepositoryError, PluginError) as e:
-        console.print(f"[red]error:[/red] {e}", markup=False, highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         return EXIT_JOB_FAILED
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,7 @@ async def run_streams(
     on_start: Callable[[Runtime], None] | None = None,
     extra_sinks: Sequence[EventSink] = (),
     connection: TritonConnection | None = None,
+    before_streams: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> JobResult:
     """Run ``specs`` to their end through the configured model.
 
@@ -57,12 +58,16 @@ async def run_streams(
         on_start: Called with the runtime once streams are added (progress display).
         extra_sinks: Sinks in addition to the JSONL file.
         connection: An open Triton connection to use (default: connect per settings).
+        before_streams: Awaited once the runtime is open, before the first stream is added
+            (a job's worker process waits there until every worker is ready).
 
     Raises:
         ModelNotFoundError: the model is not in the repository (lists the available ones).
         TritonServerError: Triton could not start or died (with its log tail).
     """
     async with open_runtime(settings, extra_sinks=extra_sinks, connection=connection) as rt:
+        if before_streams:
+            await before_streams(rt)
         started = time.monotonic()
         for spec in specs:
             await rt.streams.add(spec, trusted=True)

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,12 @@ class LatencyWindow:
         n = len(self)
         return float(np.percentile(self._values[:n], q) * 1000) if n else None
 
+    def values(self) -> list[float]:
+        """The latencies held, in seconds, oldest first."""
+        n = len(self)
+        start = self._count % len(self._values) if self._count > n else 0
+        return np.roll(self._values[:n], -start).tolist()
+
 
 @dataclass
 class StreamStats:
@@ -94,6 +101,10 @@ class StreamStats:
         """Frame latency (decode → event) percentile over the last 4,096 frames, in
         milliseconds; None if no frames."""
         return self.latencies_s.percentile_ms(q)
+
+
+#: The integer counters of :class:`StreamStats`, as a snapshot carries them.
+_COUNTERS = ("frames_decoded", "frames_processed", "frames_skipped", "decode_errors", "reconnects")
 
 
 class StreamStatus:
@@ -149,6 +160,45 @@ class StreamStatus:
         self._reason = reason
         if new in (StreamState.ERROR, StreamState.RECONNECTING):
             self.last_error = reason
+
+    def snapshot(self, *, latencies: bool = False) -> dict[str, Any]:
+        """The status as JSON-ready data (what a job's worker process reports to its
+        parent); ``latencies`` adds the latency window. :meth:`restored` reads it back."""
+        stats = self.stats
+        data: dict[str, Any] = {
+            "stream_id": self.stream_id,
+            "url": self.url,
+            "state": self._state.value,
+            "reason": self._reason,
+            "expected_frames": self.expected_frames,
+            "stats": {
+                name: getattr(stats, name)
+                for name in (*_COUNTERS, "started_monotonic_s", "last_processed_monotonic_s")
+            }
+            | {"detections": dict(stats.detections), "dropped": dict(stats.dropped)}
+            | {"model_version": stats.model_version},
+        }
+        if latencies:
+            data["latencies_s"] = stats.latencies_s.values()
+        return data
+
+    @classmethod
+    def restored(cls, data: dict[str, Any]) -> StreamStatus:
+        """A status from :meth:`snapshot`'s data (monotonic times are host-wide, so they
+        stay comparable across processes)."""
+        status = cls(data["stream_id"], data["url"])
+        status._set(StreamState(data["state"]), data["reason"])
+        status.expected_frames = data["expected_frames"]
+        fields = data["stats"]
+        stats = status.stats
+        for name in (*_COUNTERS, "started_monotonic_s", "last_processed_monotonic_s"):
+            setattr(stats, name, fields[name])
+        stats.detections = Counter(fields["detections"])
+        stats.dropped = Counter(fields["dropped"])
+        stats.model_version = fields["model_version"]
+        for seconds in data.get("latencies_s", ()):
+            stats.latencies_s.append(seconds)
+        return status
 
     def try_transition(self, new: StreamState, reason: str = "") -> bool:
         """Like :meth:`transition`, returning False instead of raising."""

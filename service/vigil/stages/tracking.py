@@ -24,8 +24,8 @@ class TrackIds:
     """Hands out track ids: unique across every stream for the life of the process, so an id
     is never reused, not even by a stream that is removed and added again."""
 
-    def __init__(self, first: int = 1) -> None:
-        self._counter = itertools.count(first)
+    def __init__(self, first: int = 1, step: int = 1) -> None:
+        self._counter = itertools.count(first, step)
         self._lock = threading.Lock()
 
     def __call__(self) -> int:
@@ -50,7 +50,7 @@ class TrackingStage(Stage):
 
     def __init__(self, settings: TrackerSettings, ids: TrackIds | None = None) -> None:
         self.settings = settings
-        self.ids = ids or TrackIds()
+        self.ids = ids or TrackIds(settings.id_first, settings.id_step)
         self._trackers: dict[str, ByteTracker] = {}
         # Per stream: seconds taken off frame times (outages bridged), the last frame's time
         # and the gap before it; streams whose next gap is an outage to bridge.

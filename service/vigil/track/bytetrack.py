@@ -76,6 +76,14 @@ class TrackerSettings(BaseModel):
         1.5, gt=0, le=300, description="A track missed this long ends (exit event)"
     )
     per_class: bool = Field(True, description="Match detections only to tracks of their class")
+    id_first: int = Field(1, ge=1, description="The first track id this process hands out")
+    id_step: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Track ids go id_first, id_first + id_step, ...: the N worker processes "
+        "of `vigil run --workers N` use steps of N, so their ids never meet",
+    )
     stopped_speed: float = Field(
         0.2,
         ge=0,
