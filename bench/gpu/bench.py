@@ -54,11 +54,12 @@ from bench.gpu.baselines import (  # noqa: E402
     triton_model_only,
 )
 from bench.gpu.meter import Meter  # noqa: E402
-from bench.gpu.report import print_table  # noqa: E402
+from bench.gpu.report import mode_label, print_table, workers_of  # noqa: E402
 from bench.gpu.runs import (  # noqa: E402
     cost_point,
     cupti_copies,
     full_pipeline,
+    full_pipeline_workers,
     pipeline_settings,
     profile_pipeline,
     realtime_search,
@@ -146,6 +147,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         default_mode = "threaded" if NvdecFileSource.threaded_default else "plain"
         modes = ["threaded", "plain"] if args.nvdec_mode == "both" else [args.nvdec_mode]
         headline = default_mode if default_mode in modes else modes[0]
+        # and (c) over worker processes (`vigil run --workers`), NVDEC in its default mode
+        modes += [f"w{k}" for k in args.workers if k > 1]
         report["nvdec_default"] = default_mode
         report["nvdec_modes"] = modes
 
@@ -185,19 +188,25 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             specs = [file_spec(f"cam-{i}", str(args.clip)) for i in range(args.streams)]
             for repeat in range(repeats):
                 for mode in modes:
-                    NvdecFileSource.threaded_default = mode == "threaded"
-                    spy = out / f"pyspy-c-{mode}.txt" if args.pyspy and repeat == 0 else None
+                    workers = workers_of(mode)
+                    NvdecFileSource.threaded_default = mode != "plain"
+                    spy = None
+                    if args.pyspy and repeat == 0 and workers == 1:
+                        spy = out / f"pyspy-c-{mode}.txt"
                     row = Row("", 0, 0)
                     with meter.measure(row), sampled_by_pyspy(spy):
-                        c, extra = await full_pipeline(settings, triton, specs)
+                        if workers > 1:
+                            c, extra = await full_pipeline_workers(settings, triton, specs, workers)
+                        else:
+                            c, extra = await full_pipeline(settings, triton, specs)
                     c.gpu_util, c.cpu_cores, c.nvdec_util = (
                         row.gpu_util, row.cpu_cores, row.nvdec_util,
                     )  # fmt: skip
-                    c.name = f"(c) full pipeline, whole run, NVDEC {mode}"
+                    c.name = f"(c) full pipeline, whole run, {mode_label(mode)}"
                     # the steady part (10 % → 90 % of the frames) beside it: what is left
                     # when the decoders' start and teardown are taken out
                     steady = Row(
-                        f"(c) full pipeline, steady (10 % → 90 %), NVDEC {mode}",
+                        f"(c) full pipeline, steady (10 % → 90 %), {mode_label(mode)}",
                         int(extra["steady_frames"]),
                         float(extra["steady_seconds"]),
                         c.gpu_util,
@@ -278,12 +287,15 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             cost: dict[int, list[dict[str, float]]] = {}
             for _ in range(repeats):
                 for streams in args.cost_streams:
-                    point = await cost_point(settings, triton, meter, uri, streams, args)
+                    point = await cost_point(
+                        settings, triton, meter, uri, streams, args, args.rt_workers
+                    )
                     cost.setdefault(streams, []).append(point)
                     print(f"# cost curve: {point}", flush=True)
             report["cost_curve"] = {str(k): v for k, v in cost.items()}
 
-            whole = runs[f"c-{headline}"]
+            # the search starts from (c)'s rate in the configuration it runs in
+            whole = runs.get(f"c-w{args.rt_workers}") or runs[f"c-{headline}"]
             streams_rt = max(1, math.floor(Spread.of([r.fps for r in whole]).median / 30.0))
             streams_rt = max(1, math.floor(streams_rt * args.rt_margin))
             if args.rt_seconds > 0:
@@ -363,6 +375,15 @@ if __name__ == "__main__":
     parser.add_argument(
         "--nvdec-mode", choices=["both", "threaded", "plain"], default="both",
         help="NVDEC mode(s) of (c); both: each, interleaved, the service's default as headline",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=lambda text: [int(v) for v in text.split(",") if v], default=[],
+        help="also run (c) over these numbers of worker processes (vigil run --workers; "
+        "comma-separated, e.g. 2,4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rt-workers", type=int, default=1,
+        help="worker processes of the real-time search and the cost curve (1: in-process)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="runs of every figure")
     parser.add_argument(

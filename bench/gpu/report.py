@@ -8,6 +8,17 @@ from typing import Any
 from bench.gpu.stats import Row, Spread, ratios, spread
 
 
+def workers_of(mode: str) -> int:
+    """Worker processes of a (c) configuration: ``w4`` → 4; an NVDEC mode runs in-process."""
+    return int(mode[1:]) if mode.startswith("w") else 1
+
+
+def mode_label(mode: str) -> str:
+    """How a (c) configuration is named in the table: ``NVDEC threaded``, ``4 workers``."""
+    workers = workers_of(mode)
+    return f"{workers} worker processes" if workers > 1 else f"NVDEC {mode}"
+
+
 def print_table(
     report: dict[str, Any], runs: dict[str, list[Row]], modes: list[str], headline: str
 ) -> None:
@@ -55,7 +66,7 @@ def print_table(
     for mode in modes:
         if mode != headline:
             print(
-                f"(c)/(a) with NVDEC {mode}: whole {show(f'c_{mode}_over_a')}, "
+                f"(c)/(a) with {mode_label(mode)}: whole {show(f'c_{mode}_over_a')}, "
                 f"steady {show(f'c_steady_{mode}_over_a')}"
             )
     print(
@@ -114,7 +125,11 @@ def print_table(
             f"  {streams:>7} {fps.text():>22} {cpu.text('.1f'):>17} {mem.text():>22} {marginal:>22}"
         )
     realtime = report.get("realtime", {})
-    print(f"1080p30 streams sustained in real time: {report['streams_1080p30']}")
+    workers = report["args"].get("rt_workers", 1)
+    print(
+        f"1080p30 streams sustained in real time: {report['streams_1080p30']} "
+        f"({'in-process' if workers == 1 else f'{workers} worker processes'}; the cost curve too)"
+    )
     for check in realtime.get("checks", []):
         print(f"  check: {check}")
     for check in realtime.get("tries", []):

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from bench.gpu.meter import Meter
 from bench.gpu.stats import Row
 from vigil.config import Settings
 from vigil.infer import cuda_shm
+from vigil.job_workers import WorkerJob
 from vigil.jobs import run_streams
 from vigil.pipeline.stream_state import StreamStatus
 from vigil.runtime import Runtime, open_runtime
@@ -59,7 +60,6 @@ async def full_pipeline(
     occupancy: list[tuple[int, int, int]] = []  # (slots in use, requests awaiting emit, done)
     tasks: list[asyncio.Task[None]] = []
     runtimes: list[Any] = []
-    timeline: dict[str, float] = {}
 
     def on_start(runtime: Any) -> None:
         runtimes.append(runtime)
@@ -90,11 +90,7 @@ async def full_pipeline(
         raise RuntimeError(f"streams failed: {failed}")
     window_frames, window_s = _steady_window(samples, processed)
     steady = window_frames / window_s if window_s else 0.0
-    if samples:  # seconds from the first sample until 1 %, 10 %, … of the frames were done
-        t0 = samples[0][0]
-        for share in (0.01, 0.1, 0.5, 0.9, 0.99, 1.0):
-            hit = next((t for t, n in samples if n >= share * processed), samples[-1][0])
-            timeline[f"t{share:.0%}"] = round(hit - t0, 2)
+    timeline = _timeline(samples, processed)
     p50 = max(s.stats.latency_percentile_ms(50) or 0 for s in result.streams.values())
     p99 = max(s.stats.latency_percentile_ms(99) or 0 for s in result.streams.values())
     d2h = cuda_shm.TRANSFERS.bytes - bytes0
@@ -135,6 +131,46 @@ def _histogram_sum_count(histogram: Any) -> tuple[float, float]:
     return next((v for k, v in values.items() if k.endswith("_sum")), 0.0), next(
         (v for k, v in values.items() if k.endswith("_count")), 0.0
     )
+
+
+async def full_pipeline_workers(
+    settings: Settings, triton: TritonConnection, specs: list[StreamSpec], workers: int
+) -> tuple[Row, dict[str, float | str]]:
+    """(c) as ``vigil run --workers`` runs it: the streams dealt over ``workers`` processes
+    sharing this process's Triton; frames/s over the whole run (from the moment every
+    worker's streams start together) and the steady part, from the workers' reports."""
+    job = WorkerJob(settings, specs, workers, report_s=0.1)
+    result = await job.run(triton)
+    processed = sum(s.stats.frames_processed for s in result.streams.values())
+    failed = [f"{s.stream_id}: {s.reason}" for s in result.failed]
+    if failed:
+        raise RuntimeError(f"streams failed: {failed}")
+    samples = job.progress.samples
+    statuses = list(result.streams.values())
+    window_frames, window_s = _steady_window(samples, processed)
+    extra: dict[str, float | str] = {
+        "workers": float(len(job.shares)),
+        "steady_fps": window_frames / window_s if window_s else 0.0,
+        "steady_frames": float(window_frames),
+        "steady_seconds": window_s,
+        "events": float(result.events_written),
+        "latency_p50_ms": max(s.stats.latency_percentile_ms(50) or 0 for s in statuses),
+        "latency_p99_ms": max(s.stats.latency_percentile_ms(99) or 0 for s in statuses),
+        "timeline": str(_timeline(samples, processed)),
+    }
+    name = f"(c) full pipeline ({len(specs)} streams, {workers} worker processes)"
+    return Row(name, processed, result.elapsed_s, extra=extra), extra
+
+
+def _timeline(samples: list[tuple[float, int]], total: int) -> dict[str, float]:
+    """Seconds from the first sample until 1 %, 10 %, … of the frames were done."""
+    timeline: dict[str, float] = {}
+    if samples:
+        t0 = samples[0][0]
+        for share in (0.01, 0.1, 0.5, 0.9, 0.99, 1.0):
+            hit = next((t for t, n in samples if n >= share * total), samples[-1][0])
+            timeline[f"t{share:.0%}"] = round(hit - t0, 2)
+    return timeline
 
 
 def _steady_window(samples: list[tuple[float, int]], total: int) -> tuple[int, float]:
@@ -220,40 +256,108 @@ async def profile_pipeline(
     return lines
 
 
-async def _add_and_settle(
-    runtime: Runtime, specs: list[StreamSpec], *, poll_s: float, settle_s: float
-) -> list[StreamStatus]:
-    """Add ``specs`` to ``runtime``; once every stream has processed a frame (NVDEC
-    sessions open one after another; polled every ``poll_s`` for up to 30 s), ``settle_s``
-    more. Returns the streams' statuses."""
-    for spec in specs:
-        await runtime.streams.add(spec, trusted=True)
-    statuses = [m.status for m in runtime.streams.list()]
-    for _ in range(round(30 / poll_s)):
-        if all(s.stats.frames_processed for s in statuses):
-            break
-        await asyncio.sleep(poll_s)
-    await asyncio.sleep(settle_s)
-    return statuses
+class _Running:
+    """Streams running in this process or in worker processes: each stream's processed
+    frames with the time they were counted at, and its status."""
+
+    def __init__(self, runtime: Runtime | None, job: WorkerJob | None) -> None:
+        self.runtime, self.job = runtime, job
+
+    def statuses(self) -> list[StreamStatus]:
+        if self.job is not None:
+            return list(self.job.statuses.values())
+        assert self.runtime is not None
+        return self.runtime.streams.statuses()
+
+    def counts(self) -> dict[str, tuple[float, int]]:
+        """Stream → (monotonic time, frames processed by then)."""
+        if self.job is not None:
+            at = self.job.reported_at
+            return {
+                s.stream_id: (at[s.stream_id], s.stats.frames_processed) for s in self.statuses()
+            }
+        now = time.monotonic()
+        return {s.stream_id: (now, s.stats.frames_processed) for s in self.statuses()}
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    settings: Settings,
+    triton: TritonConnection,
+    specs: list[StreamSpec],
+    workers: int,
+    *,
+    before: Any = None,
+) -> AsyncIterator[_Running]:
+    """Run ``specs`` (in this process when ``workers`` is 1, else in worker processes) until
+    the block exits; yields once every stream has processed a frame (NVDEC sessions open one
+    after another; up to 60 s). ``before()`` is awaited before the streams start (in this
+    process: once the runtime is open)."""
+    if workers == 1:
+        async with open_runtime(settings, connection=triton) as runtime:
+            if before:
+                await before()
+            for spec in specs:
+                await runtime.streams.add(spec, trusted=True)
+            running = _Running(runtime, None)
+            await _first_frames(running, None)
+            yield running
+        return
+    if before:
+        await before()
+    job = WorkerJob(settings, specs, workers, report_s=0.1)
+    run = asyncio.create_task(job.run(triton))
+    try:
+        running = _Running(None, job)
+        await _first_frames(running, run)
+        yield running
+    finally:
+        job.stop()
+        await run
+
+
+async def _first_frames(running: _Running, run: asyncio.Task[Any] | None) -> None:
+    for _ in range(1200):
+        statuses = running.statuses()
+        if statuses and all(s.stats.frames_processed for s in statuses):
+            return
+        if run is not None and run.done():
+            run.result()
+            raise RuntimeError("the workers ended before every stream delivered a frame")
+        await asyncio.sleep(0.05)
+
+
+def _rates(
+    before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]
+) -> list[float]:
+    return [
+        (after[sid][1] - n) / (after[sid][0] - t) if after[sid][0] > t else 0.0
+        for sid, (t, n) in before.items()
+    ]
 
 
 async def realtime_check(
-    settings: Settings, triton: TritonConnection, uri: str, streams: int, seconds: float
+    settings: Settings,
+    triton: TritonConnection,
+    uri: str,
+    streams: int,
+    seconds: float,
+    workers: int = 1,
 ) -> dict[str, float]:
-    """Play ``streams`` copies of the clip (``file://`` URI) at 30 fps each; per-stream
-    processed rate over the last part of the window, and latency."""
+    """Play ``streams`` copies of the clip (``file://`` URI) at 30 fps each, in this process
+    or over ``workers`` processes; per-stream processed rate over a window that starts 2 s
+    after every stream delivered a frame, and latency."""
     specs = [StreamSpec(id=f"rt-{i}", url=uri, max_fps=30.0) for i in range(streams)]
-    async with open_runtime(settings, connection=triton) as runtime:
-        statuses = await _add_and_settle(runtime, specs, poll_s=0.1, settle_s=2.0)
-        before = [s.stats.frames_processed for s in statuses]
-        t0 = time.perf_counter()
+    async with _running(settings, triton, specs, workers) as running:
+        await asyncio.sleep(2.0)
+        before = running.counts()
         await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - t0
-        after = [s.stats.frames_processed for s in statuses]
-        rates = [(b - a) / elapsed for a, b in zip(before, after, strict=True)]
-        p99 = max(s.stats.latency_percentile_ms(99) or 0 for s in statuses)
+        rates = _rates(before, running.counts())
+    # once stopped: a worker's latency window comes with its result, not its reports
+    p99 = max(s.stats.latency_percentile_ms(99) or 0 for s in running.statuses())
     return {
         "streams": float(streams),
+        "workers": float(workers),
         "min_stream_fps": min(rates),
         "mean_stream_fps": float(np.mean(rates)),
         "latency_p99_ms": p99,
@@ -267,29 +371,34 @@ async def cost_point(
     uri: str,
     streams: int,
     args: argparse.Namespace,
+    workers: int = 1,
 ) -> dict[str, float]:
-    """One point of the cost curve: ``streams`` copies of the clip, unpaced; over a window
-    after every stream delivered its first frame (+1 s): frames/s of all streams, CPU cores
-    (Vigil + Triton), GPU memory in use on the device (NVML) and what the streams added to it
-    (against the runtime with no stream; this includes the pipeline's first-batch
-    allocations, so the marginal cost between two points is the cleaner per-stream figure)
-    per stream."""
+    """One point of the cost curve: ``streams`` copies of the clip, unpaced, in this process
+    or over ``workers`` processes; over a window after every stream delivered its first
+    frame (+1 s): frames/s of all streams, CPU cores (Vigil, its workers and Triton), GPU
+    memory in use on the device (NVML) and what the streams added to it (against the
+    runtime with no stream; this includes the pipeline's first-batch allocations, so the
+    marginal cost between two points is the cleaner per-stream figure) per stream."""
     specs = [StreamSpec(id=f"cost-{i}", url=uri) for i in range(streams)]
-    async with open_runtime(settings, connection=triton) as runtime:
+    memory0 = 0
+
+    async def before() -> None:
+        nonlocal memory0
         await asyncio.sleep(0.5)
-        memory0 = meter.gpu_memory_used()  # Triton's instances, the ring; no stream yet
-        statuses = await _add_and_settle(runtime, specs, poll_s=0.05, settle_s=1.0)
+        memory0 = meter.gpu_memory_used()  # Triton's instances (and our ring); no stream yet
+
+    async with _running(settings, triton, specs, workers, before=before) as running:
+        await asyncio.sleep(1.0)
         row = Row("", 0, 0)
         with meter.measure(row):
-            before = sum(s.stats.frames_processed for s in statuses)
-            t0 = time.perf_counter()
+            counted = running.counts()
             await asyncio.sleep(args.cost_seconds)
-            elapsed = time.perf_counter() - t0
-            after = sum(s.stats.frames_processed for s in statuses)
+            fps = sum(_rates(counted, running.counts()))
             memory = meter.gpu_memory_used()
     return {
         "streams": float(streams),
-        "fps": (after - before) / elapsed,
+        "workers": float(workers),
+        "fps": fps,
         "cpu_cores": row.cpu_cores or 0.0,
         "gpu_util": row.gpu_util or 0.0,
         "gpu_mib_used": memory / 2**20,
@@ -311,7 +420,9 @@ async def realtime_search(
         for _ in range(args.repeats):
             if len(tries) >= args.rt_tries:
                 break
-            rt = await realtime_check(settings, triton, uri, streams, args.rt_seconds)
+            rt = await realtime_check(
+                settings, triton, uri, streams, args.rt_seconds, args.rt_workers
+            )
             print(f"# real-time check: {rt}", flush=True)
             tries.append(rt)
             checks.append(rt)

@@ -24,6 +24,7 @@ import contextlib
 import faulthandler
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: How long stopped workers get to close their streams before they are killed.
 STOP_GRACE_S = 15.0
+#: The directory holding the ``vigil`` package (the workers' import path starts there).
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 #: A result line carries every stream's latency window (4,096 floats each).
 _LINE_LIMIT = 256 << 20
 
@@ -79,6 +82,8 @@ class WorkerJob:
     Attributes:
         statuses: Every stream's status, refreshed from the workers' reports (for progress
             displays and benchmarks); final once :meth:`run` returns.
+        reported_at: Stream → when (``time.monotonic()`` in its worker) its status was
+            last reported.
         progress: Frames processed by all workers over time.
         report_s: How often workers report.
     """
@@ -99,6 +104,7 @@ class WorkerJob:
         self.settings = settings
         self.shares = [list(specs[i::count]) for i in range(count)]
         self.statuses = {s.id: StreamStatus(s.id, s.url) for s in specs}
+        self.reported_at: dict[str, float] = {}
         self.progress = WorkerProgress()
         self.report_s = report_s
         self._procs: list[asyncio.subprocess.Process] = []
@@ -215,6 +221,7 @@ class WorkerJob:
         statuses = [StreamStatus.restored(d) for d in message["streams"]]
         for status in statuses:
             self.statuses[status.stream_id] = status
+            self.reported_at[status.stream_id] = message["at"]
         frames = sum(s.stats.frames_processed for s in statuses)
         self.progress.add(index, message["at"], frames)
 
@@ -293,11 +300,15 @@ def _part(path: Path, index: int) -> Path:
 
 async def _spawn() -> asyncio.subprocess.Process:
     command = [*death_signal_prefix(), sys.executable, "-m", "vigil.job_workers"]
+    # the worker imports this very package, even when the parent found it on a sys.path it
+    # set up itself (a benchmark, a test runner) rather than through an installation
+    paths = [_PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return await asyncio.create_subprocess_exec(
         *command,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         limit=_LINE_LIMIT,
+        env=os.environ | {"PYTHONPATH": os.pathsep.join(paths)},
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import pytest
 
-from bench.gpu.report import print_table
+from bench.gpu.report import mode_label, print_table, workers_of
 from bench.gpu.stats import (
     Row,
     Spread,
@@ -140,3 +140,41 @@ def test_summary_ratios_need_every_figure(missing):
     del runs[missing]
     with pytest.raises(KeyError):
         summary_ratios(runs, ["threaded", "plain"], "threaded")
+
+
+def test_worker_configurations_get_their_own_rows_and_ratio(capsys):
+    """(c) over worker processes (`--workers 4`) is a configuration of its own: its rows, its
+    (c)/(a) line, and the real-time line says how the search ran."""
+    runs = fake_runs()
+    extra = dict(runs["c-threaded"][0].extra)
+    runs["c-w4"] = [Row("(c) w4", f, 1.0, 90.0, 40.0, 9.0, extra) for f in (2200, 2250, 2300)]
+    runs["c-steady-w4"] = [
+        Row("(c) steady w4", f, 1.0, 90.0, 40.0, 9.0, extra) for f in (2300,) * 3
+    ]
+    modes = ["threaded", "w4"]
+    report = {
+        "date": "2026-12-05",
+        "device": "GPU",
+        "driver": "1",
+        "path": "GPU path",
+        "cpu_count": 16,
+        "tracker": "on",
+        "args": {"repeats": 3, "streams": 16, "instances": 3, "rt_workers": 4},
+        "ratios": summary_ratios(runs, modes, "threaded"),
+        "origin_counts": {
+            "vigil_requests": 1,
+            "vigil_cpu_inputs": 0,
+            "naive_requests": 0,
+            "naive_cpu_inputs": 0,
+            "instances": 3,
+        },
+        "streams_1080p30": 70,
+    }
+    print_table(report, runs, modes, "threaded")
+    text = capsys.readouterr().out
+    assert workers_of("w4") == 4
+    assert workers_of("plain") == 1
+    assert mode_label("w4") == "4 worker processes"
+    # 2200/2500, 2250/2600, 2300/2550 → 0.88, 0.865, 0.90
+    assert "(c)/(a) with 4 worker processes: whole 0.88 (0.87–0.90)" in text
+    assert "1080p30 streams sustained in real time: 70 (4 worker processes" in text
