@@ -41,7 +41,7 @@ COPY scripts/install_triton.py /src/scripts/
 RUN /opt/vigil/bin/pip download -q --no-deps "nvidia-pytriton==${TRITON_WHEEL_VERSION}" -d /tmp/wheels \
     && /opt/vigil/bin/python /src/scripts/install_triton.py /tmp/wheels/nvidia_pytriton-*.whl /opt/triton \
     && /opt/vigil/bin/pip install -q --no-warn-conflicts --target /opt/triton/python-env \
-        numpy==1.26.4 onnxruntime==1.31.1 \
+        numpy==1.26.4 onnxruntime==1.32.0 \
     && rm -rf /tmp/wheels
 
 FROM ${BASE} AS vigil
