@@ -165,7 +165,7 @@ class WorkerJob:
         written = self._merge_events()
         return JobResult(
             streams=dict(self.statuses),
-            model=self.settings.model.name if model is None else model[0],
+            model=model[0],
             events_written=written,
             elapsed_s=ended - started,
         )
@@ -236,10 +236,10 @@ class WorkerJob:
                 return
             code = await self._procs[index].wait()
             reason = message.get("message") or f"its worker process exited with code {code}"
-            for spec in self.shares[index]:
-                status = self.statuses[spec.id]
-                if status.state is not StreamState.STOPPED:
-                    status._set(StreamState.ERROR, f"worker {index + 1}: {reason}")
+            for spec in self.shares[index]:  # those that had not ended (or failed) already
+                self.statuses[spec.id].try_transition(
+                    StreamState.ERROR, f"worker {index + 1}: {reason}"
+                )
             log.error("worker %d ended without a result: %s", index + 1, reason)
 
         async def watch() -> None:
