@@ -14,6 +14,9 @@ batches, for a quick run; the table says so):
    events to a JSONL file;
 5. ratio pipeline / model-only-through-Triton (target ≥ 0.85 on the 2-core CI machine).
 
+Rows 3 and 4 run ``--repeats`` times (default 3), interleaved run by run; the table gives
+each as the median (min–max), and the ratio is the median of the runs' own ratios.
+
 Usage: ``python bench/pipeline_bench.py --video vtest.avi [--batch-size 4] [--streams 2]``
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import statistics
 import sys
 import tempfile
 import time
@@ -158,40 +162,53 @@ async def main(args: argparse.Namespace) -> None:
             batches = preprocessed_batches(args.video, model, args.batch_size, args.batches)
             onnx_path = settings.triton.model_repository / model.name / "1" / "model.onnx"
             ort_fps = onnxruntime_only(onnx_path, batches, model.inputs[0].name)
-            triton_fps = await triton_only(
-                triton, model, batches, settings.pipeline.inflight_requests
-            )
             specs = [file_spec(f"cam-{i}", str(args.video)) for i in range(1, args.streams + 1)]
-            before = await triton.client.statistics(model.name)
-            result = await run_streams(settings, specs, connection=triton)
-            server_side = triton_profile(before, await triton.client.statistics(model.name))
-            processed = sum(s.stats.frames_processed for s in result.streams.values())
-            pipeline_fps = processed / result.elapsed_s
-            p50 = [s.stats.latency_percentile_ms(50) for s in result.streams.values()]
-            p99 = [s.stats.latency_percentile_ms(99) for s in result.streams.values()]
+            triton_runs, pipeline_runs, ratios, p50, p99 = [], [], [], [], []
+            for _ in range(args.repeats):  # interleaved, so a slow spell hits both rows
+                triton_runs.append(
+                    await triton_only(triton, model, batches, settings.pipeline.inflight_requests)
+                )
+                before = await triton.client.statistics(model.name)
+                result = await run_streams(settings, specs, connection=triton)
+                server_side = triton_profile(before, await triton.client.statistics(model.name))
+                processed = sum(s.stats.frames_processed for s in result.streams.values())
+                pipeline_runs.append(processed / result.elapsed_s)
+                ratios.append(pipeline_runs[-1] / triton_runs[-1])
+                p50 += [s.stats.latency_percentile_ms(50) for s in result.streams.values()]
+                p99 += [s.stats.latency_percentile_ms(99) for s in result.streams.values()]
 
     table = results_table("pipeline", f"batch {args.batch_size}", "frames/s")
     table.add_column("vs model-only (Triton)", justify="right")
     model_frames = len(batches) * args.batch_size
     which = "the clip's" if args.batches is None else f"the clip's first {model_frames}"
+    triton_fps = statistics.median(triton_runs)
     rows = [
-        (f"decode only ({frames} frames, PyAV → RGB)", decode_fps),
-        (f"model only, onnxruntime in-process ({which} frames)", ort_fps),
+        (f"decode only ({frames} frames, PyAV → RGB)", [decode_fps]),
+        (f"model only, onnxruntime in-process ({which} frames)", [ort_fps]),
         (
             f"model only, Triton + system shm ({settings.pipeline.inflight_requests} in flight, "
             f"{which} frames)",
-            triton_fps,
+            triton_runs,
         ),
-        (f"full pipeline ({args.streams} streams × {frames} frames → events)", pipeline_fps),
+        (f"full pipeline ({args.streams} streams × {frames} frames → events)", pipeline_runs),
     ]
-    for name, fps in rows:
-        table.add_row(name, f"{fps:,.1f}", f"{fps / triton_fps:.2f}")
+    for name, runs in rows:
+        table.add_row(name, spread(runs), f"{statistics.median(runs) / triton_fps:.2f}")
     console.print(table)
-    console.print(f"Triton during the pipeline run: {server_side}")
+    console.print(f"Triton during the last pipeline run: {server_side}")
     console.print(
-        f"pipeline / model-only (Triton) = [bold]{pipeline_fps / triton_fps:.2f}[/bold] "
-        f"(target ≥ 0.85); frame latency p50 {max(p50):.0f} ms, p99 {max(p99):.0f} ms"
+        f"pipeline / model-only (Triton), run by run: {', '.join(f'{r:.2f}' for r in ratios)}"
+        f" → median [bold]{spread(ratios, '.2f')}[/bold] (target ≥ 0.85); frame latency "
+        f"p50 {max(p50):.0f} ms, p99 {max(p99):.0f} ms"
     )
+
+
+def spread(values: list[float], fmt: str = ",.1f") -> str:
+    """``median (min–max)`` of ``values``, or the one value alone."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid:{fmt}} ({low:{fmt}}–{high:{fmt}})"
 
 
 if __name__ == "__main__":
@@ -205,4 +222,10 @@ if __name__ == "__main__":
         help="model-only rows on the clip's first N batches (default: the whole clip)",
     )
     parser.add_argument("--streams", type=int, default=2)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of the Triton model-only row and the pipeline, interleaved (median, min–max)",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -34,6 +34,12 @@ class TritonPythonModel:
         threads = int(_param(config, "vigil.intra_op_threads", "0"))
         if threads:
             options.intra_op_num_threads = threads
+        # onnxruntime's pool threads spin between runs by default. Where the pipeline's own
+        # threads (decode, preprocess, tracking) share the cores with the model, the spinning
+        # takes their CPU time; "0" makes idle pool threads sleep instead.
+        spinning = _param(config, "vigil.intra_op_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         self.session = ort.InferenceSession(
             os.path.join(version_dir, filename), options, providers=["CPUExecutionProvider"]
         )
