@@ -1,10 +1,12 @@
-"""What the benchmarks share: the line saying when and where a result was measured, and a
-``vigil serve`` in a subprocess for those that drive the service over REST."""
+"""What the benchmarks share: the line saying when and where a result was measured, the
+``median (min–max)`` of repeated runs, and a ``vigil serve`` in a subprocess for those that
+drive the service over REST."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def measured_on() -> str:
     """``2026-11-21 12:00 UTC, <host>, <N> cores``: when and where a result was measured."""
     return f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores"
+
+
+def spread(values: Sequence[float], fmt: str = ".1f") -> str:
+    """``median (min–max)`` of ``values`` with the format spec ``fmt``; one value alone."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid:{fmt}} ({low:{fmt}}–{high:{fmt}})"
 
 
 def results_table(what: str, details: str, unit: str) -> Table:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -35,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import measured_on, vigil_serve
+from bench.harness import measured_on, spread, vigil_serve
 from tests.support.clips import make_clip
 
 LIVE_720P = "test://pattern?width=1280&height=720&fps=10"
@@ -111,11 +110,6 @@ def latency(api: httpx.Client, base: str, seconds: float) -> list[float]:
     return [arrived - captured for captured, arrived in viewer.parts[5:]]  # after warm-up
 
 
-def _spread(values: list[float], fmt: str = "{:.1f}") -> str:
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–" \
-           f"{fmt.format(max(values))})"  # fmt: skip
-
-
 def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="vigil-live-bench-") as name:
         tmp = Path(name)
@@ -149,12 +143,12 @@ def main(args: argparse.Namespace) -> None:
         f"load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"median of {args.runs} runs (min–max)"
     )
-    print(f"2 streams × {args.frames} frames, 0 viewers : {_spread(bare)} frames/s")
-    print(f"2 streams × {args.frames} frames, 4 viewers : {_spread(watched)} frames/s "
-          f"(viewers got {_spread([float(p) for p in parts], '{:.0f}')} parts)")  # fmt: skip
-    print(f"4 viewers / 0 viewers                 : {_spread(ratios, '{:.3f}')} (target ≥ 0.95)")
-    print(f"capture → MJPEG part at 720p, p50     : {_spread(p50s)} ms (target ≤ 150 ms)")
-    print(f"capture → MJPEG part at 720p, p95     : {_spread(p95s)} ms")
+    print(f"2 streams × {args.frames} frames, 0 viewers : {spread(bare)} frames/s")
+    print(f"2 streams × {args.frames} frames, 4 viewers : {spread(watched)} frames/s "
+          f"(viewers got {spread([float(p) for p in parts], '.0f')} parts)")  # fmt: skip
+    print(f"4 viewers / 0 viewers                 : {spread(ratios, '.3f')} (target ≥ 0.95)")
+    print(f"capture → MJPEG part at 720p, p50     : {spread(p50s)} ms (target ≤ 150 ms)")
+    print(f"capture → MJPEG part at 720p, p95     : {spread(p95s)} ms")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import results_table
+from bench.harness import results_table, spread
 from vigil.config import Settings
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import SystemShmRing
@@ -193,7 +193,7 @@ async def main(args: argparse.Namespace) -> None:
         (f"full pipeline ({args.streams} streams × {frames} frames → events)", pipeline_runs),
     ]
     for name, runs in rows:
-        table.add_row(name, spread(runs), f"{statistics.median(runs) / triton_fps:.2f}")
+        table.add_row(name, spread(runs, ",.1f"), f"{statistics.median(runs) / triton_fps:.2f}")
     console.print(table)
     console.print(f"Triton during the last pipeline run: {server_side}")
     console.print(
@@ -201,14 +201,6 @@ async def main(args: argparse.Namespace) -> None:
         f" → median [bold]{spread(ratios, '.2f')}[/bold] (target ≥ 0.85); frame latency "
         f"p50 {max(p50):.0f} ms, p99 {max(p99):.0f} ms"
     )
-
-
-def spread(values: list[float], fmt: str = ",.1f") -> str:
-    """``median (min–max)`` of ``values``, or the one value alone."""
-    if len(values) == 1:
-        return format(values[0], fmt)
-    low, mid, high = min(values), statistics.median(values), max(values)
-    return f"{mid:{fmt}} ({low:{fmt}}–{high:{fmt}})"
 
 
 if __name__ == "__main__":
