@@ -23,7 +23,8 @@ def onnx_model(monkeypatch):
     pb_utils.triton_string_to_numpy = lambda name: np.float32  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb_utils)
     monkeypatch.delitem(sys.modules, "vigil.triton.onnx_model", raising=False)
-    return importlib.import_module("vigil.triton.onnx_model")
+    yield importlib.import_module("vigil.triton.onnx_model")
+    sys.modules.pop("vigil.triton.onnx_model", None)  # bound to the stand-in: not for others
 
 
 def _initialize(onnx_model, tmp_path, parameters: dict[str, str]):
