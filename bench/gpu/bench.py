@@ -54,7 +54,13 @@ from bench.gpu.baselines import (  # noqa: E402
     triton_model_only,
 )
 from bench.gpu.meter import Meter  # noqa: E402
-from bench.gpu.report import mode_label, print_table, workers_of  # noqa: E402
+from bench.gpu.report import (  # noqa: E402
+    mode_label,
+    parse_model_variants,
+    print_table,
+    variant_label,
+    workers_of,
+)
 from bench.gpu.runs import (  # noqa: E402
     cost_point,
     cupti_copies,
@@ -155,8 +161,16 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         repository = tmp / "repository"
         (tmp / "run").mkdir()
         peoplenet.write_repository(
-            repository, weights, max_batch=args.batch, instances=args.instances
+            repository, weights, max_batch=args.batch, instances=args.instances, group=args.group
         )
+        # the same network in other serving configurations: (b) for each, (c) on request
+        variant_models = {
+            label: peoplenet.write_repository(
+                repository, weights, max_batch=args.batch, instances=instances, group=group,
+                name=f"{peoplenet.MODEL_NAME}_{label}",
+            ).name
+            for label, (instances, group) in args.model_variants.items()
+        }  # fmt: skip
         settings = pipeline_settings(
             base.model_copy(
                 update={
@@ -176,12 +190,20 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             report["model_load_s"] = time.perf_counter() - started
             print(f"# model loaded in {report['model_load_s']:.1f} s", flush=True)
 
-            for _ in range(repeats):
-                row = Row("", 0, 0)
-                with meter.measure(row):
-                    b = await triton_model_only(triton, model, batch, args.inflight, args.batches)
-                b.gpu_util, b.cpu_cores = row.gpu_util, row.cpu_cores
-                print(f"(b) {add('b', b).fps:,.0f} frames/s", flush=True)
+            served = {"b": model}
+            for label, name in variant_models.items():
+                served[f"b-{label}"] = await triton.client.load_model(name)
+            for _ in range(repeats):  # interleaved run by run, like (c)'s configurations
+                for key, target in served.items():
+                    row = Row("", 0, 0)
+                    with meter.measure(row):
+                        b = await triton_model_only(
+                            triton, target, batch, args.inflight, args.batches
+                        )
+                    b.gpu_util, b.cpu_cores = row.gpu_util, row.cpu_cores
+                    if key != "b":
+                        b.name = f"(b) {variant_label(key[2:], args.inflight)}"
+                    print(f"{b.name}: {add(key, b).fps:,.0f} frames/s", flush=True)
 
             if args.contention:
                 report["contention"] = await contention(triton, model, batch, args)
@@ -231,6 +253,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     NvdecFileSource.buffer_frames,
                 )
                 varied = settings
+                variant_workers = 1
                 for part in variant.split("+"):
                     key, _, value = part.partition("=")
                     if key == "tracker":  # tracker=off: what tracking costs (c)
@@ -241,7 +264,17 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     elif key == "fetch":
                         NvdecFileSource.fetch_frames = int(value)
                         NvdecFileSource.buffer_frames = 2 * int(value)
-                c2, extra2 = await full_pipeline(varied, triton, specs)
+                    elif key == "model":  # model=i1g2: a --model-variants configuration
+                        named = varied.model.model_copy(update={"name": variant_models[value]})
+                        varied = varied.model_copy(update={"model": named})
+                    elif key == "workers":
+                        variant_workers = int(value)
+                if variant_workers > 1:
+                    c2, extra2 = await full_pipeline_workers(varied, triton, specs, variant_workers)
+                else:
+                    c2, extra2 = await full_pipeline(varied, triton, specs)
+                c2.name = f"(c) variant {variant}, whole run"
+                add(f"variant-{variant}", c2)
                 sys.setswitchinterval(saved[0])
                 NvdecFileSource.fetch_frames, NvdecFileSource.buffer_frames = saved[1:]
                 print(
@@ -350,6 +383,15 @@ if __name__ == "__main__":
     parser.add_argument("--inflight", type=int, default=6)
     parser.add_argument("--queue", type=int, default=32, help="frames buffered per stream")
     parser.add_argument("--instances", type=int, default=3, help="Triton model instances")
+    parser.add_argument(
+        "--group", type=int, default=1,
+        help="requests a model instance may run per execute (dynamic batching when > 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model-variants", type=parse_model_variants, default={},
+        help="(b) also with these serving configurations, instances x group, e.g. 1x2,2x2; "
+        "(c) with one of them: --variants model=i1g2",
+    )  # fmt: skip
     parser.add_argument("--iterations", type=int, default=100, help="(a) batches timed")
     parser.add_argument("--batches", type=int, default=300, help="(b) requests")
     parser.add_argument("--naive-seconds", type=float, default=10.0)

@@ -23,13 +23,23 @@ LABELS = ("person", "bag", "face")
 GRID = (34, 60)
 
 
-def config_text(max_batch: int, instances: int, device_id: int = 0) -> str:
-    """``config.pbtxt`` of the model: fp16 CHW input, fp32 outputs, GPU instances."""
+def config_text(
+    max_batch: int, instances: int, device_id: int = 0, group: int = 1, name: str = MODEL_NAME
+) -> str:
+    """``config.pbtxt`` of the model: fp16 CHW input, fp32 outputs, GPU instances.
+
+    ``group`` > 1 turns on dynamic batching with room for ``group`` requests of ``max_batch``
+    frames: an instance then takes up to that many queued requests per ``execute`` and runs
+    them back to back (:mod:`peoplenet_model`), instead of idling the GPU between them."""
     classes = len(LABELS)
-    return f"""name: "{MODEL_NAME}"
+    warm = ",".join(str(size) for size in sorted({max_batch, max_batch * group}))
+    batching = ""
+    if group > 1:
+        batching = "dynamic_batching { max_queue_delay_microseconds: 0 }\n"
+    return f"""name: "{name}"
 backend: "python"
-max_batch_size: {max_batch}
-input [{{ name: "{INPUT_NAME}" data_type: TYPE_FP16 dims: [3, 544, 960] }}]
+max_batch_size: {max_batch * group}
+{batching}input [{{ name: "{INPUT_NAME}" data_type: TYPE_FP16 dims: [3, 544, 960] }}]
 output [
   {{ name: "{COVERAGE}" data_type: TYPE_FP32 dims: [{classes}, {GRID[0]}, {GRID[1]}] }},
   {{ name: "{BBOX}" data_type: TYPE_FP32 dims: [{4 * classes}, {GRID[0]}, {GRID[1]}] }}
@@ -40,6 +50,7 @@ parameters {{ key: "vigil.parser" value {{ string_value: "detectnet_v2" }} }}
 parameters {{ key: "vigil.cov_output" value {{ string_value: "{COVERAGE}" }} }}
 parameters {{ key: "vigil.bbox_output" value {{ string_value: "{BBOX}" }} }}
 parameters {{ key: "vigil.labels" value {{ string_value: "labels.txt" }} }}
+parameters {{ key: "bench.warm_batches" value {{ string_value: "{warm}" }} }}
 """
 
 
@@ -57,6 +68,8 @@ def write_repository(
     max_batch: int,
     instances: int,
     device_id: int = 0,
+    group: int = 1,
+    name: str = MODEL_NAME,
 ) -> Path:
     """Write the model into ``repository`` (created if needed); returns the model directory.
 
@@ -64,14 +77,17 @@ def write_repository(
         repository: Triton model repository directory.
         weights: A ``state_dict`` of :class:`peoplenet_net.PeopleNetRN34` saved with
             ``torch.save`` (linked, not copied).
-        max_batch: ``max_batch_size`` of the model.
+        max_batch: Frames per request (the model's ``max_batch_size`` is this × ``group``).
         instances: Model instances on the GPU (Python processes running the network).
         device_id: The GPU.
+        group: Requests an instance may take per ``execute`` (dynamic batching when > 1).
+        name: The model's name in the repository.
     """
-    model_dir = repository / MODEL_NAME
+    model_dir = repository / name
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
-    (model_dir / "config.pbtxt").write_text(config_text(max_batch, instances, device_id))
+    config = config_text(max_batch, instances, device_id, group, name)
+    (model_dir / "config.pbtxt").write_text(config)
     (model_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
     (model_dir / "peoplenet_net.py").write_text((HERE / "peoplenet_net.py").read_text())
     header = f"import sys\nsys.path[:0] = {python_paths()!r}\n"

@@ -19,6 +19,28 @@ def mode_label(mode: str) -> str:
     return f"{workers} worker processes" if workers > 1 else f"NVDEC {mode}"
 
 
+def parse_model_variants(text: str) -> dict[str, tuple[int, int]]:
+    """``--model-variants``: ``"1x2,2x2"`` → ``{"i1g2": (1, 2), "i2g2": (2, 2)}`` (model
+    instances × requests an instance may run per execute)."""
+    variants: dict[str, tuple[int, int]] = {}
+    for part in text.split(","):
+        if part:
+            instances, _, group = part.partition("x")
+            variants[f"i{int(instances)}g{int(group or 1)}"] = (int(instances), int(group or 1))
+    return variants
+
+
+def variant_label(label: str, inflight: int) -> str:
+    """How a serving configuration is named in the table: ``i1g2`` → ``Triton + CUDA shm,
+    1 instance × 2 requests per execute (6 in flight)``."""
+    instances, _, group = label[1:].partition("g")
+    plural = "" if instances == "1" else "s"
+    return (
+        f"Triton + CUDA shm, {instances} instance{plural} × {group} requests per execute "
+        f"({inflight} in flight)"
+    )
+
+
 def print_table(
     report: dict[str, Any], runs: dict[str, list[Row]], modes: list[str], headline: str
 ) -> None:
@@ -41,6 +63,8 @@ def print_table(
     for mode in sorted(modes, key=lambda m: m != headline):
         keys += [f"c-{mode}", f"c-steady-{mode}"]
     keys += ["d-loop", "d-threads"]
+    keys[2:2] = [k for k in runs if k.startswith("b-")]
+    keys += [k for k in runs if k.startswith("variant-")]
     for key in keys:
         rows = runs[key]
         fps = Spread.of([r.fps for r in rows])

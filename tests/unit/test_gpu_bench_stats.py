@@ -8,7 +8,14 @@ from dataclasses import asdict
 
 import pytest
 
-from bench.gpu.report import mode_label, print_table, workers_of
+from bench.gpu.peoplenet import config_text
+from bench.gpu.report import (
+    mode_label,
+    parse_model_variants,
+    print_table,
+    variant_label,
+    workers_of,
+)
 from bench.gpu.stats import (
     Row,
     Spread,
@@ -178,3 +185,41 @@ def test_worker_configurations_get_their_own_rows_and_ratio(capsys):
     # 2200/2500, 2250/2600, 2300/2550 → 0.88, 0.865, 0.90
     assert "(c)/(a) with 4 worker processes: whole 0.88 (0.87–0.90)" in text
     assert "1080p30 streams sustained in real time: 70 (4 worker processes" in text
+
+
+def test_serving_configurations_are_parsed_named_and_get_rows(capsys):
+    """`--model-variants 1x2` measures (b) with one instance running up to 2 queued requests
+    per execute; its (b) rows and any (c) variant run get their own lines in the table."""
+    assert parse_model_variants("1x2,2x2,3") == {"i1g2": (1, 2), "i2g2": (2, 2), "i3g1": (3, 1)}
+    assert variant_label("i1g2", 6) == (
+        "Triton + CUDA shm, 1 instance × 2 requests per execute (6 in flight)"
+    )
+    text = config_text(32, 1, group=2, name="peoplenet_rn34_i1g2")
+    assert 'name: "peoplenet_rn34_i1g2"' in text
+    assert "max_batch_size: 64" in text
+    assert "dynamic_batching { max_queue_delay_microseconds: 0 }" in text
+    assert 'string_value: "32,64"' in text, "warmed up at both request sizes"
+    assert "dynamic_batching" not in config_text(32, 3)
+    runs = fake_runs()
+    runs["b-i1g2"] = [Row("(b) one instance", f, 1.0, 99.0, None, 3.0) for f in (2400, 2450)]
+    runs["variant-model=i1g2+workers=4"] = [Row("(c) variant model=i1g2+workers=4", 2300, 1.0)]
+    report = {
+        "date": "2026-12-05",
+        "device": "GPU",
+        "driver": "1",
+        "path": "GPU path",
+        "cpu_count": 16,
+        "tracker": "on",
+        "args": {"repeats": 3, "streams": 16, "instances": 3},
+        "ratios": summary_ratios(runs, ["threaded", "plain"], "threaded"),
+        "origin_counts": dict.fromkeys(
+            ["vigil_requests", "vigil_cpu_inputs", "naive_requests", "naive_cpu_inputs"], 0
+        )
+        | {"instances": 4},
+        "streams_1080p30": 0,
+    }
+    print_table(report, runs, ["threaded", "plain"], "threaded")
+    lines = capsys.readouterr().out.splitlines()
+    b_line = next(x for x in lines if x.startswith("(b) one instance"))
+    assert "2,425 (2,400–2,450)" in b_line
+    assert any(x.startswith("(c) variant model=i1g2+workers=4") and "2,300" in x for x in lines)
