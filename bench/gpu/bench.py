@@ -382,9 +382,11 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--inflight", type=int, default=6)
     parser.add_argument("--queue", type=int, default=32, help="frames buffered per stream")
-    parser.add_argument("--instances", type=int, default=3, help="Triton model instances")
+    # one instance taking up to 3 queued requests per execute: (b)/(a) 0.97, against 0.87 with
+    # 3 instances (three CUDA contexts time-sliced); docs/benchmarks.md, 2026-12-05
+    parser.add_argument("--instances", type=int, default=1, help="Triton model instances")
     parser.add_argument(
-        "--group", type=int, default=1,
+        "--group", type=int, default=3,
         help="requests a model instance may run per execute (dynamic batching when > 1)",
     )  # fmt: skip
     parser.add_argument(
