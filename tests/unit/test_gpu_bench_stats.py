@@ -79,6 +79,25 @@ def fake_runs() -> dict[str, list[Row]]:
     return runs
 
 
+def fake_report(runs: dict[str, list[Row]], modes: list[str], **args: object) -> dict:
+    """What bench.py hands print_table, with no counted requests and no cost curve."""
+    return {
+        "date": "2026-12-05",
+        "device": "GPU",
+        "driver": "1",
+        "path": "GPU path",
+        "cpu_count": 16,
+        "tracker": "on",
+        "args": {"repeats": 3, "streams": 16, "instances": 3} | args,
+        "ratios": summary_ratios(runs, modes, "threaded"),
+        "origin_counts": dict.fromkeys(
+            ["vigil_requests", "vigil_cpu_inputs", "naive_requests", "naive_cpu_inputs"], 0
+        )
+        | {"instances": 3},
+        "streams_1080p30": 0,
+    }
+
+
 def test_table_prints_medians_with_spread_and_the_origin_counts(capsys):
     runs = fake_runs()
     modes = ["threaded", "plain"]
@@ -159,24 +178,7 @@ def test_worker_configurations_get_their_own_rows_and_ratio(capsys):
         Row("(c) steady w4", f, 1.0, 90.0, 40.0, 9.0, extra) for f in (2300,) * 3
     ]
     modes = ["threaded", "w4"]
-    report = {
-        "date": "2026-12-05",
-        "device": "GPU",
-        "driver": "1",
-        "path": "GPU path",
-        "cpu_count": 16,
-        "tracker": "on",
-        "args": {"repeats": 3, "streams": 16, "instances": 3, "rt_workers": 4},
-        "ratios": summary_ratios(runs, modes, "threaded"),
-        "origin_counts": {
-            "vigil_requests": 1,
-            "vigil_cpu_inputs": 0,
-            "naive_requests": 0,
-            "naive_cpu_inputs": 0,
-            "instances": 3,
-        },
-        "streams_1080p30": 70,
-    }
+    report = fake_report(runs, modes, rt_workers=4) | {"streams_1080p30": 70}
     print_table(report, runs, modes, "threaded")
     text = capsys.readouterr().out
     assert workers_of("w4") == 4
@@ -203,21 +205,7 @@ def test_serving_configurations_are_parsed_named_and_get_rows(capsys):
     runs = fake_runs()
     runs["b-i1g2"] = [Row("(b) one instance", f, 1.0, 99.0, None, 3.0) for f in (2400, 2450)]
     runs["variant-model=i1g2+workers=4"] = [Row("(c) variant model=i1g2+workers=4", 2300, 1.0)]
-    report = {
-        "date": "2026-12-05",
-        "device": "GPU",
-        "driver": "1",
-        "path": "GPU path",
-        "cpu_count": 16,
-        "tracker": "on",
-        "args": {"repeats": 3, "streams": 16, "instances": 3},
-        "ratios": summary_ratios(runs, ["threaded", "plain"], "threaded"),
-        "origin_counts": dict.fromkeys(
-            ["vigil_requests", "vigil_cpu_inputs", "naive_requests", "naive_cpu_inputs"], 0
-        )
-        | {"instances": 4},
-        "streams_1080p30": 0,
-    }
+    report = fake_report(runs, ["threaded", "plain"])
     print_table(report, runs, ["threaded", "plain"], "threaded")
     lines = capsys.readouterr().out.splitlines()
     b_line = next(x for x in lines if x.startswith("(b) one instance"))
