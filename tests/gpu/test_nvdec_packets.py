@@ -10,7 +10,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from tests.support.http_files import served
+from tests.support.http_files import faststart_copy, served
 from vigil.infer.tensors import InputFormat, Layout
 from vigil.preprocess.gpu import GpuPreprocessor
 from vigil.sources.nvdec import nvdec_unavailable_reason
@@ -30,9 +30,10 @@ def _nvdec() -> None:
         pytest.skip(reason)
 
 
-def test_packet_fed_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda):
+def test_packet_fed_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda, tmp_path):
     torch = cuda
-    with served(gpu_clip.parent) as base:
+    faststart_copy(gpu_clip, tmp_path)  # a streamable MP4, as an HTTP camera sends
+    with served(tmp_path) as base:
         source = NvdecNetworkSource("cam", f"{base}/{gpu_clip.name}", open_timeout_s=20)
         packets = []
         source.packets = packets.append
@@ -57,11 +58,12 @@ def test_packet_fed_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_cl
     assert diff.mean() < 3.0, diff.mean()
 
 
-def test_packet_fed_nvdec_decodes_every_frame_and_frees_its_memory(gpu_clip, cuda):
+def test_packet_fed_nvdec_decodes_every_frame_and_frees_its_memory(gpu_clip, cuda, tmp_path):
     torch = cuda
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
-    with served(gpu_clip.parent) as base:
+    faststart_copy(gpu_clip, tmp_path)
+    with served(tmp_path) as base:
         source = NvdecNetworkSource("cam", f"{base}/{gpu_clip.name}", open_timeout_s=20)
         source.open()
         count = 0
