@@ -59,10 +59,12 @@ class FakeNvc:
         bsl = 0
         pts = 0
 
-    def __init__(self, refuse: int = 0) -> None:
+    def __init__(self, refuse: int = 0, delay: int = 0) -> None:
         self.fed: list[bytes] = []
         self.created: dict = {}
         self.refuse = refuse
+        self.delay = delay  # pictures held back, as a decoder that reorders holds them
+        self.held: list[str] = []
 
     def CreateDecoder(self, **kwargs):  # noqa: N802 (PyNvVideoCodec's name)
         self.created = kwargs
@@ -72,8 +74,14 @@ class FakeNvc:
         if self.refuse:
             self.refuse -= 1
             raise RuntimeError("CUDA_ERROR_INVALID_VALUE")
+        if packet.bsl == 0:  # the end of stream: everything held comes out
+            held, self.held = self.held, []
+            return held
         self.fed.append(ctypes.string_at(packet.bsl_data, packet.bsl))
-        return [f"picture {len(self.fed)}"]
+        self.held.append(f"picture {len(self.fed)}")
+        ready = max(0, len(self.held) - self.delay)
+        out, self.held = self.held[:ready], self.held[ready:]
+        return out
 
 
 def test_the_decoder_is_fed_annex_b_with_parameter_sets_at_keyframes(clip):
@@ -101,6 +109,41 @@ def test_a_refused_packet_is_a_packet_decode_error():
     with pytest.raises(PacketDecodeError, match="INVALID_VALUE"):
         decoder.decode(b"\x00\x00\x00\x01\x65\x88", True, None)
     assert decoder.decode(b"\x00\x00\x00\x01\x65\x88", True, None) == ["picture 1"]
+
+
+def test_the_pictures_a_decoder_holds_come_out_at_the_end_of_stream(clip):
+    params, packets = demuxed(clip)
+    nvc = FakeNvc(delay=2)
+    decoder = NvdecPacketDecoder(nvc, params, 0)
+    pictures = [p for data, key, pts in packets for p in decoder.decode(data, key, pts)]
+    assert len(pictures) == 38
+    assert decoder.flush() == ["picture 39", "picture 40"]
+    assert decoder.pictures == 40
+
+
+def test_every_frame_of_an_http_stream_with_b_frames_is_decoded(tmp_path):
+    """A decoder that reorders B-frames holds the last pictures until the demuxer's flush
+    packet: the network source drains them before the stream ends (it used to drop them)."""
+    path = tmp_path / "bframes.mp4"
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.options = {"g": str(GOP), "bf": "2"}
+        for i in range(40):
+            image = np.full((96, 160, 3), i * 5, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+    with av.open(str(path)) as check:
+        assert check.streams.video[0].codec_context.has_b_frames, "the clip must reorder"
+    with served(tmp_path) as base:
+        source = NvdecNetworkSource("cam", f"{base}/{path.name}", open_timeout_s=5)
+        source.open()
+        numbers = []
+        with contextlib.suppress(Exception):  # an HTTP file ends: "stream ended"
+            for frame in source.frames():
+                numbers.append(frame.frame_number)
+        source.close()
+    assert numbers == list(range(40))
 
 
 def test_a_codec_nvdec_lacks_is_refused_at_once():

@@ -201,6 +201,14 @@ class NetworkSource(Source):
         """
         return list(packet.decode())
 
+    def _drain(self, packet: av.Packet) -> list[Any]:
+        """The pictures the decoder still holds when the stream ends (``packet`` is the
+        demuxer's flush packet); none when draining fails, since the stream ends anyway."""
+        try:
+            return list(packet.decode())
+        except av.FFmpegError:
+            return []
+
     def _frame(self, number: int, picture: Any) -> Frame:
         return frame_from_av(self.stream_id, number, picture)
 
@@ -247,7 +255,11 @@ class NetworkSource(Source):
                 # is noticed after twice read_timeout_s.
                 raise self._timed_out()
             if packet.size == 0:
-                # The flush packet demux() adds at the end; the next read ends the stream.
+                # The flush packet demux() adds at the end: the pictures the decoder still
+                # holds (reordered or delayed ones), then the next read ends the stream.
+                frames = self._drain(packet)
+                if frames:
+                    return frames
                 continue
             if self.packets is not None:
                 if self._params is None:

@@ -87,6 +87,22 @@ class NvdecPacketDecoder:
         self.pictures += len(pictures)
         return pictures
 
+    def flush(self) -> list[Any]:
+        """The pictures the decoder still holds at the end of the stream (an empty packet
+        is NVDEC's end of stream); valid until the next call.
+
+        Raises:
+            PacketDecodeError: the decoder refused the end of stream.
+        """
+        self._packet.bsl_data = 0
+        self._packet.bsl = 0
+        try:
+            pictures = list(self._decoder.Decode(self._packet))
+        except Exception as e:
+            raise PacketDecodeError(f"NVDEC refused the end of stream: {e}") from e
+        self.pictures += len(pictures)
+        return pictures
+
 
 class NvdecNetworkSource(NetworkSource):
     """Frames of a live network camera, decoded by NVDEC into GPU memory.
@@ -158,6 +174,16 @@ class NvdecNetworkSource(NetworkSource):
                 self._fall_back(f"its pictures cannot be copied: {type(e).__name__}: {e}")
                 return []  # the CPU decoder starts at the next keyframe
             raise PacketDecodeError(f"copying NVDEC's pictures failed: {e}") from e
+
+    def _drain(self, packet: av.Packet) -> list[Any]:
+        nvdec = self._nvdec
+        if nvdec is None:
+            return super()._drain(packet)
+        try:
+            return self._copy(nvdec.flush())
+        except Exception:  # the stream ends anyway; its last pictures are lost, say so
+            log.warning("stream %s: NVDEC's last pictures could not be drained", self.stream_id)
+            return []
 
     def _frame(self, number: int, picture: Any) -> Frame:
         if hasattr(picture, "is_cuda"):  # a tensor: NVDEC's (a PyAV frame after a fallback)
