@@ -21,6 +21,14 @@ export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 export VIGIL_TRITON__SERVER_DIR=/tmp/tritonserver
 export GPU_TEST_CLIP=$STAGE/street_1080p30.mp4
 export PYTHONUNBUFFERED=1
+if [ "${MPS:-0}" = 1 ]; then
+  # CUDA MPS (the device has nvidia-cuda-mps-control): every process's kernels in one shared
+  # context instead of contexts the GPU time-slices. It changes no GPU setting; the daemon
+  # stops when this script ends.
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d && trap 'echo quit | nvidia-cuda-mps-control' EXIT
+fi
 cd "$SRC"
 for phase in "$@"; do
   case $phase in
