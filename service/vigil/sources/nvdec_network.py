@@ -80,12 +80,7 @@ class NvdecPacketDecoder:
         self._packet.bsl_data = ctypes.cast(buffer, ctypes.c_void_p).value or 0
         self._packet.bsl = len(payload)
         self._packet.pts = 0 if pts is None else int(pts)
-        try:
-            pictures = list(self._decoder.Decode(self._packet))
-        except Exception as e:
-            raise PacketDecodeError(f"NVDEC refused a packet: {e}") from e
-        self.pictures += len(pictures)
-        return pictures
+        return self._decode_packet("a packet")
 
     def flush(self) -> list[Any]:
         """The pictures the decoder still holds at the end of the stream (an empty packet
@@ -96,10 +91,13 @@ class NvdecPacketDecoder:
         """
         self._packet.bsl_data = 0
         self._packet.bsl = 0
+        return self._decode_packet("the end of stream")
+
+    def _decode_packet(self, what: str) -> list[Any]:
         try:
             pictures = list(self._decoder.Decode(self._packet))
         except Exception as e:
-            raise PacketDecodeError(f"NVDEC refused the end of stream: {e}") from e
+            raise PacketDecodeError(f"NVDEC refused {what}: {e}") from e
         self.pictures += len(pictures)
         return pictures
 
