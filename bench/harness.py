@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import httpx
 import yaml
 from rich.table import Table
 
+from bench.gpu.stats import Spread
 from tests.support.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +32,9 @@ def measured_on() -> str:
 
 
 def spread(values: Sequence[float], fmt: str = ".1f") -> str:
-    """``median (min–max)`` of ``values`` with the format spec ``fmt``; one value alone."""
-    if len(values) == 1:
-        return format(values[0], fmt)
-    low, mid, high = min(values), statistics.median(values), max(values)
-    return f"{mid:{fmt}} ({low:{fmt}}–{high:{fmt}})"
+    """``median (min–max)`` of ``values`` with the format spec ``fmt``; one value alone (the
+    GPU benchmark's :class:`~bench.gpu.stats.Spread`, which has no heavy imports)."""
+    return Spread.of(values).text(fmt)
 
 
 def results_table(what: str, details: str, unit: str) -> Table:

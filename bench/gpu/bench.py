@@ -202,7 +202,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                         )
                     b.gpu_util, b.cpu_cores = row.gpu_util, row.cpu_cores
                     if key != "b":
-                        b.name = f"(b) {variant_label(key[2:], args.inflight)}"
+                        serving = args.model_variants[key[2:]]
+                        b.name = f"(b) {variant_label(*serving, args.inflight)}"
                     print(f"{b.name}: {add(key, b).fps:,.0f} frames/s", flush=True)
 
             if args.contention:

@@ -25,16 +25,16 @@ def parse_model_variants(text: str) -> dict[str, tuple[int, int]]:
     variants: dict[str, tuple[int, int]] = {}
     for part in text.split(","):
         if part:
-            instances, _, group = part.partition("x")
-            variants[f"i{int(instances)}g{int(group or 1)}"] = (int(instances), int(group or 1))
+            instances_text, _, group_text = part.partition("x")
+            instances, group = int(instances_text), int(group_text or 1)
+            variants[f"i{instances}g{group}"] = (instances, group)
     return variants
 
 
-def variant_label(label: str, inflight: int) -> str:
-    """How a serving configuration is named in the table: ``i1g2`` → ``Triton + CUDA shm,
+def variant_label(instances: int, group: int, inflight: int) -> str:
+    """How a serving configuration is named in the table: ``(1, 2)`` → ``Triton + CUDA shm,
     1 instance × 2 requests per execute (6 in flight)``."""
-    instances, _, group = label[1:].partition("g")
-    plural = "" if instances == "1" else "s"
+    plural = "" if instances == 1 else "s"
     return (
         f"Triton + CUDA shm, {instances} instance{plural} × {group} requests per execute "
         f"({inflight} in flight)"

@@ -193,7 +193,7 @@ def test_serving_configurations_are_parsed_named_and_get_rows(capsys):
     """`--model-variants 1x2` measures (b) with one instance running up to 2 queued requests
     per execute; its (b) rows and any (c) variant run get their own lines in the table."""
     assert parse_model_variants("1x2,2x2,3") == {"i1g2": (1, 2), "i2g2": (2, 2), "i3g1": (3, 1)}
-    assert variant_label("i1g2", 6) == (
+    assert variant_label(1, 2, 6) == (
         "Triton + CUDA shm, 1 instance × 2 requests per execute (6 in flight)"
     )
     text = config_text(32, 1, group=2, name="peoplenet_rn34_i1g2")
