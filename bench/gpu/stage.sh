@@ -27,6 +27,8 @@ if [ "${WITH_PYAV:-0}" = 1 ]; then
 fi
 rm -rf "$DEST/whl" && mkdir -p "$DEST/whl"
 cp "$CACHE"/whl/*.whl "$DEST/whl/" && rm "$DEST"/whl/pynvvideocodec-*.whl
+# the cache may hold PyAV from an earlier WITH_PYAV=1 staging: it does not fit beside Triton
+[ "${WITH_PYAV:-0}" = 1 ] || rm -f "$DEST"/whl/av-*.whl
 if [ ! -f "$CACHE/pnvc.tar.xz" ]; then
   tmp=$(mktemp -d) && unzip -q "$CACHE"/whl/pynvvideocodec-*.whl -d "$tmp"
   (cd "$tmp/PyNvVideoCodec" && rm -f libavformat.so libavformat.so.63.1.101 libavutil.so \

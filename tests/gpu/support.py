@@ -1,0 +1,122 @@
+"""Helpers of the Triton-backed GPU tests: what Triton has registered, whether CUDA memory is
+still allocated, and ``vigil run`` as a child process on the GPU path."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.gpu import peoplenet
+from vigil.config import Settings
+from vigil.infer.client import TritonClient
+from vigil.shm_segments import NAME_PREFIX
+from vigil.triton.server import EmbeddedTriton
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The child imports Vigil from this tree: the GPU machine runs it without installing it.
+CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.path[:0] = {paths!r}
+    from vigil.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+async def registered(triton: EmbeddedTriton) -> list[str]:
+    """Names of the shared-memory regions (system and CUDA) registered with ``triton``."""
+    client = TritonClient(triton.grpc_url)
+    try:
+        return await client.registered_regions()
+    finally:
+        await client.close()
+
+
+def cuda_regions(triton: EmbeddedTriton) -> list[str]:
+    """Names of the CUDA shared-memory regions registered with ``triton``."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    try:
+        return sorted(client.get_cuda_shared_memory_status(as_json=True).get("regions", {}))
+    finally:
+        client.close()
+
+
+def owners(names: Sequence[str]) -> set[int]:
+    """The pids in region names ``vigil_<pid>_...``."""
+    pids = set()
+    for name in names:
+        owner = name.removeprefix(NAME_PREFIX).split("_", 1)[0]
+        if name.startswith(NAME_PREFIX) and owner.isdigit():
+            pids.add(int(owner))
+    return pids
+
+
+def is_allocated(address: int) -> bool:
+    """Whether ``address`` is still inside a live CUDA allocation of this process."""
+    from cuda.bindings import driver
+
+    err, _ = driver.cuPointerGetAttribute(
+        driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_RANGE_SIZE, address
+    )
+    return err == driver.CUresult.CUDA_SUCCESS
+
+
+def start_child(
+    settings: Settings, clip: Path, tmp_path: Path, *extra: str
+) -> subprocess.Popen[str]:
+    """``vigil run`` of two copies of ``clip`` on the GPU path against the tests' Triton."""
+    script = CHILD.format(paths=[str(ROOT), str(ROOT / "service")])
+    env = dict(os.environ, VIGIL_GPU__MODE="gpu", PYTHONUNBUFFERED="1")
+    args = [
+        "run",
+        "--source",
+        f"a={clip}",
+        "--source",
+        f"b={clip}",
+        "--triton-url",
+        settings.triton.url or "",
+        "--model",
+        peoplenet.MODEL_NAME,
+        "--model-repository",
+        str(settings.triton.model_repository),
+        "--out",
+        str(tmp_path / "child.jsonl"),
+        "--no-progress",
+        *extra,
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def wait_registered(triton: EmbeddedTriton, pid: int, timeout_s: float = 120) -> None:
+    """Wait until process ``pid`` has a region registered with ``triton``."""
+    await until_regions(triton, lambda names: pid in owners(names), timeout_s)
+
+
+async def until_regions(
+    triton: EmbeddedTriton, condition: Callable[[list[str]], bool], timeout_s: float = 120
+) -> list[str]:
+    """Poll the registered regions until ``condition`` holds for them; returns them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        names = await registered(triton)
+        if condition(names):
+            return names
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"regions never as expected: {await registered(triton)}")
