@@ -328,10 +328,13 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     print(f"# cost curve: {point}", flush=True)
             report["cost_curve"] = {str(k): v for k, v in cost.items()}
 
-            # the search starts from (c)'s rate in the configuration it runs in
+            # The search starts from (c)'s rate in the configuration it runs in, or from the
+            # acceptance target (0.85 × (a) / 30) when that is higher: it checks the target.
             whole = runs.get(f"c-w{args.rt_workers}") or runs[f"c-{headline}"]
             streams_rt = max(1, math.floor(Spread.of([r.fps for r in whole]).median / 30.0))
             streams_rt = max(1, math.floor(streams_rt * args.rt_margin))
+            target = math.ceil(0.85 * Spread.of([r.fps for r in runs["a"]]).median / 30.0)
+            streams_rt = max(streams_rt, target)
             if args.rt_seconds > 0:
                 report["realtime"] = await realtime_search(settings, triton, uri, streams_rt, args)
                 streams_rt = int(report["realtime"]["sustained"])

@@ -56,7 +56,7 @@ PY
       } 2>&1 | tee "$OUT/probe.log"
       ;;
     tests)
-      timeout 300 python3 -m pytest ${TESTS:-tests/gpu tests/unit/test_shm.py tests/unit/test_accel.py} \
+      timeout ${TESTS_TIMEOUT:-300} python3 -m pytest ${TESTS:-tests/gpu tests/unit/test_shm.py tests/unit/test_accel.py} \
         -v -ra -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu-tests.log"
       ;;
     bench)

@@ -150,10 +150,17 @@ def print_table(
         )
     realtime = report.get("realtime", {})
     workers = report["args"].get("rt_workers", 1)
-    print(
-        f"1080p30 streams sustained in real time: {report['streams_1080p30']} "
-        f"({'in-process' if workers == 1 else f'{workers} worker processes'}; the cost curve too)"
-    )
+    where = "in-process" if workers == 1 else f"{workers} worker processes"
+    if "realtime" in report:
+        print(
+            f"1080p30 streams sustained in real time: {report['streams_1080p30']} "
+            f"({where}; the cost curve too)"
+        )
+    else:
+        print(
+            f"1080p30 streams in real time: not checked (--rt-seconds 0); the search would "
+            f"start at {report['streams_1080p30']} ({where})"
+        )
     for check in realtime.get("checks", []):
         print(f"  check: {check}")
     for check in realtime.get("tries", []):

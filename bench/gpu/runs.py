@@ -353,8 +353,10 @@ async def realtime_check(
         before = running.counts()
         await asyncio.sleep(seconds)
         rates = _rates(before, running.counts())
-    # once stopped: a worker's latency window comes with its result, not its reports
-    p99 = max(s.stats.latency_percentile_ms(99) or 0 for s in running.statuses())
+        statuses = running.statuses()  # in this process: gone from the runtime once closed
+    if running.job is not None:  # a worker's latency window comes with its result
+        statuses = running.statuses()
+    p99 = max((s.stats.latency_percentile_ms(99) or 0 for s in statuses), default=0.0)
     return {
         "streams": float(streams),
         "workers": float(workers),
