@@ -178,7 +178,8 @@ def test_worker_configurations_get_their_own_rows_and_ratio(capsys):
         Row("(c) steady w4", f, 1.0, 90.0, 40.0, 9.0, extra) for f in (2300,) * 3
     ]
     modes = ["threaded", "w4"]
-    report = fake_report(runs, modes, rt_workers=4) | {"streams_1080p30": 70}
+    checked = {"checks": [{"streams": 70.0, "min_stream_fps": 29.7}], "tries": []}
+    report = fake_report(runs, modes, rt_workers=4) | {"streams_1080p30": 70, "realtime": checked}
     print_table(report, runs, modes, "threaded")
     text = capsys.readouterr().out
     assert workers_of("w4") == 4
@@ -187,6 +188,9 @@ def test_worker_configurations_get_their_own_rows_and_ratio(capsys):
     # 2200/2500, 2250/2600, 2300/2550 → 0.88, 0.865, 0.90
     assert "(c)/(a) with 4 worker processes: whole 0.88 (0.87–0.90)" in text
     assert "1080p30 streams sustained in real time: 70 (4 worker processes" in text
+    unchecked = fake_report(runs, modes, rt_workers=4) | {"streams_1080p30": 70}
+    print_table(unchecked, runs, modes, "threaded")
+    assert "not checked (--rt-seconds 0); the search would start at 70" in capsys.readouterr().out
 
 
 def test_serving_configurations_are_parsed_named_and_get_rows(capsys):
