@@ -241,7 +241,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     add(f"c-steady-{mode}", steady)
                     print(
                         f"(c) {mode}: {c.fps:,.0f} frames/s (steady {steady.fps:,.0f}) "
-                        f"{extra['timeline']}",
+                        f"{extra['timeline']} {extra.get('startup', '')}",
                         flush=True,
                     )
                     if args.pyspy and spy is not None:

@@ -35,7 +35,7 @@ for phase in "$@"; do
     probe)
       {
         nvidia-smi --query-gpu=name,driver_version,memory.total,utilization.gpu --format=csv
-        python3 --version; which python3
+        python3 --version; which python3; command -v gdb || echo "no gdb"
         ldconfig -p | grep -E "nvcuvid|nvidia-encode|libpython3" || true
         python3 - <<'PY'
 import importlib, sys, time
@@ -60,7 +60,14 @@ PY
         -v -ra -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu-tests.log"
       ;;
     bench)
-      timeout ${BENCH_TIMEOUT:-320} python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
+      # GDB=1 (where the device has gdb): the native stacks of every thread if the bench
+      # crashes (faulthandler shows only Python threads; the SIGSEGVs seen so far were in a
+      # native one).
+      WRAP=()
+      if [ "${GDB:-0}" = 1 ] && command -v gdb >/dev/null; then
+        WRAP=(gdb -q -batch -ex "handle SIGPIPE nostop noprint" -ex run -ex "thread apply all bt 12" --args)
+      fi
+      timeout ${BENCH_TIMEOUT:-320} ${WRAP[@]+"${WRAP[@]}"} python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
         2>&1 | tee "$OUT/bench.log"
       ;;
     decode)  # NVDEC alone at several stream counts (bench/gpu/decode_scaling.py)

@@ -58,6 +58,9 @@ async def full_pipeline(
     part (from 10 % to 90 % of the frames)."""
     samples: list[tuple[float, int]] = []
     occupancy: list[tuple[int, int, int]] = []  # (slots in use, requests awaiting emit, done)
+    # start-up: seconds from the first sample until each stream decoded / was processed
+    first_decoded: dict[str, float] = {}
+    first_processed: dict[str, float] = {}
     tasks: list[asyncio.Task[None]] = []
     runtimes: list[Any] = []
 
@@ -67,10 +70,13 @@ async def full_pipeline(
         pipeline = runtime.pipeline
 
         async def sample() -> None:
+            t0 = time.perf_counter()
             while True:
                 total = sum(s.stats.frames_processed for s in statuses)
                 samples.append((time.perf_counter(), total))
                 for _ in range(20):  # where the ring's slots are, every 5 ms
+                    if len(first_processed) < len(statuses):
+                        _firsts(statuses, time.perf_counter() - t0, first_decoded, first_processed)
                     with contextlib.suppress(Exception):  # internals: never stop the sampler
                         ring = pipeline.route.ring
                         pending = [p for p in pipeline._pending._queue if p is not None]
@@ -105,6 +111,12 @@ async def full_pipeline(
         "d2h_copies": float(cuda_shm.TRANSFERS.copies - copies0),
     }
     extra["timeline"] = str(timeline)
+    if first_processed:
+        extra["startup"] = (
+            f"start-up: streams decoding from {min(first_decoded.values()):.2f} s, all by "
+            f"{max(first_decoded.values()):.2f} s; first processed at "
+            f"{min(first_processed.values()):.2f} s, all by {max(first_processed.values()):.2f} s"
+        )
     if occupancy:
         in_use, waiting, done = (float(np.mean(column)) for column in zip(*occupancy, strict=True))
         extra |= {"slots_busy": in_use, "requests_queued": waiting, "requests_done": done}
@@ -124,6 +136,21 @@ async def full_pipeline(
         extra=extra,
     )
     return row, extra
+
+
+def _firsts(
+    statuses: list[StreamStatus],
+    now: float,
+    decoded: dict[str, float],
+    processed: dict[str, float],
+) -> None:
+    """Note ``now`` for every stream that has just decoded / had processed its first frame."""
+    for status in statuses:
+        sid = status.stream_id
+        if sid not in decoded and status.stats.frames_decoded:
+            decoded[sid] = now
+        if sid not in processed and status.stats.frames_processed:
+            processed[sid] = now
 
 
 def _histogram_sum_count(histogram: Any) -> tuple[float, float]:
