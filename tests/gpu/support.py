@@ -4,12 +4,13 @@ still allocated, and ``vigil run`` as a child process on the GPU path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bench.gpu import peoplenet
@@ -102,6 +103,20 @@ def start_child(
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def child_run(
+    settings: Settings, clip: Path, tmp_path: Path, *extra: str
+) -> Iterator[subprocess.Popen[str]]:
+    """:func:`start_child`, killed on the way out if it is still running."""
+    child = start_child(settings, clip, tmp_path, *extra)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(30)
 
 
 async def wait_registered(triton: EmbeddedTriton, pid: int, timeout_s: float = 120) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.gpu.support import is_allocated, registered, start_child, wait_registered
+from tests.gpu.support import child_run, is_allocated, registered, wait_registered
 from vigil.accel import choose_acceleration
 from vigil.infer import cuda_shm
 from vigil.infer.cuda_shm import allocated_regions
@@ -83,15 +83,11 @@ async def test_gpu_path_exception_exit_unregisters_and_frees(settings, triton, g
 
 
 async def test_sigterm_mid_run_unregisters_the_cuda_regions(settings, triton, gpu_clip, tmp_path):
-    child = start_child(settings, gpu_clip, tmp_path)
-    try:
+    with child_run(settings, gpu_clip, tmp_path) as child:
         await wait_registered(triton, child.pid)
         await asyncio.sleep(0.5)
         child.send_signal(signal.SIGTERM)
         out, _ = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
     assert child.returncode == 128 + signal.SIGTERM, out
     assert [n for n in await registered(triton) if f"_{child.pid}_" in n] == [], out
 
@@ -99,14 +95,10 @@ async def test_sigterm_mid_run_unregisters_the_cuda_regions(settings, triton, gp
 async def test_regions_of_a_killed_vigil_are_unregistered_at_the_next_start(
     settings, triton, gpu_clip, tmp_path
 ):
-    child = start_child(settings, gpu_clip, tmp_path)
-    try:
+    with child_run(settings, gpu_clip, tmp_path) as child:
         await wait_registered(triton, child.pid)
         child.kill()  # SIGKILL: no chance to unregister
         child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
     assert [n for n in await registered(triton) if f"_{child.pid}_" in n]
     async with connect(settings):  # what every Vigil start does with an external Triton
         pass

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.gpu.support import (
+    child_run,
     cuda_regions,
     owners,
     registered,
-    start_child,
     until_regions,
 )
 from vigil.config import Settings
@@ -129,15 +129,11 @@ async def test_sigterm_to_a_job_with_workers_unregisters_every_worker(
     settings, triton, gpu_clip, tmp_path
 ):
     before = set(await registered(triton))
-    child = start_child(settings, gpu_clip, tmp_path, "--workers", "2")
-    try:
+    with child_run(settings, gpu_clip, tmp_path, "--workers", "2") as child:
         workers = await new_worker_pids(triton, before, child.pid)
         await asyncio.sleep(0.5)
         child.send_signal(signal.SIGTERM)
         out, _ = child.communicate(timeout=90)
-    finally:
-        if child.poll() is None:
-            child.kill()
     assert child.returncode == 128 + signal.SIGTERM, out
     assert set(await registered(triton)) <= before, out
     assert not [p for p in workers if pid_alive(p)]
@@ -148,14 +144,10 @@ async def test_sigkill_to_a_job_with_workers_is_swept_at_the_next_start(
     settings, triton, gpu_clip, tmp_path
 ):
     before = set(await registered(triton))
-    child = start_child(settings, gpu_clip, tmp_path, "--workers", "2")
-    try:
+    with child_run(settings, gpu_clip, tmp_path, "--workers", "2") as child:
         workers = await new_worker_pids(triton, before, child.pid)
         child.kill()  # SIGKILL: the workers die with it (PR_SET_PDEATHSIG), unregistering nothing
         child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
     for _ in range(200):
         if not [p for p in workers if pid_alive(p)]:
             break
