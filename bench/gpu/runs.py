@@ -379,18 +379,41 @@ async def realtime_check(
         await asyncio.sleep(2.0)
         before = running.counts()
         await asyncio.sleep(seconds)
-        rates = _rates(before, running.counts())
+        after = running.counts()
+        rates = _rates(before, after)
         statuses = running.statuses()  # in this process: gone from the runtime once closed
+        window = _window_latencies(statuses, before, after) if running.job is None else []
     if running.job is not None:  # a worker's latency window comes with its result
         statuses = running.statuses()
     p99 = max((s.stats.latency_percentile_ms(99) or 0 for s in statuses), default=0.0)
-    return {
+    check = {
         "streams": float(streams),
         "workers": float(workers),
         "min_stream_fps": min(rates),
         "mean_stream_fps": float(np.mean(rates)),
         "latency_p99_ms": p99,
     }
+    if window:
+        check["window_p50_ms"] = float(np.percentile(window, 50) * 1000)
+        check["window_p99_ms"] = float(np.percentile(window, 99) * 1000)
+    return check
+
+
+def _window_latencies(
+    statuses: list[StreamStatus],
+    before: dict[str, tuple[float, int]],
+    after: dict[str, tuple[float, int]],
+) -> list[float]:
+    """In this process: the latencies (s) of the frames processed inside the check's window,
+    the newest of each stream's latency window (``latency_p99_ms`` covers each stream's whole
+    run, its start-up backlog included)."""
+    latencies: list[float] = []
+    for status in statuses:
+        sid = status.stream_id
+        new = after[sid][1] - before[sid][1] if sid in before and sid in after else 0
+        if new > 0:
+            latencies.extend(status.stats.latencies_s.values()[-new:])
+    return latencies
 
 
 async def cost_point(
