@@ -77,13 +77,21 @@ def nvdec_only(clip: Path, streams: int, frames: int, threaded: bool) -> Row:
     from vigil.sources.nvdec import NvdecFileSource
 
     counts = [0] * streams
+    opened = [0.0] * streams  # seconds from the start until the stream's open() returned
+    first = [0.0] * streams  # ... until its first frame
+    open_s = [0.0] * streams  # how long its open() took
 
     def worker(i: int) -> None:
         source = NvdecFileSource(f"d{i}", clip, threaded=threaded)
+        began = time.perf_counter()
         source.open()
+        opened[i] = time.perf_counter() - start
+        open_s[i] = time.perf_counter() - began
         try:
             for _ in source.frames():
                 counts[i] += 1
+                if counts[i] == 1:
+                    first[i] = time.perf_counter() - start
                 if counts[i] >= frames:
                     break
         finally:
@@ -95,10 +103,19 @@ def nvdec_only(clip: Path, streams: int, frames: int, threaded: bool) -> Row:
         t.start()
     for t in threads:
         t.join()
+    elapsed = time.perf_counter() - start
+    # Whether sessions open one after another (the last opens streams × one open's time
+    # after the start) or side by side (all at about one open's time).
+    extra: dict[str, float | str] = {
+        "open_s_median": float(sorted(open_s)[streams // 2]),
+        "last_opened_s": max(opened),
+        "last_first_frame_s": max(first),
+    }
     return Row(
         f"decode only: NVDEC {'threaded' if threaded else 'plain'}, {streams} streams",
         sum(counts),
-        time.perf_counter() - start,
+        elapsed,
+        extra=extra,
     )
 
 

@@ -145,7 +145,13 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 measured.gpu_util, measured.cpu_cores = decode.gpu_util, decode.cpu_cores
                 measured.nvdec_util = decode.nvdec_util
                 add(f"decode-{'threaded' if threaded else 'plain'}", measured)
-                print(f"{measured.name}: {measured.fps:,.0f} frames/s", flush=True)
+                print(
+                    f"{measured.name}: {measured.fps:,.0f} frames/s in {measured.seconds:.2f} s; "
+                    f"last stream opened at {measured.extra['last_opened_s']:.2f} s "
+                    f"(one open {measured.extra['open_s_median']:.3f} s), first frame of "
+                    f"every stream by {measured.extra['last_first_frame_s']:.2f} s",
+                    flush=True,
+                )
         from vigil.sources.nvdec import NvdecFileSource
 
         # (c) runs in the NVDEC modes asked for, interleaved run by run so that drift of the

@@ -2,7 +2,9 @@
 
 Runs Vigil's NVDEC file source (threaded mode, the service's default) on N copies of the clip,
 each in its own thread, for each N given, twice, and prints frames/s. If the rate grows with
-N, a fixed number of streams is bounded per stream by its decoder, not by the GPU.
+N, a fixed number of streams is bounded per stream by its decoder, not by the GPU. It also
+prints when the last stream had opened and had its first frame: if sessions open one after
+another, that grows with N and, in a short run, is most of the time.
 
 Usage (on the GPU machine, after bench/gpu/device_run.sh has set up the packages)::
 
@@ -33,6 +35,8 @@ if __name__ == "__main__":
             print(
                 f"decode only, NVDEC threaded, {streams} streams × {args.frames} frames: "
                 f"{row.fps:,.0f} frames/s ({row.fps / streams:,.0f} per stream) in "
-                f"{row.seconds:.2f} s",
+                f"{row.seconds:.2f} s; one open() {row.extra['open_s_median']:.3f} s (median), "
+                f"last stream opened at {row.extra['last_opened_s']:.2f} s, "
+                f"last first frame at {row.extra['last_first_frame_s']:.2f} s",
                 flush=True,
             )
