@@ -27,6 +27,15 @@ def new_prefix(purpose: str) -> str:
     return f"{NAME_PREFIX}{os.getpid()}_{secrets.token_hex(4)}_{purpose}"
 
 
+def owner_pid(name: str) -> int | None:
+    """The pid in a name made from :func:`new_prefix` (``vigil_<pid>_...``); None for any
+    other name. Triton region names follow the same scheme."""
+    if not name.startswith(NAME_PREFIX):
+        return None
+    pid_text = name[len(NAME_PREFIX) :].split("_", 1)[0]
+    return int(pid_text) if pid_text.isdigit() else None
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists."""
     try:
@@ -52,8 +61,8 @@ def remove_stale_segments() -> list[str]:
     """Unlink Vigil segments whose creating process no longer exists; returns their names."""
     removed = []
     for entry in SHM_DIR.glob(f"{NAME_PREFIX}*"):
-        pid_text = entry.name[len(NAME_PREFIX) :].split("_", 1)[0]
-        if pid_text.isdigit() and not pid_alive(int(pid_text)):
+        pid = owner_pid(entry.name)
+        if pid is not None and not pid_alive(pid):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
                 removed.append(entry.name)

@@ -8,6 +8,7 @@ from vigil.infer.tensors import TensorSpec
 from vigil.shm_segments import (
     SHM_DIR,
     new_prefix,
+    owner_pid,
     remove_segments_with_prefix,
     remove_stale_segments,
 )
@@ -93,3 +94,10 @@ def test_stale_segments_of_dead_processes_are_removed_and_live_ones_kept():
     finally:
         remove_segments_with_prefix(f"vigil_{os.getpid()}_abcd")
         stale.unlink(missing_ok=True)
+
+
+def test_owner_pid_reads_the_pid_of_vigil_names_only():
+    assert owner_pid(new_prefix("ring") + "_0") == os.getpid()
+    assert owner_pid("vigil_123_ab12cd34_pb_x") == 123
+    assert owner_pid("vigil_abc_ring") is None
+    assert owner_pid("triton_python_backend_shm_region_1") is None

@@ -23,7 +23,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 from vigil.infer.errors import InferError, ModelLoadError, ModelNotFoundError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import Slot
-from vigil.shm_segments import NAME_PREFIX, pid_alive
+from vigil.shm_segments import owner_pid, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -334,8 +334,8 @@ class TritonClient:
         """
         stale = []
         for name in await self.registered_regions():
-            owner = name.removeprefix(NAME_PREFIX).split("_", 1)[0]
-            if name.startswith(NAME_PREFIX) and owner.isdigit() and not pid_alive(int(owner)):
+            owner = owner_pid(name)
+            if owner is not None and not pid_alive(owner):
                 for unregister in (
                     self._client.unregister_cuda_shared_memory,
                     self._client.unregister_system_shared_memory,
