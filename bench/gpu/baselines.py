@@ -119,6 +119,15 @@ def nvdec_only(clip: Path, streams: int, frames: int, threaded: bool) -> Row:
     )
 
 
+def opening_text(row: Row) -> str:
+    """How an :func:`nvdec_only` run's sessions opened, for its printed line."""
+    return (
+        f"one open {row.extra['open_s_median']:.3f} s (median), last stream opened at "
+        f"{row.extra['last_opened_s']:.2f} s, first frame of every stream by "
+        f"{row.extra['last_first_frame_s']:.2f} s"
+    )
+
+
 # --- (b) Triton + CUDA shared memory, model only --------------------------------------------
 
 

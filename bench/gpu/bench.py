@@ -51,6 +51,7 @@ from bench.gpu.baselines import (  # noqa: E402
     model_input,
     naive_baseline,
     nvdec_only,
+    opening_text,
     triton_model_only,
 )
 from bench.gpu.meter import Meter  # noqa: E402
@@ -147,9 +148,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 add(f"decode-{'threaded' if threaded else 'plain'}", measured)
                 print(
                     f"{measured.name}: {measured.fps:,.0f} frames/s in {measured.seconds:.2f} s; "
-                    f"last stream opened at {measured.extra['last_opened_s']:.2f} s "
-                    f"(one open {measured.extra['open_s_median']:.3f} s), first frame of "
-                    f"every stream by {measured.extra['last_first_frame_s']:.2f} s",
+                    f"{opening_text(measured)}",
                     flush=True,
                 )
         from vigil.sources.nvdec import NvdecFileSource

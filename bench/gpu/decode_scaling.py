@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "service")]
 
-from bench.gpu.baselines import nvdec_only  # noqa: E402
+from bench.gpu.baselines import nvdec_only, opening_text  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -35,8 +35,6 @@ if __name__ == "__main__":
             print(
                 f"decode only, NVDEC threaded, {streams} streams × {args.frames} frames: "
                 f"{row.fps:,.0f} frames/s ({row.fps / streams:,.0f} per stream) in "
-                f"{row.seconds:.2f} s; one open() {row.extra['open_s_median']:.3f} s (median), "
-                f"last stream opened at {row.extra['last_opened_s']:.2f} s, "
-                f"last first frame at {row.extra['last_first_frame_s']:.2f} s",
+                f"{row.seconds:.2f} s; {opening_text(row)}",
                 flush=True,
             )

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.gpu import peoplenet
 from vigil.config import Settings
 from vigil.infer.client import TritonClient
-from vigil.shm_segments import NAME_PREFIX
+from vigil.shm_segments import owner_pid
 from vigil.triton.server import EmbeddedTriton
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,12 +54,19 @@ def cuda_regions(triton: EmbeddedTriton) -> list[str]:
 
 def owners(names: Sequence[str]) -> set[int]:
     """The pids in region names ``vigil_<pid>_...``."""
-    pids = set()
-    for name in names:
-        owner = name.removeprefix(NAME_PREFIX).split("_", 1)[0]
-        if name.startswith(NAME_PREFIX) and owner.isdigit():
-            pids.add(int(owner))
-    return pids
+    return {pid for pid in map(owner_pid, names) if pid is not None}
+
+
+def frames_in(clip: Path) -> int:
+    """Frames in ``clip``, counted by OpenCV."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    count = 0
+    while cap.grab():
+        count += 1
+    cap.release()
+    return count
 
 
 def is_allocated(address: int) -> bool:
@@ -72,10 +79,12 @@ def is_allocated(address: int) -> bool:
     return err == driver.CUresult.CUDA_SUCCESS
 
 
-def start_child(
+@contextlib.contextmanager
+def child_run(
     settings: Settings, clip: Path, tmp_path: Path, *extra: str
-) -> subprocess.Popen[str]:
-    """``vigil run`` of two copies of ``clip`` on the GPU path against the tests' Triton."""
+) -> Iterator[subprocess.Popen[str]]:
+    """``vigil run`` of two copies of ``clip`` on the GPU path against the tests' Triton, as
+    a child process (``extra``: more arguments), killed on the way out if still running."""
     script = CHILD.format(paths=[str(ROOT), str(ROOT / "service")])
     env = dict(os.environ, VIGIL_GPU__MODE="gpu", PYTHONUNBUFFERED="1")
     args = [
@@ -95,7 +104,7 @@ def start_child(
         "--no-progress",
         *extra,
     ]
-    return subprocess.Popen(
+    child = subprocess.Popen(
         [sys.executable, "-c", script, *args],
         env=env,
         cwd=tmp_path,
@@ -103,14 +112,6 @@ def start_child(
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-@contextlib.contextmanager
-def child_run(
-    settings: Settings, clip: Path, tmp_path: Path, *extra: str
-) -> Iterator[subprocess.Popen[str]]:
-    """:func:`start_child`, killed on the way out if it is still running."""
-    child = start_child(settings, clip, tmp_path, *extra)
     try:
         yield child
     finally:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.gpu.support import child_run, is_allocated, registered, wait_registered
+from tests.gpu.support import child_run, frames_in, is_allocated, registered, wait_registered
 from vigil.accel import choose_acceleration
 from vigil.infer import cuda_shm
 from vigil.infer.cuda_shm import allocated_regions
@@ -40,7 +39,7 @@ async def test_gpu_path_runs_streams_to_events_copying_only_outputs_to_host(
     result = await run_streams(settings, specs, on_start=on_start)
     frames = sum(s.stats.frames_processed for s in result.streams.values())
     assert not result.failed, [s.reason for s in result.failed]
-    assert frames == 2 * sum(1 for _ in _count(gpu_clip))
+    assert frames == 2 * frames_in(gpu_clip)
     assert result.events_written > 0, "the model's outputs came back empty"
     # device → host: the detector's outputs and nothing else (no pixels)
     assert cuda_shm.TRANSFERS.bytes - before == frames * OUTPUT_BYTES_PER_FRAME
@@ -48,15 +47,6 @@ async def test_gpu_path_runs_streams_to_events_copying_only_outputs_to_host(
     assert allocated_regions() == 0
     assert addresses
     assert not [hex(a) for a in addresses if is_allocated(a)], "CUDA memory not freed"
-
-
-def _count(clip: Path):
-    import cv2
-
-    cap = cv2.VideoCapture(str(clip))
-    while cap.grab():
-        yield 1
-    cap.release()
 
 
 async def test_gpu_path_exception_exit_unregisters_and_frees(settings, triton, gpu_clip):

@@ -9,22 +9,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
 from tests.gpu.support import (
     child_run,
     cuda_regions,
+    frames_in,
     owners,
     registered,
     until_regions,
 )
+from tests.integration.helpers import shm_segments_of
 from vigil.config import Settings
 from vigil.job_workers import WorkerJob
 from vigil.jobs import file_spec
 from vigil.pipeline.stream_state import StreamState
-from vigil.shm_segments import NAME_PREFIX, SHM_DIR, pid_alive
+from vigil.shm_segments import pid_alive
 from vigil.specs import StreamSpec
 from vigil.triton_connection import connect
 
@@ -32,19 +33,7 @@ pytestmark = pytest.mark.gpu
 
 
 def segments_of(pids: set[int]) -> list[str]:
-    prefixes = tuple(f"{NAME_PREFIX}{pid}_" for pid in pids)
-    return [p.name for p in SHM_DIR.glob(f"{NAME_PREFIX}*") if p.name.startswith(prefixes)]
-
-
-def frames_in(clip: Path) -> int:
-    import cv2
-
-    cap = cv2.VideoCapture(str(clip))
-    count = 0
-    while cap.grab():
-        count += 1
-    cap.release()
-    return count
+    return [name for pid in pids for name in shm_segments_of(pid)]
 
 
 async def workers_registered(triton, job: WorkerJob) -> set[int]:
