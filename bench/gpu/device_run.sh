@@ -2,7 +2,7 @@
 # Runs on the GPU machine of the device tool, from the staging folder made by
 # bench/gpu/stage.sh (wheels, trimmed PyNvVideoCodec, Triton for Python 3.12, the clip, the
 # source tree). Usage: bash bench/gpu/device_run.sh PHASE...   (phases: probe tests bench
-# decode bench2)
+# decode open bench2)
 # Logs and results go to $OUT. Run from the staged copy of the tree (.device/gpu/src), or from
 # the checkout itself with GPU_STAGE_DIR naming the staging folder (its src/ may then be
 # removed, which keeps the device tool's carry under its 64 MiB limit).
@@ -73,6 +73,9 @@ PY
     decode)  # NVDEC alone at several stream counts (bench/gpu/decode_scaling.py)
       timeout 300 python3 bench/gpu/decode_scaling.py "$GPU_TEST_CLIP" ${DECODE_ARGS:-} \
         2>&1 | tee "$OUT/decode.log"
+      ;;
+    open)  # how long an NVDEC open takes, and whether it holds the GIL (bench/gpu/nvdec_open.py)
+      timeout 120 python3 bench/gpu/nvdec_open.py "$GPU_TEST_CLIP" 2>&1 | tee "$OUT/open.log"
       ;;
     bench2)  # a second configuration in the same call (results in $OUT/b2)
       mkdir -p "$OUT/b2"
