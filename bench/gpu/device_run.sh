@@ -2,7 +2,7 @@
 # Runs on the GPU machine of the device tool, from the staging folder made by
 # bench/gpu/stage.sh (wheels, trimmed PyNvVideoCodec, Triton for Python 3.12, the clip, the
 # source tree). Usage: bash bench/gpu/device_run.sh PHASE...   (phases: probe tests bench
-# decode open bench2)
+# decode open hunt bench2)
 # Logs and results go to $OUT. Run from the staged copy of the tree (.device/gpu/src), or from
 # the checkout itself with GPU_STAGE_DIR naming the staging folder (its src/ may then be
 # removed, which keeps the device tool's carry under its 64 MiB limit).
@@ -21,6 +21,12 @@ export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 export VIGIL_TRITON__SERVER_DIR=/tmp/tritonserver
 export GPU_TEST_CLIP=$STAGE/street_1080p30.mp4
 export PYTHONUNBUFFERED=1
+ulimit -c 0  # a crashed CUDA process's core dump can take minutes to write
+if [ "${CRASH_TRACE:-0}" = 1 ]; then
+  # the crashing thread's native frames (bench/gpu/crash_trace.c; the device has no gdb)
+  cc -O1 -shared -fPIC -o /tmp/crash_trace.so "$SRC/bench/gpu/crash_trace.c" &&
+    export LD_PRELOAD=/tmp/crash_trace.so
+fi
 if [ "${MPS:-0}" = 1 ]; then
   # CUDA MPS (the device has nvidia-cuda-mps-control): every process's kernels in one shared
   # context instead of contexts the GPU time-slices. It changes no GPU setting; the daemon
@@ -76,6 +82,10 @@ PY
       ;;
     open)  # how long an NVDEC open takes, and whether it holds the GIL (bench/gpu/nvdec_open.py)
       timeout 120 python3 bench/gpu/nvdec_open.py "$GPU_TEST_CLIP" 2>&1 | tee "$OUT/open.log"
+      ;;
+    hunt)  # fresh processes doing (c)'s decode and preprocessing, to catch the native crash
+      timeout 400 python3 bench/gpu/crash_hunt.py "$GPU_TEST_CLIP" ${HUNT_ARGS:-} \
+        2>&1 | tee "$OUT/hunt.log"
       ;;
     bench2)  # a second configuration in the same call (results in $OUT/b2)
       mkdir -p "$OUT/b2"
