@@ -191,6 +191,20 @@ def test_worker_configurations_get_their_own_rows_and_ratio(capsys):
     unchecked = fake_report(runs, modes, rt_workers=4) | {"streams_1080p30": 70}
     print_table(unchecked, runs, modes, "threaded")
     assert "not checked (--rt-seconds 0); the search would start at 70" in capsys.readouterr().out
+    tries = [
+        {"streams": 66.0, "min_stream_fps": 31.2},
+        {"streams": 66.0, "min_stream_fps": 25.8},
+        {"streams": 59.0, "min_stream_fps": 31.6},
+    ]
+    ran_out = fake_report(runs, modes) | {
+        "streams_1080p30": 0,
+        "realtime": {"sustained": 0, "tries": tries, "checks": []},
+    }
+    print_table(ran_out, runs, modes, "threaded")
+    assert (
+        "sustained in real time: none confirmed in 3 checks (in-process); "
+        "passed once or more: [66, 59]" in capsys.readouterr().out
+    )
 
 
 def test_serving_configurations_are_parsed_named_and_get_rows(capsys):
