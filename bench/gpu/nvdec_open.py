@@ -7,7 +7,11 @@ the threaded decoder (the service's default) and the plain one:
 
 - one open after another: each open's time, the longest tick gap;
 - N opens at once, one thread each: when the last returned, the longest tick gap;
-- the time from open to the first fetched frames.
+- the time from open to the first fetched frames;
+- N new decoders at once against N decoders that had already decoded and are pointed at the
+  file again (``reconfigure_decoder``, what vigil.sources.nvdec_pool does): when the last
+  stream had its first frames. New sessions are created at the first picture, one after
+  another; a reused decoder keeps its session.
 
 Usage (on the GPU machine, after bench/gpu/device_run.sh has set up the packages)::
 
@@ -124,6 +128,37 @@ def first_frames(nvc: Any, clip: Path) -> None:
     close([decoder])
 
 
+def first_frames_at_once(nvc: Any, clip: Path, count: int, reuse: list[Any] | None) -> list[Any]:
+    """``count`` streams at once, each opening (or, given ``reuse``, reconfiguring) a
+    threaded decoder and fetching its first 8 frames; returns the decoders."""
+    decoders: list[Any] = [None] * count
+    done = [0.0] * count
+
+    def worker(i: int) -> None:
+        if reuse is None:
+            decoders[i] = threaded(nvc, clip)
+        else:
+            decoders[i] = reuse[i]
+            decoders[i].reconfigure_decoder(str(clip))
+        pictures = decoders[i].get_batch_frames(8)
+        done[i] = time.perf_counter() - start
+        del pictures
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.sort()
+    print(
+        f"  {count} {'reused' if reuse else 'new'} decoders at once: first frames of the first "
+        f"stream at {done[0]:.3f} s, median {done[count // 2]:.3f} s, last {done[-1]:.3f} s",
+        flush=True,
+    )
+    return decoders
+
+
 def close(kept: list[Any]) -> None:
     for item in kept:
         end = getattr(item, "end", None)
@@ -150,3 +185,7 @@ if __name__ == "__main__":
         one_after_another(open_one, 4)
         at_once(open_one, args.streams)
     first_frames(nvc, args.clip)
+    print("first frames, new sessions against reused decoders:", flush=True)
+    decoders = first_frames_at_once(nvc, args.clip, args.streams, None)
+    first_frames_at_once(nvc, args.clip, args.streams, decoders)
+    close(decoders)

@@ -81,12 +81,14 @@ class Acceleration:
         decode: ``cpu`` (PyAV) or ``gpu`` (NVDEC) for file sources.
         device_id: CUDA device of the GPU path.
         triton_cuda_pool_bytes: CUDA memory pool an embedded Triton needs (0: none).
+        nvdec_idle_decoders: NVDEC decoders the process keeps idle for reuse (0: none).
     """
 
     shared_memory: Literal["system", "cuda"] = "system"
     decode: Literal["cpu", "gpu"] = "cpu"
     device_id: int = 0
     triton_cuda_pool_bytes: int = 0
+    nvdec_idle_decoders: int = 0
 
     @property
     def on_gpu(self) -> bool:
@@ -130,8 +132,11 @@ class Acceleration:
         the GPU path; their demuxing then runs in this process, not a decoder child)."""
         if self.decode == "gpu" and spec.scheme == "file":
             from vigil.sources.nvdec import NvdecFileSource
+            from vigil.sources.nvdec_pool import DECODERS
 
-            return NvdecFileSource(spec.id, spec.url, self.device_id)
+            DECODERS.capacity = self.nvdec_idle_decoders
+            pool = DECODERS if self.nvdec_idle_decoders else None
+            return NvdecFileSource(spec.id, spec.url, self.device_id, pool=pool)
         if self.decode == "gpu" and spec.scheme in NETWORK_SCHEMES:
             from vigil.sources.nvdec_network import NvdecNetworkSource
 
@@ -195,6 +200,7 @@ def choose_acceleration(
         decode=decode,
         device_id=settings.device_id,
         triton_cuda_pool_bytes=settings.triton_cuda_pool_mb << 20,
+        nvdec_idle_decoders=settings.nvdec_idle_decoders,
     )
     if announce:
         log.info("%s", chosen.describe())

@@ -145,6 +145,13 @@ class GpuSettings(_Model):
         "available; without NVDEC, CPU decoding with one log line",
     )
     device_id: int = Field(0, ge=0, le=63, description="CUDA device for decode, shm, preprocess")
+    nvdec_idle_decoders: int = Field(
+        32,
+        ge=0,
+        le=1024,
+        description="NVDEC decoders kept idle after a file ends, for the next stream to reuse "
+        "(a new session costs ~65 ms, and sessions start one at a time); 0: none",
+    )
     triton_cuda_pool_mb: int = Field(
         2048,
         ge=0,

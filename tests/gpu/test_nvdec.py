@@ -95,3 +95,56 @@ def test_nvdec_sources_feed_the_packet_tap_one_packet_per_frame(gpu_clip, thread
         writer.write(p)
     writer.close()
     assert writer.duration_s > 2.5
+
+
+def test_a_decoder_that_finished_its_file_is_reused_and_gives_the_next_file_from_its_start(
+    gpu_clip, cuda
+):
+    """The next stream takes the idle decoder (no new NVDEC session) and gets its own file's
+    frames from the first, every one of them; a stream stopped half-way does not give its
+    decoder back."""
+    from vigil.sources.nvdec_pool import DecoderPool
+
+    torch = cuda
+    expected = int(cv2.VideoCapture(str(gpu_clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+    pool = DecoderPool(capacity=4)
+    first = NvdecFileSource("first", gpu_clip, pool=pool)
+    first.open()
+    try:
+        assert sum(1 for _ in first.frames()) == expected
+    finally:
+        first.close()
+    assert len(pool) == 1
+
+    second = NvdecFileSource("second", gpu_clip, pool=pool)
+    second.open()
+    try:
+        assert pool.reused == 1
+        assert len(pool) == 0
+        frames = second.frames()
+        decoded = [next(frames) for _ in range(10)]
+        rest = sum(1 for _ in frames)
+    finally:
+        second.close()
+    assert [f.frame_number for f in decoded] == list(range(10))
+    assert 10 + rest == expected
+    full = InputFormat(1920, 1080, Layout.HWC, np.dtype(np.uint8))
+    out = torch.empty((10, 1080, 1920, 3), dtype=torch.uint8, device="cuda")
+    GpuPreprocessor(full)(decoded, out)
+    from bench.gpu.bench import cpu_frames
+
+    expected_frames = np.stack(cpu_frames(gpu_clip, 10))
+    diff = np.abs(out.cpu().numpy().astype(np.int16) - expected_frames.astype(np.int16))
+    assert diff.mean() < 3.0, diff.mean()
+    assert len(pool) == 1, "the second stream ended cleanly too"
+
+    stopped = NvdecFileSource("stopped", gpu_clip, pool=pool)
+    stopped.open()
+    try:
+        frames = stopped.frames()
+        next(frames)
+        frames.close()
+    finally:
+        stopped.close()
+    assert len(pool) == 0, "a decoder stopped half-way is ended, not kept"
+    pool.clear()

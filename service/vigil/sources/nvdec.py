@@ -27,6 +27,7 @@ from vigil.frame import Frame, PixelFormat
 from vigil.sources.base import Source, VideoInfo
 from vigil.sources.errors import DecodeErrors, SourceError
 from vigil.sources.nvdec_packets import NvdecPacketTap
+from vigil.sources.nvdec_pool import DecoderPool
 from vigil.sources.urls import file_path
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class NvdecFileSource(Source):
         threaded: Decode in PyNvVideoCodec's native thread (``ThreadedDecoder``) and fetch
             frames in small batches; False decodes packet by packet from Python (demuxer +
             decoder). None: :attr:`threaded_default`.
+        pool: Where a threaded decoder comes from if one is idle there, and goes back to once
+            the file has been decoded to its end (None: a new session each time).
     """
 
     is_live = False
@@ -90,12 +93,15 @@ class NvdecFileSource(Source):
         device_id: int = 0,
         *,
         threaded: bool | None = None,
+        pool: DecoderPool | None = None,
     ) -> None:
         text = str(path)
         super().__init__(stream_id, text)
         self.path = file_path(text) if text.startswith("file:") else Path(text)
         self.device_id = device_id
         self.threaded = self.threaded_default if threaded is None else threaded
+        self.pool = pool
+        self._reusable = False  # the threaded decoder reached the file's end without an error
         self._threaded: Any = None
         self._demuxer: Any = None
         self._decoder: Any = None
@@ -182,7 +188,7 @@ class NvdecFileSource(Source):
     # --- internals ------------------------------------------------------------------------
 
     def _open_threaded(self, nvc: ModuleType) -> tuple[int, int, float]:
-        self._threaded = nvc.ThreadedDecoder(
+        self._threaded = self._reused_decoder() or nvc.ThreadedDecoder(
             str(self.path),
             self.buffer_frames,
             gpu_id=self.device_id,
@@ -195,6 +201,20 @@ class NvdecFileSource(Source):
             demuxer = nvc.CreateDemuxer(filename=str(self.path))
             width, height = demuxer.Width(), demuxer.Height()
         return int(width), int(height), float(getattr(meta, "average_fps", 0) or 0)
+
+    def _reused_decoder(self) -> Any | None:
+        """An idle decoder of the pool pointed at this file, or None."""
+        decoder = self.pool.take(self.device_id) if self.pool is not None else None
+        if decoder is None:
+            return None
+        try:
+            decoder.reconfigure_decoder(str(self.path))
+        except Exception as e:  # a decoder that cannot switch is ended, not reused
+            log.debug("stream %s: idle NVDEC decoder not reusable (%s)", self.stream_id, e)
+            with contextlib.suppress(Exception):
+                decoder.end()
+            return None
+        return decoder
 
     def _open_plain(self, nvc: ModuleType) -> tuple[int, int, float]:
         self._demuxer = nvc.CreateDemuxer(filename=str(self.path))
@@ -218,6 +238,7 @@ class NvdecFileSource(Source):
             except Exception as e:
                 raise SourceError(str(self.path), f"decoding failed: {e}") from e
             if not pictures:
+                self._reusable = True
                 break
             if self._tap is not None:  # the recorder gets each frame's packet before it
                 self._tap_safely(self._tap.catch_up, number + len(pictures))
@@ -289,9 +310,13 @@ class NvdecFileSource(Source):
 
     def _release(self) -> None:
         if self._threaded is not None:
-            with contextlib.suppress(Exception):
-                self._threaded.end()
+            if self._reusable and self.pool is not None:
+                self.pool.give(self.device_id, self._threaded)
+            else:
+                with contextlib.suppress(Exception):
+                    self._threaded.end()
         self._threaded = None
+        self._reusable = False
         self._decoder = None
         self._demuxer = None
         self._tap = None
