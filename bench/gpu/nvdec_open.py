@@ -88,22 +88,28 @@ def one_after_another(open_one: Callable[[], Any], count: int) -> None:
     close(kept)
 
 
-def at_once(open_one: Callable[[], Any], count: int) -> None:
-    kept: list[Any] = [None] * count
+def in_threads(work: Callable[[int], None], count: int) -> list[float]:
+    """Run ``work(i)`` for ``count`` values of ``i`` at once, one thread each; the seconds
+    from the start at which each returned, sorted."""
     done = [0.0] * count
 
     def worker(i: int) -> None:
-        kept[i] = open_one()
+        work(i)
         done[i] = time.perf_counter() - start
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(done)
+
+
+def at_once(open_one: Callable[[], Any], count: int) -> None:
+    kept: list[Any] = [None] * count
     with Ticker() as ticker:
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    done.sort()
+        done = in_threads(lambda i: kept.__setitem__(i, open_one()), count)
     print(
         f"  {count} at once: first returned {done[0]:.3f} s, median {done[count // 2]:.3f} s, "
         f"last {done[-1]:.3f} s; longest GIL gap {ticker.longest:.3f} s",
@@ -132,25 +138,16 @@ def first_frames_at_once(nvc: Any, clip: Path, count: int, reuse: list[Any] | No
     """``count`` streams at once, each opening (or, given ``reuse``, reconfiguring) a
     threaded decoder and fetching its first 8 frames; returns the decoders."""
     decoders: list[Any] = [None] * count
-    done = [0.0] * count
 
-    def worker(i: int) -> None:
+    def work(i: int) -> None:
         if reuse is None:
             decoders[i] = threaded(nvc, clip)
         else:
             decoders[i] = reuse[i]
             decoders[i].reconfigure_decoder(str(clip))
-        pictures = decoders[i].get_batch_frames(8)
-        done[i] = time.perf_counter() - start
-        del pictures
+        decoders[i].get_batch_frames(8)  # the first pictures, dropped at once
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    done.sort()
+    done = in_threads(work, count)
     print(
         f"  {count} {'reused' if reuse else 'new'} decoders at once: first frames of the first "
         f"stream at {done[0]:.3f} s, median {done[count // 2]:.3f} s, last {done[-1]:.3f} s",

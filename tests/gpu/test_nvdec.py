@@ -6,11 +6,9 @@ import importlib.util
 import itertools
 
 import cv2
-import numpy as np
 import pytest
 
-from vigil.infer.tensors import InputFormat, Layout
-from vigil.preprocess.gpu import GpuPreprocessor
+from tests.gpu.decoded import assert_like_cpu_decode
 from vigil.sources.nvdec import NvdecFileSource, nvdec_unavailable_reason
 
 pytestmark = pytest.mark.gpu
@@ -25,7 +23,6 @@ def _nvdec() -> None:
 
 @pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "plain"])
 def test_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda, threaded):
-    torch = cuda
     source = NvdecFileSource("cam", gpu_clip, threaded=threaded)
     info = source.open()
     try:
@@ -40,14 +37,7 @@ def test_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda, t
     assert first.image.is_cuda
     assert (first.width, first.height, first.frame_number) == (1920, 1080, 0)
     assert [f.frame_number for f in decoded] == list(range(10))
-    full = InputFormat(1920, 1080, Layout.HWC, np.dtype(np.uint8))
-    out = torch.empty((10, 1080, 1920, 3), dtype=torch.uint8, device="cuda")
-    GpuPreprocessor(full)(decoded, out)
-    from bench.gpu.bench import cpu_frames  # imports torch: only where the test runs
-
-    expected = np.stack(cpu_frames(gpu_clip, 10))
-    diff = np.abs(out.cpu().numpy().astype(np.int16) - expected.astype(np.int16))
-    assert diff.mean() < 3.0, diff.mean()
+    assert_like_cpu_decode(decoded, gpu_clip)
 
 
 @pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "plain"])
@@ -105,7 +95,6 @@ def test_a_decoder_that_finished_its_file_is_reused_and_gives_the_next_file_from
     decoder back."""
     from vigil.sources.nvdec_pool import DecoderPool
 
-    torch = cuda
     expected = int(cv2.VideoCapture(str(gpu_clip)).get(cv2.CAP_PROP_FRAME_COUNT))
     pool = DecoderPool(capacity=4)
     first = NvdecFileSource("first", gpu_clip, pool=pool)
@@ -128,14 +117,7 @@ def test_a_decoder_that_finished_its_file_is_reused_and_gives_the_next_file_from
         second.close()
     assert [f.frame_number for f in decoded] == list(range(10))
     assert 10 + rest == expected
-    full = InputFormat(1920, 1080, Layout.HWC, np.dtype(np.uint8))
-    out = torch.empty((10, 1080, 1920, 3), dtype=torch.uint8, device="cuda")
-    GpuPreprocessor(full)(decoded, out)
-    from bench.gpu.bench import cpu_frames
-
-    expected_frames = np.stack(cpu_frames(gpu_clip, 10))
-    diff = np.abs(out.cpu().numpy().astype(np.int16) - expected_frames.astype(np.int16))
-    assert diff.mean() < 3.0, diff.mean()
+    assert_like_cpu_decode(decoded, gpu_clip)
     assert len(pool) == 1, "the second stream ended cleanly too"
 
     stopped = NvdecFileSource("stopped", gpu_clip, pool=pool)

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import pytest
 
+from tests.gpu.decoded import assert_like_cpu_decode
 from tests.support.http_files import faststart_copy, served
-from vigil.infer.tensors import InputFormat, Layout
-from vigil.preprocess.gpu import GpuPreprocessor
 from vigil.sources.nvdec import nvdec_unavailable_reason
 
 pytestmark = pytest.mark.gpu
@@ -31,7 +29,6 @@ def _nvdec() -> None:
 
 
 def test_packet_fed_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_clip, cuda, tmp_path):
-    torch = cuda
     faststart_copy(gpu_clip, tmp_path)  # a streamable MP4, as an HTTP camera sends
     with served(tmp_path) as base:
         source = NvdecNetworkSource("cam", f"{base}/{gpu_clip.name}", open_timeout_s=20)
@@ -48,14 +45,7 @@ def test_packet_fed_nvdec_frames_stay_on_the_gpu_and_match_the_cpu_decode(gpu_cl
     assert all(f.on_gpu and f.image.is_cuda for f in decoded)  # no pixel on the host
     assert [f.frame_number for f in decoded] == list(range(10))
     assert len(packets) >= 10  # the recorder's tap is fed on this path too
-    full = InputFormat(1920, 1080, Layout.HWC, np.dtype(np.uint8))
-    out = torch.empty((10, 1080, 1920, 3), dtype=torch.uint8, device="cuda")
-    GpuPreprocessor(full)(decoded, out)
-    from bench.gpu.bench import cpu_frames  # imports torch: only where the test runs
-
-    expected = np.stack(cpu_frames(gpu_clip, 10))
-    diff = np.abs(out.cpu().numpy().astype(np.int16) - expected.astype(np.int16))
-    assert diff.mean() < 3.0, diff.mean()
+    assert_like_cpu_decode(decoded, gpu_clip)
 
 
 def test_packet_fed_nvdec_decodes_every_frame_and_frees_its_memory(gpu_clip, cuda, tmp_path):
