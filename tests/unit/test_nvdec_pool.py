@@ -143,3 +143,79 @@ def test_the_gpu_path_gives_file_sources_the_process_pool_unless_turned_off(capa
     source = accel.make_source(StreamSpec(id="cam", url="file:///tmp/x.mp4"), SourceSettings())
     assert source.pool is (DECODERS if capacity else None)
     assert DECODERS.capacity == capacity
+
+
+class FakeThreadedDecoder(FakeDecoder):
+    """PyNvVideoCodec's ThreadedDecoder as the source uses it; its ``__len__`` is the
+    container's frame count, 0 when the container does not say."""
+
+    def __init__(self, name: str, frames: int = 0) -> None:
+        super().__init__(name)
+        self.frames = frames
+        self.sources: list[str] = []
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def reconfigure_decoder(self, source: str) -> None:
+        self.sources.append(source)
+
+    def get_stream_metadata(self) -> object:
+        return type("Meta", (), {"width": 1920, "height": 1080, "average_fps": 30.0})()
+
+
+class FakeNvc:
+    """The part of the PyNvVideoCodec module the threaded open uses."""
+
+    OutputColorType = type("OutputColorType", (), {"NATIVE": 0})
+
+    def __init__(self) -> None:
+        self.created: list[FakeThreadedDecoder] = []
+
+    def ThreadedDecoder(self, path: str, *args: object, **kwargs: object) -> FakeThreadedDecoder:  # noqa: N802
+        decoder = FakeThreadedDecoder(f"new {path}")
+        self.created.append(decoder)
+        return decoder
+
+
+def test_an_idle_decoder_is_reused_even_when_its_frame_count_is_unknown(tmp_path):
+    """A ThreadedDecoder of a file without a frame count has len() 0: it is still reused,
+    not dropped (and leaked) for a new session."""
+    from vigil.sources.nvdec import NvdecFileSource
+
+    pool = DecoderPool(capacity=4)
+    idle = FakeThreadedDecoder("idle", frames=0)
+    pool.give(0, idle)
+    nvc = FakeNvc()
+    source = NvdecFileSource("cam", tmp_path / "b.mp4", pool=pool)
+    assert source._open_threaded(nvc) == (1920, 1080, 30.0)
+    assert nvc.created == []
+    assert idle.sources == [str(tmp_path / "b.mp4")]
+    source._reusable = True  # decoded to the end
+    source.close()
+    assert len(pool) == 1
+    assert idle.ended == 0
+
+
+def test_a_decoder_that_did_not_reach_the_end_or_cannot_switch_is_ended(tmp_path):
+    from vigil.sources.nvdec import NvdecFileSource
+
+    pool = DecoderPool(capacity=4)
+    nvc = FakeNvc()
+    source = NvdecFileSource("cam", tmp_path / "a.mp4", pool=pool)
+    source._open_threaded(nvc)
+    source.close()  # stopped half-way: not reusable
+    assert len(pool) == 0
+    assert nvc.created[0].ended == 1
+
+    class Stuck(FakeThreadedDecoder):
+        def reconfigure_decoder(self, source: str) -> None:
+            raise RuntimeError("cannot reconfigure")
+
+    stuck = Stuck("stuck")
+    pool.give(0, stuck)
+    source = NvdecFileSource("cam", tmp_path / "b.mp4", pool=pool)
+    source._open_threaded(nvc)
+    assert stuck.ended == 1
+    assert len(nvc.created) == 2
+    source.close()

@@ -188,13 +188,17 @@ class NvdecFileSource(Source):
     # --- internals ------------------------------------------------------------------------
 
     def _open_threaded(self, nvc: ModuleType) -> tuple[int, int, float]:
-        self._threaded = self._reused_decoder() or nvc.ThreadedDecoder(
-            str(self.path),
-            self.buffer_frames,
-            gpu_id=self.device_id,
-            use_device_memory=True,
-            output_color_type=nvc.OutputColorType.NATIVE,
-        )
+        # not `or`: a ThreadedDecoder has __len__ (its frame count), so one is falsy when the
+        # container does not say how many frames it holds
+        self._threaded = self._reused_decoder()
+        if self._threaded is None:
+            self._threaded = nvc.ThreadedDecoder(
+                str(self.path),
+                self.buffer_frames,
+                gpu_id=self.device_id,
+                use_device_memory=True,
+                output_color_type=nvc.OutputColorType.NATIVE,
+            )
         meta = self._threaded.get_stream_metadata()
         width, height = getattr(meta, "width", 0), getattr(meta, "height", 0)
         if not (width and height):  # older metadata without sizes: ask the demuxer
