@@ -241,8 +241,8 @@ class NvdecFileSource(Source):
                 pictures = self._threaded.get_batch_frames(self.fetch_frames)
             except Exception as e:
                 raise SourceError(str(self.path), f"decoding failed: {e}") from e
-            if not pictures:
-                self._reusable = True
+            if not pictures:  # the end; a decoder that decoded nothing is not trusted again
+                self._reusable = number > 0
                 break
             if self._tap is not None:  # the recorder gets each frame's packet before it
                 self._tap_safely(self._tap.catch_up, number + len(pictures))

@@ -10,8 +10,9 @@ being ended; the next stream on the same device takes it and points it at its ow
 (``reconfigure_decoder``), which keeps the session.
 
 The pool is bounded (``capacity`` decoders) and a decoder left idle longer than ``idle_s`` is
-ended at the next visit, so an idle service holds no more than ``capacity`` sessions' memory,
-and only for a while.
+ended at the next visit, so an idle service holds no more than ``capacity`` decoders' memory,
+and only for a while. (A decoder that has switched between files of different sizes may
+hold more than one session: PyNvVideoCodec keeps up to 4 per decoder for such switches.)
 """
 
 from __future__ import annotations
