@@ -25,12 +25,12 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
   int n = snprintf(line, sizeof line,
                    "\n=== crash_trace: signal %d at address %p in thread %ld \"%s\" ===\n", sig,
                    info ? info->si_addr : NULL, (long)gettid(), name);
-  if (n > 0) write(2, line, (size_t)n);
+  if (n > 0 && write(2, line, (size_t)n) < 0) _exit(128 + sig);
   void *frames[64];
   int count = backtrace(frames, 64);
   backtrace_symbols_fd(frames, count, 2);
   static const char end[] = "=== crash_trace: end ===\n";
-  write(2, end, sizeof end - 1);
+  if (write(2, end, sizeof end - 1) < 0) _exit(128 + sig);
   _exit(128 + sig);
 }
 

@@ -66,14 +66,8 @@ PY
         -v -ra -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu-tests.log"
       ;;
     bench)
-      # GDB=1 (where the device has gdb): the native stacks of every thread if the bench
-      # crashes (faulthandler shows only Python threads; the SIGSEGVs seen so far were in a
-      # native one).
-      WRAP=()
-      if [ "${GDB:-0}" = 1 ] && command -v gdb >/dev/null; then
-        WRAP=(gdb -q -batch -ex "handle SIGPIPE nostop noprint" -ex run -ex "thread apply all bt 12" --args)
-      fi
-      timeout ${BENCH_TIMEOUT:-320} ${WRAP[@]+"${WRAP[@]}"} python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
+      # (a crash's native stack: CRASH_TRACE=1 above; the device has no gdb)
+      timeout ${BENCH_TIMEOUT:-320} python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
         2>&1 | tee "$OUT/bench.log"
       ;;
     decode)  # NVDEC alone at several stream counts (bench/gpu/decode_scaling.py)
