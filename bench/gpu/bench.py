@@ -59,6 +59,7 @@ from bench.gpu.report import (  # noqa: E402
     mode_label,
     parse_model_variants,
     print_table,
+    slots_of,
     variant_label,
     workers_of,
 )
@@ -71,6 +72,7 @@ from bench.gpu.runs import (  # noqa: E402
     profile_pipeline,
     realtime_search,
     sampled_by_pyspy,
+    with_slots,
 )
 from bench.gpu.stats import (  # noqa: E402
     Row,
@@ -160,6 +162,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         headline = default_mode if default_mode in modes else modes[0]
         # and (c) over worker processes (`vigil run --workers`), NVDEC in its default mode
         modes += [f"w{k}" for k in args.workers if k > 1]
+        # and (c) in-process with other ring sizes (requests in flight)
+        modes += [f"s{k}" for k in args.slots if k != args.inflight]
         report["nvdec_default"] = default_mode
         report["nvdec_modes"] = modes
 
@@ -226,7 +230,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                         if workers > 1:
                             c, extra = await full_pipeline_workers(settings, triton, specs, workers)
                         else:
-                            c, extra = await full_pipeline(settings, triton, specs)
+                            c, extra = await full_pipeline(
+                                with_slots(settings, slots_of(mode)), triton, specs
+                            )
                     c.gpu_util, c.cpu_cores, c.nvdec_util = (
                         row.gpu_util, row.cpu_cores, row.nvdec_util,
                     )  # fmt: skip
@@ -288,17 +294,6 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     f"steady {extra2['steady_fps']:,.0f} {extra2['timeline']}",
                     flush=True,
                 )
-            for inflight in args.sweep_inflight:
-                swept = settings.model_copy(
-                    update={
-                        "pipeline": settings.pipeline.model_copy(
-                            update={"inflight_requests": inflight}
-                        )
-                    }
-                )
-                c2, extra2 = await full_pipeline(swept, triton, specs)
-                print(f"# (c) with {inflight} slots: {c2.fps:,.0f} frames/s {extra2}", flush=True)
-
             parser = make_parser(model, 0.5)
             for _ in range(repeats):
                 for threads in (1, args.streams):
@@ -414,12 +409,6 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true", help="cProfile a (c) run's loop")
     parser.add_argument("--pyspy", action="store_true", help="py-spy (GIL samples) during (c)")
     parser.add_argument(
-        "--sweep-inflight",
-        type=lambda text: [int(v) for v in text.split(",") if v],
-        default=[],
-        help="also run (c) with these ring sizes (comma-separated; context, not a row)",
-    )
-    parser.add_argument(
         "--variants", type=lambda t: [v for v in t.split(",") if v], default=[],
         help="(c) again with e.g. switch=0.001, fetch=16 or tracker=off (+ joins; comma "
         "separates runs)",
@@ -433,6 +422,11 @@ if __name__ == "__main__":
         "--workers", type=lambda text: [int(v) for v in text.split(",") if v], default=[],
         help="also run (c) over these numbers of worker processes (vigil run --workers; "
         "comma-separated, e.g. 2,4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--slots", type=lambda text: [int(v) for v in text.split(",") if v], default=[],
+        help="also run (c) in-process with these ring sizes (requests in flight), interleaved "
+        "run by run with the others (comma-separated, e.g. 9,12)",
     )  # fmt: skip
     parser.add_argument(
         "--rt-workers", type=int, default=1,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
 
 import numpy as np
-import psutil
 
 from bench.gpu.stats import Row
 
@@ -30,6 +30,8 @@ class Meter:
         return int(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
 
     def _cpu_seconds(self) -> float:
+        import psutil  # on the GPU machine; the thread clock below needs only /proc
+
         total = 0.0
         me = psutil.Process()
         for proc in [me, *me.children(recursive=True)]:
@@ -63,3 +65,46 @@ class Meter:
             row.cpu_cores = (self._cpu_seconds() - cpu0) / wall if wall else None
             row.gpu_util = float(np.mean(gpu)) if gpu else None
             row.nvdec_util = float(np.mean(dec)) if dec else None
+
+
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each group of this process's threads.
+
+    Python threads are grouped by name (``stages_0`` → ``stages``, ``decode-cam-3`` →
+    ``decode``); threads Python did not start (PyNvVideoCodec's, CUDA's, gRPC's) are summed as
+    ``native``. A thread waiting for the GIL sleeps, so a group near 1.0 core over a window
+    was running the whole window: it is the one that bounds a GIL-bound pipeline.
+    """
+    names = {t.native_id: _group(t.name) for t in threading.enumerate()}
+    seconds: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError, ValueError):
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                # after "pid (comm)": field 14/15 of the line are utime/stime in clock ticks
+                fields = f.read().rpartition(")")[2].split()
+            group = names.get(int(tid), "native")
+            seconds[group] = seconds.get(group, 0.0) + (int(fields[11]) + int(fields[12])) * _TICK_S
+    return seconds
+
+
+def _group(name: str) -> str:
+    if name.startswith("decode-"):
+        return "decode"
+    if name.startswith("Thread-") and "(" in name:  # Thread-3 (sample) → sample
+        return name[name.index("(") + 1 : name.rindex(")")]
+    head, _, tail = name.rpartition("_")
+    return head if head and tail.isdigit() else name
+
+
+def cores_between(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """Cores each thread group used between two :func:`thread_cpu_seconds` snapshots (groups
+    under 0.02 cores left out), busiest first."""
+    if seconds <= 0:
+        return {}
+    used = {g: round((after[g] - before.get(g, 0.0)) / seconds, 2) for g in after}
+    return dict(sorted(((g, c) for g, c in used.items() if c >= 0.02), key=lambda x: -x[1]))

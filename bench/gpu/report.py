@@ -13,10 +13,19 @@ def workers_of(mode: str) -> int:
     return int(mode[1:]) if mode.startswith("w") else 1
 
 
+def slots_of(mode: str) -> int | None:
+    """Ring slots (requests in flight) of a (c) configuration: ``s9`` → 9; None: --inflight."""
+    return int(mode[1:]) if mode.startswith("s") else None
+
+
 def mode_label(mode: str) -> str:
-    """How a (c) configuration is named in the table: ``NVDEC threaded``, ``4 workers``."""
+    """How a (c) configuration is named in the table: ``NVDEC threaded``, ``4 workers``,
+    ``NVDEC threaded, 9 in flight``."""
     workers = workers_of(mode)
-    return f"{workers} worker processes" if workers > 1 else f"NVDEC {mode}"
+    if workers > 1:
+        return f"{workers} worker processes"
+    slots = slots_of(mode)
+    return f"NVDEC threaded, {slots} in flight" if slots else f"NVDEC {mode}"
 
 
 def parse_model_variants(text: str) -> dict[str, tuple[int, int]]:
@@ -109,10 +118,19 @@ def print_table(
         f"device→host {d2h.text()} bytes/frame (detector outputs only; a 1080p RGB frame is "
         "6,220,800)"
     )
-    for key in ("slots_busy", "requests_queued", "mean_request_ms", "mean_batch"):
-        values = [float(r.extra[key]) for r in c_rows if key in r.extra]
-        if values:
-            print(f"(c) {key}: {Spread.of(values).text('.1f')}")
+    for mode in sorted(modes, key=lambda m: m != headline):
+        rows = runs.get(f"c-{mode}", [])
+        for key in (
+            "slots_busy", "requests_queued", "requests_done", "mean_request_ms", "mean_batch",
+            "model_busy", "model_queue_ms", "frames_per_execution",
+        ):  # fmt: skip
+            values = [float(r.extra[key]) for r in rows if key in r.extra]
+            if values:
+                print(f"(c) {mode_label(mode)}, {key}: {Spread.of(values).text('.2f')}")
+        for i, row in enumerate(rows):
+            if "thread_cores" in row.extra:  # steady window, cores per thread group
+                cores = row.extra["thread_cores"]
+                print(f"(c) {mode_label(mode)}, run {i + 1}, cores by thread: {cores}")
     for mode in ("threaded", "plain"):
         rows = runs.get(f"decode-{mode}", [])
         if rows:

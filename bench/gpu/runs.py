@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.gpu.meter import Meter
+from bench.gpu.meter import Meter, cores_between, thread_cpu_seconds
 from bench.gpu.stats import Row
 from vigil.config import Settings
 from vigil.infer import cuda_shm
@@ -32,6 +32,15 @@ from vigil.runtime import Runtime, open_runtime
 from vigil.sources.nvdec_pool import DECODERS
 from vigil.specs import StreamSpec
 from vigil.triton_connection import TritonConnection
+
+
+def with_slots(settings: Settings, slots: int | None) -> Settings:
+    """``settings`` with ``slots`` requests in flight (ring slots); None: unchanged."""
+    if slots is None:
+        return settings
+    pipeline = settings.pipeline.model_copy(update={"inflight_requests": slots})
+    return settings.model_copy(update={"pipeline": pipeline})
+
 
 # --- (c) the full pipeline ------------------------------------------------------------------
 
@@ -58,6 +67,7 @@ async def full_pipeline(
     """``vigil run``'s code path on the streams; frames/s over the whole run and the steady
     part (from 10 % to 90 % of the frames)."""
     samples: list[tuple[float, int]] = []
+    clocks: list[tuple[float, dict[str, float]]] = []  # CPU seconds per thread group, every 0.5 s
     occupancy: list[tuple[int, int, int]] = []  # (slots in use, requests awaiting emit, done)
     # start-up: seconds from the first sample until each stream decoded / was processed
     first_decoded: dict[str, float] = {}
@@ -75,6 +85,8 @@ async def full_pipeline(
             while True:
                 total = sum(s.stats.frames_processed for s in statuses)
                 samples.append((time.perf_counter(), total))
+                if len(samples) % 5 == 1:
+                    clocks.append((time.perf_counter(), thread_cpu_seconds()))
                 for _ in range(20):  # where the ring's slots are, every 5 ms
                     if len(first_processed) < len(statuses):
                         _firsts(statuses, time.perf_counter() - t0, first_decoded, first_processed)
@@ -89,7 +101,9 @@ async def full_pipeline(
 
     bytes0, copies0 = cuda_shm.TRANSFERS.bytes, cuda_shm.TRANSFERS.copies
     reused0 = DECODERS.reused
+    model_stats0 = await _model_statistics(triton, settings.model.name)
     result = await run_streams(settings, specs, connection=triton, on_start=on_start)
+    model_stats = await _model_statistics(triton, settings.model.name)
     for task in tasks:
         task.cancel()
     processed = sum(s.stats.frames_processed for s in result.streams.values())
@@ -113,6 +127,8 @@ async def full_pipeline(
         "d2h_copies": float(cuda_shm.TRANSFERS.copies - copies0),
     }
     extra["timeline"] = str(timeline)
+    extra |= _steady_thread_cores(samples, clocks, processed)
+    extra |= _model_busy(model_stats0, model_stats, result.elapsed_s)
     if first_processed:
         extra["startup"] = (
             f"start-up: streams decoding from {min(first_decoded.values()):.2f} s, all by "
@@ -191,6 +207,51 @@ async def full_pipeline_workers(
     }
     name = f"(c) full pipeline ({len(specs)} streams, {workers} worker processes)"
     return Row(name, processed, result.elapsed_s, extra=extra), extra
+
+
+def _steady_thread_cores(
+    samples: list[tuple[float, int]], clocks: list[tuple[float, dict[str, float]]], total: int
+) -> dict[str, str]:
+    """Cores each thread group used over the snapshots nearest the steady window (10 % → 90 %
+    of the frames): which thread is saturated while the model is fed."""
+    lo = next((t for t, n in samples if n >= 0.1 * total), None)
+    hi = next((t for t, n in samples if n >= 0.9 * total), None)
+    if lo is None or hi is None or len(clocks) < 2:
+        return {}
+    first = min(clocks, key=lambda c: abs(c[0] - lo))
+    last = min(clocks, key=lambda c: abs(c[0] - hi))
+    if last[0] <= first[0]:
+        return {}
+    return {"thread_cores": str(cores_between(first[1], last[1], last[0] - first[0]))}
+
+
+async def _model_statistics(triton: TritonConnection, name: str) -> dict[str, Any]:
+    with contextlib.suppress(Exception):  # diagnostics only
+        stats = await triton.client.statistics(name)
+        return dict(stats["model_stats"][0])
+    return {}
+
+
+def _model_busy(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> dict[str, float]:
+    """From Triton's statistics over the run: the share of the wall time the model was
+    executing (one instance), and frames per execution (3 full requests: 96)."""
+    if not before or not after or not wall_s:
+        return {}
+
+    def delta(*path: str) -> float:
+        a, b = before, after
+        for key in path:
+            a, b = a.get(key, {}), b.get(key, {})
+        return float(b or 0) - float(a or 0)
+
+    executions = delta("execution_count")
+    return {
+        "model_busy": delta("inference_stats", "compute_infer", "ns") / 1e9 / wall_s,
+        "model_queue_ms": delta("inference_stats", "queue", "ns")
+        / 1e6
+        / max(delta("inference_stats", "queue", "count"), 1),
+        "frames_per_execution": delta("inference_count") / executions if executions else 0.0,
+    }
 
 
 def _timeline(samples: list[tuple[float, int]], total: int) -> dict[str, float]:

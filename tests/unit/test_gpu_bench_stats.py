@@ -8,11 +8,13 @@ from dataclasses import asdict
 
 import pytest
 
+from bench.gpu.meter import cores_between, thread_cpu_seconds
 from bench.gpu.peoplenet import config_text
 from bench.gpu.report import (
     mode_label,
     parse_model_variants,
     print_table,
+    slots_of,
     variant_label,
     workers_of,
 )
@@ -229,3 +231,52 @@ def test_serving_configurations_are_parsed_named_and_get_rows(capsys):
     b_line = next(x for x in lines if x.startswith("(b) one instance"))
     assert "2,425 (2,400–2,450)" in b_line
     assert any(x.startswith("(c) variant model=i1g2+workers=4") and "2,300" in x for x in lines)
+
+
+def test_ring_size_configurations_get_their_own_rows_and_diagnostics(capsys):
+    """`--slots 9` runs (c) in-process with 9 requests in flight beside the default; its rows,
+    its (c)/(a) line and its diagnostics (model busy, cores by thread) are printed apart."""
+    runs = fake_runs()
+    extra = dict(runs["c-threaded"][0].extra) | {
+        "model_busy": 0.9,
+        "frames_per_execution": 96.0,
+        "thread_cores": "{'stages': 0.97, 'MainThread': 0.5}",
+    }
+    runs["c-s9"] = [Row("(c) s9", f, 1.0, 90.0, 40.0, 3.0, extra) for f in (2200, 2250, 2300)]
+    runs["c-steady-s9"] = [
+        Row("(c) steady s9", f, 1.0, 90.0, 40.0, 3.0, extra) for f in (2300,) * 3
+    ]
+    modes = ["threaded", "s9"]
+    print_table(fake_report(runs, modes), runs, modes, "threaded")
+    text = capsys.readouterr().out
+    assert (slots_of("s9"), slots_of("threaded"), workers_of("s9")) == (9, None, 1)
+    assert mode_label("s9") == "NVDEC threaded, 9 in flight"
+    assert "(c)/(a) with NVDEC threaded, 9 in flight: whole 0.88 (0.87–0.90)" in text
+    assert "(c) NVDEC threaded, 9 in flight, frames_per_execution: 96.00 (96.00–96.00)" in text
+    assert "9 in flight, run 2, cores by thread: {'stages': 0.97" in text
+
+
+def test_thread_clock_names_the_thread_that_burns_cpu():
+    """The steady window's cores per thread group: a busy thread named like a decoder thread
+    shows as ``decode``, the busiest group."""
+    import threading
+    import time
+
+    done = threading.Event()
+
+    def spin() -> None:
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:
+            pass
+        done.wait()
+
+    thread = threading.Thread(target=spin, name="decode-cam-1")
+    before, t0 = thread_cpu_seconds(), time.perf_counter()
+    thread.start()
+    time.sleep(0.35)
+    cores = cores_between(before, thread_cpu_seconds(), time.perf_counter() - t0)
+    done.set()
+    thread.join()
+    # busiest first; how much of a core it got depends on the host's load, not on the clock
+    assert next(iter(cores)) == "decode" and cores["decode"] <= 1.05, cores
+    assert cores_between(before, before, 0.0) == {}
