@@ -218,6 +218,23 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             if args.contention:
                 report["contention"] = await contention(triton, model, batch, args)
             specs = [file_spec(f"cam-{i}", str(args.clip)) for i in range(args.streams)]
+            if args.cold_run:
+                # The process's first (c) run creates the NVDEC sessions (~65 ms each, one
+                # after another), as a service does once per camera when it starts; the runs
+                # after it reuse them (vigil/sources/nvdec_pool.py). Like (a)'s warm-up, it is
+                # not one of the measured runs, and it is printed on its own line.
+                NvdecFileSource.threaded_default = headline != "plain"
+                row = Row("", 0, 0)
+                with meter.measure(row):
+                    cold, cold_extra = await full_pipeline(settings, triton, specs)
+                cold.name = f"(c) the process's first run (new NVDEC sessions), {headline}"
+                cold.gpu_util, cold.cpu_cores = row.gpu_util, row.cpu_cores
+                report["cold_run"] = {"fps": cold.fps, **cold_extra}
+                print(
+                    f"(c) first run of the process: {cold.fps:,.0f} frames/s (steady "
+                    f"{cold_extra['steady_fps']:,.0f}) {cold_extra.get('startup', '')}",
+                    flush=True,
+                )
             for repeat in range(repeats):
                 for mode in modes:
                     workers = workers_of(mode)
@@ -384,7 +401,9 @@ if __name__ == "__main__":
     parser.add_argument("--clip", type=Path, required=True, help="1080p H.264 clip")
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--inflight", type=int, default=6)
+    # 9 = 3 executes' worth of requests (one running, one queued, one being emitted and
+    # refilled): 0.94 of (a) against 0.93 with 6 on one machine (docs/benchmarks.md, 2026-12-05)
+    parser.add_argument("--inflight", type=int, default=9, help="requests in flight")
     parser.add_argument("--queue", type=int, default=32, help="frames buffered per stream")
     # one instance taking up to 3 queued requests per execute: (b)/(a) 0.97, against 0.87 with
     # 3 instances (three CUDA contexts time-sliced); docs/benchmarks.md, 2026-12-05
@@ -433,6 +452,11 @@ if __name__ == "__main__":
         help="worker processes of the real-time search and the cost curve (1: in-process)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="runs of every figure")
+    parser.add_argument(
+        "--cold-run", action=argparse.BooleanOptionalAction, default=True,
+        help="one (c) run before the measured ones, which creates the NVDEC sessions "
+        "(printed apart)",
+    )  # fmt: skip
     parser.add_argument(
         "--cost-streams", type=lambda text: [int(v) for v in text.split(",") if v],
         default=[16, 32, 64], help="cost curve: stream counts (empty: skip)",

@@ -96,6 +96,14 @@ def print_table(
         f"(c)/(a), whole run, NVDEC {headline} (the service's mode): {show(f'c_{headline}_over_a')}"
         f"; steady part: {show(f'c_steady_{headline}_over_a')}   (target ≥ 0.90 whole)"
     )
+    cold = report.get("cold_run")
+    if cold:  # not a measured run: it creates the NVDEC sessions the measured runs reuse
+        a_median = Spread.of([r.fps for r in a_runs]).median
+        print(
+            f"(c) the process's first run, before the measured ones (new NVDEC sessions): "
+            f"whole {cold['fps'] / a_median:.2f}, steady {cold['steady_fps'] / a_median:.2f} "
+            f"of (a); {cold.get('startup', '')}"
+        )
     for mode in modes:
         if mode != headline:
             print(

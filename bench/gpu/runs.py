@@ -234,7 +234,8 @@ async def _model_statistics(triton: TritonConnection, name: str) -> dict[str, An
 
 def _model_busy(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> dict[str, float]:
     """From Triton's statistics over the run: the share of the wall time the model was
-    executing (one instance), and frames per execution (3 full requests: 96)."""
+    executing (one instance), and frames per execution (3 full requests: 96). Nothing when
+    the model was loaded again during the run (its counts restart)."""
     if not before or not after or not wall_s:
         return {}
 
@@ -244,9 +245,15 @@ def _model_busy(before: dict[str, Any], after: dict[str, Any], wall_s: float) ->
             a, b = a.get(key, {}), b.get(key, {})
         return float(b or 0) - float(a or 0)
 
-    executions = delta("execution_count")
+    executions, requests = delta("execution_count"), delta("inference_stats", "success", "count")
+    if executions <= 0 or requests <= 0:
+        return {}
     return {
-        "model_busy": delta("inference_stats", "compute_infer", "ns") / 1e9 / wall_s,
+        # every request of an execution is charged the execution's compute time
+        "model_busy": delta("inference_stats", "compute_infer", "ns")
+        / 1e9
+        * (executions / requests)
+        / wall_s,
         "model_queue_ms": delta("inference_stats", "queue", "ns")
         / 1e6
         / max(delta("inference_stats", "queue", "count"), 1),
