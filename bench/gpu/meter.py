@@ -108,3 +108,30 @@ def cores_between(
         return {}
     used = {g: round((after[g] - before.get(g, 0.0)) / seconds, 2) for g in after}
     return dict(sorted(((g, c) for g, c in used.items() if c >= 0.02), key=lambda x: -x[1]))
+
+
+@contextlib.contextmanager
+def gil_wait_probe(result: dict[str, float]) -> Iterator[None]:
+    """While the block runs, a thread sleeps 2 ms over and over and notes how late it wakes:
+    the time it waits to get the GIL back (plus the scheduler's own, ~0.1 ms on an idle
+    host). On exit, ``result`` gets ``gil_wait_p50_ms`` and ``gil_wait_p99_ms``. A pipeline
+    whose threads queue for the GIL shows it here before any thread's CPU share does."""
+    late: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            time.sleep(0.002)
+            late.append(time.perf_counter() - start - 0.002)
+
+    thread = threading.Thread(target=probe, name="gil-probe", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if late:
+            result["gil_wait_p50_ms"] = float(np.percentile(late, 50) * 1000)
+            result["gil_wait_p99_ms"] = float(np.percentile(late, 99) * 1000)

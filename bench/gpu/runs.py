@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.gpu.meter import Meter, cores_between, thread_cpu_seconds
+from bench.gpu.meter import Meter, cores_between, gil_wait_probe, thread_cpu_seconds
 from bench.gpu.stats import Row
 from vigil.config import Settings
 from vigil.infer import cuda_shm
@@ -447,14 +447,19 @@ async def realtime_check(
     or over ``workers`` processes; per-stream processed rate over a window that starts 2 s
     after every stream delivered a frame, and latency."""
     specs = [StreamSpec(id=f"rt-{i}", url=uri, max_fps=30.0) for i in range(streams)]
+    probe: dict[str, float] = {}
     async with _running(settings, triton, specs, workers) as running:
         await asyncio.sleep(2.0)
-        before = running.counts()
-        await asyncio.sleep(seconds)
-        after = running.counts()
+        before, decoded0 = running.counts(), _decoded(running)
+        clock0, t0 = thread_cpu_seconds(), time.perf_counter()
+        with gil_wait_probe(probe):
+            await asyncio.sleep(seconds)
+        after, decoded1 = running.counts(), _decoded(running)
+        cores = cores_between(clock0, thread_cpu_seconds(), time.perf_counter() - t0)
         rates = _rates(before, after)
         statuses = running.statuses()  # in this process: gone from the runtime once closed
         window = _window_latencies(statuses, before, after) if running.job is None else []
+        depths = list(running.runtime.pipeline.queue_depths().values()) if running.runtime else []
     if running.job is not None:  # a worker's latency window comes with its result
         statuses = running.statuses()
     p99 = max((s.stats.latency_percentile_ms(99) or 0 for s in statuses), default=0.0)
@@ -465,10 +470,27 @@ async def realtime_check(
         "mean_stream_fps": float(np.mean(rates)),
         "latency_p99_ms": p99,
     }
+    if decoded0 and decoded1:  # did the sources deliver 30 fps, or the pipeline fall behind?
+        decode_rates = _rates(decoded0, decoded1)
+        check["min_decoded_fps"] = min(decode_rates)
+        check["mean_decoded_fps"] = float(np.mean(decode_rates))
+    if depths:
+        check["mean_queue_depth"] = float(np.mean(depths))
+    check |= {k: round(v, 2) for k, v in probe.items()}
+    if workers == 1:  # the workers' threads are in other processes
+        check["thread_cores"] = str(cores)
     if window:
         check["window_p50_ms"] = float(np.percentile(window, 50) * 1000)
         check["window_p99_ms"] = float(np.percentile(window, 99) * 1000)
     return check
+
+
+def _decoded(running: _Running) -> dict[str, tuple[float, int]]:
+    """In this process: (now, frames decoded) per stream, like ``running.counts()``."""
+    if running.runtime is None:
+        return {}
+    now = time.perf_counter()
+    return {s.stream_id: (now, s.stats.frames_decoded) for s in running.statuses()}
 
 
 def _window_latencies(

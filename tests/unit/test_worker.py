@@ -91,6 +91,27 @@ def test_max_fps_paces_a_file():
     assert len(drain(queue)) == 6
 
 
+def test_a_paced_file_frame_is_captured_when_it_is_due_not_when_decoded():
+    """Frames decoded in a burst and played at 50 fps: each frame's capture time is its turn,
+    so its latency does not include the wait for it."""
+
+    class BurstSource(ScriptedSource):
+        """Decodes all its frames at once, as an NVDEC fetch does."""
+
+        def frames(self):
+            yield from list(super().frames())
+
+    before = time.monotonic()
+    _, queue, _ = run([BurstSource(frames=6)], pacing=Pacing(max_fps=50))
+    stamps = []
+    while (frame := queue.get_nowait()) is not None:
+        stamps.append(frame.decoded_monotonic_s)
+    assert len(stamps) == 6
+    assert stamps == sorted(stamps)
+    assert stamps[-1] - stamps[0] >= 5 * 0.02 * 0.9  # 5 periods of 20 ms apart
+    assert stamps[0] >= before
+
+
 def test_max_fps_skips_frames_of_a_live_source():
     source = ScriptedSource(live=True, frames=20, delay_s=0.005)
     status, queue, _ = run(

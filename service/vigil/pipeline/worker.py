@@ -231,6 +231,12 @@ class StreamWorker:
                     if now < next_due and self._stop.wait(next_due - now):
                         return False
                     next_due = max(next_due + period_s, time.monotonic() - period_s)
+                    # A paced file plays a camera: its frame is captured when it is due, not
+                    # when it was decoded (NVDEC hands over several frames per fetch), so
+                    # latency figures do not count the wait for the frame's turn.
+                    frame = dataclasses.replace(
+                        frame, capture_time_s=time.time(), decoded_monotonic_s=time.monotonic()
+                    )
             dropped = self.queue.dropped
             if not self.queue.put(frame):
                 return False
