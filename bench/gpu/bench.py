@@ -54,6 +54,7 @@ from bench.gpu.baselines import (  # noqa: E402
     opening_text,
     triton_model_only,
 )
+from bench.gpu.live import cost_point, realtime_search  # noqa: E402
 from bench.gpu.meter import Meter  # noqa: E402
 from bench.gpu.report import (  # noqa: E402
     mode_label,
@@ -64,13 +65,11 @@ from bench.gpu.report import (  # noqa: E402
     workers_of,
 )
 from bench.gpu.runs import (  # noqa: E402
-    cost_point,
     cupti_copies,
     full_pipeline,
     full_pipeline_workers,
     pipeline_settings,
     profile_pipeline,
-    realtime_search,
     sampled_by_pyspy,
     with_slots,
 )

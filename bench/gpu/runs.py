@@ -1,5 +1,5 @@
-"""The GPU benchmark's full-pipeline measurements: (c) through ``vigil run``'s code path, its
-diagnostics (CUPTI copies, py-spy, cProfile), the real-time check and the cost curve. Imported
+"""The GPU benchmark's full-pipeline measurements: (c) through ``vigil run``'s code path and
+its diagnostics (CUPTI copies, py-spy, cProfile); the paced runs are in ``live.py``. Imported
 by bench.py (which sets up ``sys.path``)."""
 
 from __future__ import annotations
@@ -8,27 +8,25 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.gpu.meter import Meter, cores_between, gil_wait_probe, thread_cpu_seconds
+from bench.gpu.meter import cores_between, thread_cpu_seconds
 from bench.gpu.stats import Row
 from vigil.config import Settings
 from vigil.infer import cuda_shm
 from vigil.job_workers import WorkerJob
 from vigil.jobs import run_streams
 from vigil.pipeline.stream_state import StreamStatus
-from vigil.runtime import Runtime, open_runtime
 from vigil.sources.nvdec_pool import DECODERS
 from vigil.specs import StreamSpec
 from vigil.triton_connection import TritonConnection
@@ -353,228 +351,3 @@ async def profile_pipeline(
     lines = [line for line in text.getvalue().splitlines() if line.strip()]
     print("\n".join(lines[:40]), flush=True)
     return lines
-
-
-class _Running:
-    """Streams running in this process or in worker processes: each stream's processed
-    frames with the time they were counted at, and its status."""
-
-    def __init__(self, runtime: Runtime | None, job: WorkerJob | None) -> None:
-        self.runtime, self.job = runtime, job
-
-    def statuses(self) -> list[StreamStatus]:
-        if self.job is not None:
-            return list(self.job.statuses.values())
-        assert self.runtime is not None
-        return self.runtime.streams.statuses()
-
-    def counts(self) -> dict[str, tuple[float, int]]:
-        """Stream → (monotonic time, frames processed by then)."""
-        if self.job is not None:
-            at = self.job.reported_at
-            return {
-                s.stream_id: (at[s.stream_id], s.stats.frames_processed) for s in self.statuses()
-            }
-        now = time.monotonic()
-        return {s.stream_id: (now, s.stats.frames_processed) for s in self.statuses()}
-
-
-@contextlib.asynccontextmanager
-async def _running(
-    settings: Settings,
-    triton: TritonConnection,
-    specs: list[StreamSpec],
-    workers: int,
-    *,
-    before: Any = None,
-) -> AsyncIterator[_Running]:
-    """Run ``specs`` (in this process when ``workers`` is 1, else in worker processes) until
-    the block exits; yields once every stream has processed a frame (NVDEC sessions open one
-    after another; up to 60 s). ``before()`` is awaited before the streams start (in this
-    process: once the runtime is open)."""
-    if workers == 1:
-        async with open_runtime(settings, connection=triton) as runtime:
-            if before:
-                await before()
-            for spec in specs:
-                await runtime.streams.add(spec, trusted=True)
-            running = _Running(runtime, None)
-            await _first_frames(running, None)
-            yield running
-        return
-    if before:
-        await before()
-    job = WorkerJob(settings, specs, workers, report_s=0.1)
-    run = asyncio.create_task(job.run(triton))
-    try:
-        running = _Running(None, job)
-        await _first_frames(running, run)
-        yield running
-    finally:
-        job.stop()
-        await run
-
-
-async def _first_frames(running: _Running, run: asyncio.Task[Any] | None) -> None:
-    for _ in range(1200):
-        statuses = running.statuses()
-        if statuses and all(s.stats.frames_processed for s in statuses):
-            return
-        if run is not None and run.done():
-            run.result()
-            raise RuntimeError("the workers ended before every stream delivered a frame")
-        await asyncio.sleep(0.05)
-
-
-def _rates(
-    before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]
-) -> list[float]:
-    return [
-        (after[sid][1] - n) / (after[sid][0] - t) if after[sid][0] > t else 0.0
-        for sid, (t, n) in before.items()
-    ]
-
-
-async def realtime_check(
-    settings: Settings,
-    triton: TritonConnection,
-    uri: str,
-    streams: int,
-    seconds: float,
-    workers: int = 1,
-) -> dict[str, float]:
-    """Play ``streams`` copies of the clip (``file://`` URI) at 30 fps each, in this process
-    or over ``workers`` processes; per-stream processed rate over a window that starts 2 s
-    after every stream delivered a frame, and latency."""
-    specs = [StreamSpec(id=f"rt-{i}", url=uri, max_fps=30.0) for i in range(streams)]
-    probe: dict[str, float] = {}
-    async with _running(settings, triton, specs, workers) as running:
-        await asyncio.sleep(2.0)
-        before, decoded0 = running.counts(), _decoded(running)
-        clock0, t0 = thread_cpu_seconds(), time.perf_counter()
-        with gil_wait_probe(probe):
-            await asyncio.sleep(seconds)
-        after, decoded1 = running.counts(), _decoded(running)
-        cores = cores_between(clock0, thread_cpu_seconds(), time.perf_counter() - t0)
-        rates = _rates(before, after)
-        statuses = running.statuses()  # in this process: gone from the runtime once closed
-        window = _window_latencies(statuses, before, after) if running.job is None else []
-        depths = list(running.runtime.pipeline.queue_depths().values()) if running.runtime else []
-    if running.job is not None:  # a worker's latency window comes with its result
-        statuses = running.statuses()
-    p99 = max((s.stats.latency_percentile_ms(99) or 0 for s in statuses), default=0.0)
-    check = {
-        "streams": float(streams),
-        "workers": float(workers),
-        "min_stream_fps": min(rates),
-        "mean_stream_fps": float(np.mean(rates)),
-        "latency_p99_ms": p99,
-    }
-    if decoded0 and decoded1:  # did the sources deliver 30 fps, or the pipeline fall behind?
-        decode_rates = _rates(decoded0, decoded1)
-        check["min_decoded_fps"] = min(decode_rates)
-        check["mean_decoded_fps"] = float(np.mean(decode_rates))
-    if depths:
-        check["mean_queue_depth"] = float(np.mean(depths))
-    check |= {k: round(v, 2) for k, v in probe.items()}
-    if workers == 1:  # the workers' threads are in other processes
-        check["thread_cores"] = str(cores)
-    if window:
-        check["window_p50_ms"] = float(np.percentile(window, 50) * 1000)
-        check["window_p99_ms"] = float(np.percentile(window, 99) * 1000)
-    return check
-
-
-def _decoded(running: _Running) -> dict[str, tuple[float, int]]:
-    """In this process: (now, frames decoded) per stream, like ``running.counts()``."""
-    if running.runtime is None:
-        return {}
-    now = time.perf_counter()
-    return {s.stream_id: (now, s.stats.frames_decoded) for s in running.statuses()}
-
-
-def _window_latencies(
-    statuses: list[StreamStatus],
-    before: dict[str, tuple[float, int]],
-    after: dict[str, tuple[float, int]],
-) -> list[float]:
-    """In this process: the latencies (s) of the frames processed inside the check's window,
-    the newest of each stream's latency window (``latency_p99_ms`` covers each stream's whole
-    run, its start-up backlog included)."""
-    latencies: list[float] = []
-    for status in statuses:
-        sid = status.stream_id
-        new = after[sid][1] - before[sid][1] if sid in before and sid in after else 0
-        if new > 0:
-            latencies.extend(status.stats.latencies_s.values()[-new:])
-    return latencies
-
-
-async def cost_point(
-    settings: Settings,
-    triton: TritonConnection,
-    meter: Meter,
-    uri: str,
-    streams: int,
-    args: argparse.Namespace,
-    workers: int = 1,
-) -> dict[str, float]:
-    """One point of the cost curve: ``streams`` copies of the clip, unpaced, in this process
-    or over ``workers`` processes; over a window after every stream delivered its first
-    frame (+1 s): frames/s of all streams, CPU cores (Vigil, its workers and Triton), GPU
-    memory in use on the device (NVML) and what the streams added to it (against the
-    runtime with no stream; this includes the pipeline's first-batch allocations, so the
-    marginal cost between two points is the cleaner per-stream figure) per stream."""
-    specs = [StreamSpec(id=f"cost-{i}", url=uri) for i in range(streams)]
-    memory0 = 0
-
-    async def before() -> None:
-        nonlocal memory0
-        await asyncio.sleep(0.5)
-        memory0 = meter.gpu_memory_used()  # Triton's instances (and our ring); no stream yet
-
-    async with _running(settings, triton, specs, workers, before=before) as running:
-        await asyncio.sleep(1.0)
-        row = Row("", 0, 0)
-        with meter.measure(row):
-            counted = running.counts()
-            await asyncio.sleep(args.cost_seconds)
-            fps = sum(_rates(counted, running.counts()))
-            memory = meter.gpu_memory_used()
-    return {
-        "streams": float(streams),
-        "workers": float(workers),
-        "fps": fps,
-        "cpu_cores": row.cpu_cores or 0.0,
-        "gpu_util": row.gpu_util or 0.0,
-        "gpu_mib_used": memory / 2**20,
-        "gpu_mib_per_stream": (memory - memory0) / streams / 2**20,
-    }
-
-
-async def realtime_search(
-    settings: Settings, triton: TritonConnection, uri: str, start: int, args: argparse.Namespace
-) -> dict[str, Any]:
-    """The most 1080p30 streams sustained in real time: from ``start``, 10 % fewer until
-    every stream is processed at ≥ 29.5 fps, then that count checked ``repeats - 1`` more
-    times; it counts as sustained only when every check passes (else the search goes on below
-    it). ``args.rt_tries`` checks in all at most."""
-    tries: list[dict[str, float]] = []
-    streams = start
-    while len(tries) < args.rt_tries:
-        checks = []
-        for _ in range(args.repeats):
-            if len(tries) >= args.rt_tries:
-                break
-            rt = await realtime_check(
-                settings, triton, uri, streams, args.rt_seconds, args.rt_workers
-            )
-            print(f"# real-time check: {rt}", flush=True)
-            tries.append(rt)
-            checks.append(rt)
-            if rt["min_stream_fps"] < 29.5:
-                break
-        if all(c["min_stream_fps"] >= 29.5 for c in checks) and len(checks) == args.repeats:
-            return {"sustained": streams, "tries": tries, "checks": checks}
-        streams = max(1, math.floor(streams * 0.9))
-    return {"sustained": 0, "tries": tries, "checks": []}
