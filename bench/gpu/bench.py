@@ -268,7 +268,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     add(f"c-steady-{mode}", steady)
                     print(
                         f"(c) {mode}: {c.fps:,.0f} frames/s (steady {steady.fps:,.0f}) "
-                        f"{extra['timeline']} {extra.get('startup', '')}",
+                        f"{extra['timeline']} {extra.get('startup', '')}; requests done and "
+                        f"not emitted {extra.get('requests_done', float('nan')):.2f}, cores "
+                        f"{extra.get('thread_cores', '')}",
                         flush=True,
                     )
                     if args.pyspy and spy is not None:

@@ -5,10 +5,12 @@ Tasks on the event loop:
 * the *producer* takes cross-stream batches, waits for a free shared-memory slot (that wait
   is the back-pressure), preprocesses into it in a worker thread, and starts the inference
   request — up to ``inflight_requests`` requests run at once;
-* the *emitter* finishes requests in the order they were started (so events of a stream
-  stay in frame order) and hands each batch to the *stage thread*, which parses the
-  outputs, runs the stage chain (tracker, analytics, ...) and builds the events — CPU work
-  kept off the loop that also serves the REST API — then gives the events to the sinks;
+* the *emitter* waits for the requests in the order they were started (so events of a
+  stream stay in frame order) and hands each finished batch to the *stage thread*, which
+  parses the outputs, gives the slot back, runs the stage chain (tracker, analytics, ...)
+  and builds the events — CPU work kept off the loop that also serves the REST API; batches
+  queue there back to back, so the thread does not wait for the loop between them;
+* the *deliverer* gives each batch's events to the sinks and counts its frames, in order;
 * the *watchdog* (e.g. "is the embedded Triton still alive?") stops the engine when it
   raises; :attr:`Pipeline.failure` then holds the reason.
 
@@ -35,7 +37,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -51,10 +52,11 @@ from vigil.frame import Frame
 from vigil.infer.client import TritonClient, cancelled_under_us
 from vigil.infer.errors import InferError, UnsupportedModelError
 from vigil.infer.model import ModelInfo
-from vigil.infer.shm import Slot, SlotRing
+from vigil.infer.shm import SlotRing
 from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
+from vigil.pipeline.batches import SentBatch, StagedBatch, frame_results, parse_outputs
 from vigil.pipeline.queues import DropPolicy, FrameQueue
 from vigil.pipeline.route import Route
 from vigil.pipeline.stream_state import StreamStatus
@@ -65,19 +67,6 @@ from vigil.stages.base import FrameResult, StageChain
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_EMPTY = Detections.empty()
-
-
-@dataclass
-class _Pending:
-    """A batch on its way: frames (inferred and pass-through), its request, when sent."""
-
-    frames: list[Frame]
-    inferred: list[Frame]  # the frames of ``frames`` the model sees, in order
-    route: Route
-    slot: Slot | None = None  # None when no frame of the batch is inferred
-    task: asyncio.Task[None] | None = None
-    sent: float = 0.0
 
 
 class Pipeline:
@@ -137,7 +126,9 @@ class Pipeline:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess")
         self._post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self._batcher: Batcher | None = None
-        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._pending: asyncio.Queue[SentBatch | None] = asyncio.Queue()
+        # batches handed to the stage thread, in request order, for _deliver
+        self._finishing: asyncio.Queue[StagedBatch | None] = asyncio.Queue()
         self._main: asyncio.Task[None] | None = None
         self._recent: deque[Frame] = deque(maxlen=settings.max_batch_size)
         self._serving = asyncio.Event()  # cleared while inference is paused (Triton down)
@@ -182,6 +173,12 @@ class Pipeline:
             item = self._pending.get_nowait()
             if item is not None and item.task is not None:
                 item.task.cancel()
+        while not self._finishing.empty():
+            entry = self._finishing.get_nowait()
+            if entry is not None:
+                entry.job.cancel()  # not started yet: it never reads its slot
+        # A batch the stage thread is parsing reads its slot: let it end before the rings go.
+        await asyncio.get_running_loop().run_in_executor(self._post, lambda: None)
         for ring in list(self._rings):
             await self._release_ring(ring)
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -357,10 +354,13 @@ class Pipeline:
         try:
             async with asyncio.TaskGroup() as group:
                 emitter = group.create_task(self._emit())
+                deliverer = group.create_task(self._deliver())
                 watchdog = group.create_task(self._watch())
                 await self._produce()
                 self._pending.put_nowait(None)
                 await emitter
+                self._finishing.put_nowait(None)
+                await deliverer
                 watchdog.cancel()
         except BaseExceptionGroup as group_error:
             self.failure = _first_error(group_error)
@@ -379,7 +379,7 @@ class Pipeline:
             if not inferred:  # only frames between inferences: they go to the tracker
                 route = self.route
                 route.started()
-                self._pending.put_nowait(_Pending(batch, [], route))
+                self._pending.put_nowait(SentBatch(batch, [], route))
                 if not self._serving.is_set():
                     await self._serving.wait()
                 continue
@@ -408,69 +408,102 @@ class Pipeline:
             self.metrics.batch_size.observe(len(inferred))
             task = asyncio.create_task(self.client.infer(route.model, slot, len(inferred)))
             self._pending.put_nowait(
-                _Pending(batch, inferred, route, slot, task, time.perf_counter())
+                SentBatch(batch, inferred, route, slot, task, time.perf_counter())
             )
             if not self._serving.is_set():  # the next batch waits until Triton is back
                 await self._serving.wait()
 
     async def _emit(self) -> None:
+        """Hand each batch to the stage thread once its request is done (in request order),
+        not once the batch before it is delivered: the thread goes from batch to batch with
+        no round trip through the event loop, which on a busy host kept finished requests
+        in their slots (docs/benchmarks.md, 2026-12-05 late)."""
+        loop = asyncio.get_running_loop()
+        classify_before: bool | None = None
         while (item := await self._pending.get()) is not None:
+            # Untracked streams with secondary classifiers: the stages run after the (async)
+            # classification, so _deliver submits them; when that choice changes, the
+            # batches handed over before it are delivered first, to keep the stages' order.
+            classify = self.secondary is not None and not self.chain.tracks
+            if classify_before is not None and classify != classify_before:
+                await self._finishing.join()
+            classify_before = classify
+            if not await self._request_done(item):
+                item.route.finished()
+                continue
+            work = self._parse_and_release if classify else self._finish
+            job = loop.run_in_executor(self._post, work, loop, item)
+            self._finishing.put_nowait(StagedBatch(item, job, classify))
+
+    async def _request_done(self, item: SentBatch) -> bool:
+        """Wait for the batch's request; False when it was lost (counted, slot released)."""
+        if item.task is None or item.slot is None:  # pass-through frames only
+            return True
+        route, inferred = item.route, item.inferred
+        try:
+            await item.task
+        except (InferError, asyncio.CancelledError) as e:
+            # A request cancelled under us (its gRPC channel closed) is a lost batch like
+            # a failed one; ending here as if *we* were cancelled would stop the emitter
+            # silently and keep the slot, and the next warm-up would wait for it forever.
+            if isinstance(e, asyncio.CancelledError) and not cancelled_under_us():
+                raise
+            route.ring.release(item.slot)
+            self.watchdog()
+            reason = e if isinstance(e, InferError) else "its connection to Triton closed"
+            log.error("batch of %d frames lost on %s: %s", len(inferred), route.label, reason)
+            for status in filter(None, (self.streams.get(f.stream_id) for f in inferred)):
+                status.stats.dropped["infer_error"] += 1
+            return False
+        self.metrics.request_seconds.observe(time.perf_counter() - item.sent)
+        return True
+
+    async def _deliver(self) -> None:
+        """Give each batch's events to the sinks and count its frames, in request order."""
+        loop = asyncio.get_running_loop()
+        while (entry := await self._finishing.get()) is not None:
+            item = entry.batch
             try:
-                await self._emit_batch(item)
+                if entry.classify:
+                    detections = await entry.job
+                    if self.secondary is not None and detections:
+                        detections = await self.secondary.run(item.inferred, detections)
+                    results = frame_results(item, detections)
+                    events = await loop.run_in_executor(
+                        self._post, self._post_process, item.route, results
+                    )
+                else:
+                    results, events = await entry.job
+                # One emit per inference batch (frames in order): sinks such as the Kafka
+                # outbox then store a whole batch in one transaction.
+                for sink in self.sinks:
+                    await sink.emit(events)
+                self._count(item.route, results)
             finally:
                 item.route.finished()
+                self._finishing.task_done()
 
-    async def _emit_batch(self, item: _Pending) -> None:
-        loop = asyncio.get_running_loop()
-        route, inferred = item.route, item.inferred
-        detections: list[Detections] = []  # one per inferred frame
-        if item.task is not None and item.slot is not None:
-            try:
-                await item.task
-            except (InferError, asyncio.CancelledError) as e:
-                # A request cancelled under us (its gRPC channel closed) is a lost batch like
-                # a failed one; ending here as if *we* were cancelled would stop the emitter
-                # silently and keep the slot, and the next warm-up would wait for it forever.
-                if isinstance(e, asyncio.CancelledError) and not cancelled_under_us():
-                    raise
-                route.ring.release(item.slot)
-                self.watchdog()
-                reason = e if isinstance(e, InferError) else "its connection to Triton closed"
-                log.error("batch of %d frames lost on %s: %s", len(inferred), route.label, reason)
-                for frame in inferred:
-                    status = self.streams.get(frame.stream_id)
-                    if status is not None:
-                        status.stats.dropped["infer_error"] += 1
-                return
-            self.metrics.request_seconds.observe(time.perf_counter() - item.sent)
-            try:
-                detections = await loop.run_in_executor(
-                    self._post, self._parse, route, item.slot, inferred
-                )
-            finally:
-                route.ring.release(item.slot)
-        if self.secondary is not None and detections and not self.chain.tracks:
-            # Untracked: classify every due frame's objects (tracked streams classify each
-            # track once, in the chain).
-            detections = await self.secondary.run(inferred, detections)
-        found = iter(detections)
-        results = [
-            FrameResult(f, next(found) if f.infer else _EMPTY, inferred=f.infer, model=route.model)
-            for f in item.frames
-        ]
-        # Tracking, analytics and event building run off the event loop (the REST API
-        # shares it); one thread, so per-stream state sees frames in order.
-        events = await loop.run_in_executor(self._post, self._post_process, route, results)
-        # One emit per inference batch (frames in order): sinks such as the Kafka outbox
-        # then store a whole batch in one transaction.
-        for sink in self.sinks:
-            await sink.emit(events)
-        self._count(route, results)
+    # --- in the stage thread ---------------------------------------------------------------
 
-    @staticmethod
-    def _parse(route: Route, slot: Slot, frames: list[Frame]) -> list[Detections]:
-        outputs = slot.host_outputs(len(frames))
-        return route.parser.parse(outputs, [(f.width, f.height) for f in frames])
+    def _parse_and_release(
+        self, loop: asyncio.AbstractEventLoop, item: SentBatch
+    ) -> list[Detections]:
+        """The batch's detections (one per inferred frame); its slot goes back to the ring
+        as soon as the outputs are read."""
+        if item.slot is None:
+            return []
+        try:
+            return parse_outputs(item.route, item.slot, item.inferred)
+        finally:
+            loop.call_soon_threadsafe(item.route.ring.release, item.slot)
+
+    def _finish(
+        self, loop: asyncio.AbstractEventLoop, item: SentBatch
+    ) -> tuple[list[FrameResult], list[Event]]:
+        """Parse, release the slot, run the stage chain (tracking, analytics) and build the
+        events: everything a batch needs before its delivery, in one visit to this thread."""
+        results = frame_results(item, self._parse_and_release(loop, item))
+        return results, self._post_process(item.route, results)
 
     def _post_process(self, route: Route, results: list[FrameResult]) -> list[Event]:
         self.chain.process(results)
