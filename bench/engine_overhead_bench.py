@@ -31,21 +31,21 @@ import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "service"))
 
-from vigil.config import PipelineSettings, TrackerSettings  # noqa: E402
-from vigil.detections import Detections  # noqa: E402
-from vigil.events.builder import EventBuilder  # noqa: E402
-from vigil.events.schema import Event, PlaceInfo  # noqa: E402
-from vigil.frame import Frame  # noqa: E402
-from vigil.infer.model import ModelInfo  # noqa: E402
-from vigil.infer.shm import Slot  # noqa: E402
-from vigil.infer.tensors import TensorSpec  # noqa: E402
-from vigil.parsers.base import Parser  # noqa: E402
-from vigil.pipeline.pipeline import Pipeline  # noqa: E402
-from vigil.pipeline.stream_state import StreamStatus  # noqa: E402
-from vigil.specs import StreamSpec  # noqa: E402
-from vigil.stages.analytics import AnalyticsStage  # noqa: E402
-from vigil.stages.base import StageChain  # noqa: E402
-from vigil.stages.tracking import TrackingStage  # noqa: E402
+from vigil.config import PipelineSettings, TrackerSettings
+from vigil.detections import Detections
+from vigil.events.builder import EventBuilder
+from vigil.events.schema import Event, PlaceInfo
+from vigil.frame import Frame
+from vigil.infer.model import ModelInfo
+from vigil.infer.shm import Slot
+from vigil.infer.tensors import TensorSpec
+from vigil.parsers.base import Parser
+from vigil.pipeline.pipeline import Pipeline
+from vigil.pipeline.stream_state import StreamStatus
+from vigil.specs import StreamSpec
+from vigil.stages.analytics import AnalyticsStage
+from vigil.stages.base import StageChain
+from vigil.stages.tracking import TrackingStage
 
 BATCH, STREAMS, BOXES = 32, 16, 20
 MODEL = ModelInfo(
