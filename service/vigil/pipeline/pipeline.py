@@ -127,8 +127,9 @@ class Pipeline:
         self._post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self._batcher: Batcher | None = None
         self._pending: asyncio.Queue[SentBatch | None] = asyncio.Queue()
-        # batches handed to the stage thread, in request order, for _deliver
-        self._finishing: asyncio.Queue[StagedBatch | None] = asyncio.Queue()
+        # Batches in the stage thread, in order, for _deliver; bounded so that a slow sink
+        # still holds requests in their slots (3: in the thread, queued, being delivered).
+        self._finishing: asyncio.Queue[StagedBatch | None] = asyncio.Queue(maxsize=3)
         self._main: asyncio.Task[None] | None = None
         self._recent: deque[Frame] = deque(maxlen=settings.max_batch_size)
         self._serving = asyncio.Event()  # cleared while inference is paused (Triton down)
@@ -359,7 +360,7 @@ class Pipeline:
                 await self._produce()
                 self._pending.put_nowait(None)
                 await emitter
-                self._finishing.put_nowait(None)
+                await self._finishing.put(None)
                 await deliverer
                 watchdog.cancel()
         except BaseExceptionGroup as group_error:
@@ -433,7 +434,7 @@ class Pipeline:
                 continue
             work = self._parse_and_release if classify else self._finish
             job = loop.run_in_executor(self._post, work, loop, item)
-            self._finishing.put_nowait(StagedBatch(item, job, classify))
+            await self._finishing.put(StagedBatch(item, job, classify))
 
     async def _request_done(self, item: SentBatch) -> bool:
         """Wait for the batch's request; False when it was lost (counted, slot released)."""
