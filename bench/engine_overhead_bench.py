@@ -5,7 +5,7 @@ the engine, not the model, set the pace. This bench measures that ceiling on any
 GPU and no Triton: a stand-in model serves one request at a time, each taking the time the
 PeopleNet-class detector takes for a batch of 32 on an H100 (13.9 ms: 2,300 frames/s), and
 the rest is Vigil's own — 16 streams fed by decoder-like threads, the cross-stream batcher,
-the ring, the parser (20 boxes per frame), the tracker, analytics and event building, on the
+the ring, the parser (``--boxes`` per frame), the tracker, analytics and event building, on the
 real event loop and stage thread. ``model busy`` is the share of the wall time the stand-in
 model was serving: 1.0 means the engine keeps it fed.
 
@@ -47,7 +47,7 @@ from vigil.stages.analytics import AnalyticsStage
 from vigil.stages.base import StageChain
 from vigil.stages.tracking import TrackingStage
 
-BATCH, STREAMS, BOXES = 32, 16, 20
+BATCH, STREAMS = 32, 16
 MODEL = ModelInfo(
     name="standin",
     version="1",
@@ -80,15 +80,17 @@ class StandInModel:
 
 
 class MovingBoxes(Parser):
-    """20 people per frame walking across 1080p, a little noise: work for the tracker."""
+    """``boxes`` people per frame walking across 1080p, a little noise: work for the tracker
+    (and one event per object per frame)."""
 
     name = "moving-boxes"
 
-    def __init__(self, model: ModelInfo) -> None:
+    def __init__(self, model: ModelInfo, boxes: int) -> None:
         super().__init__(model, 0.5)
         self.rng = np.random.default_rng(0)
-        self.start = self.rng.uniform(0, 1700, (BOXES, 2)).astype(np.float32)
-        self.step = self.rng.uniform(-4, 4, (BOXES, 2)).astype(np.float32)
+        self.boxes = boxes
+        self.start = self.rng.uniform(0, 1700, (boxes, 2)).astype(np.float32)
+        self.step = self.rng.uniform(-4, 4, (boxes, 2)).astype(np.float32)
         self.calls = 0
 
     def parse(
@@ -98,13 +100,13 @@ class MovingBoxes(Parser):
         for _ in sizes:
             self.calls += 1
             corner = (self.start + self.step * (self.calls // STREAMS)) % 1700
-            noise = self.rng.normal(0, 1.5, (BOXES, 2)).astype(np.float32)
+            noise = self.rng.normal(0, 1.5, (self.boxes, 2)).astype(np.float32)
             xyxy = np.concatenate([corner + noise, corner + noise + [60, 160]], axis=1)
             found.append(
                 Detections(
                     xyxy=xyxy.astype(np.float32),
-                    confidence=np.full(BOXES, 0.8, np.float32),
-                    class_id=np.zeros(BOXES, np.int32),
+                    confidence=np.full(self.boxes, 0.8, np.float32),
+                    class_id=np.zeros(self.boxes, np.int32),
                 )
             )
         return found
@@ -132,14 +134,16 @@ def _gil_burner(stop: threading.Event) -> None:
         time.sleep(0.001)
 
 
-async def one_run(request_s: float, seconds: float, gil_threads: int) -> dict[str, float]:
+async def one_run(
+    request_s: float, seconds: float, gil_threads: int, boxes: int
+) -> dict[str, float]:
     """Frames/s and the stand-in model's busy share over ``seconds`` after a 1 s warm-up."""
     model = StandInModel(request_s)
     sink = NullSink()
     pipeline = Pipeline(
         client=model,  # type: ignore[arg-type]
         model=MODEL,
-        parser=MovingBoxes(MODEL),
+        parser=MovingBoxes(MODEL, boxes),
         events=EventBuilder(MODEL, PlaceInfo(id="0"), "bench"),
         sinks=[sink],
         settings=PipelineSettings(
@@ -192,16 +196,28 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--gil-threads", type=int, default=0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--overlap", action="store_true",
+        help="Pipeline.overlap_stages: batches go to the stage thread before the previous one "
+        "is delivered",
+    )  # fmt: skip
+    parser.add_argument(
+        "--boxes", type=int, default=1,
+        help="objects per frame (the GPU bench's street clip: ~0.3; a crowd: 20)",
+    )  # fmt: skip
     args = parser.parse_args()
     request_s = BATCH / args.model_fps
+    Pipeline.overlap_stages = args.overlap
     runs = [
-        asyncio.run(one_run(request_s, args.seconds, args.gil_threads)) for _ in range(args.runs)
+        asyncio.run(one_run(request_s, args.seconds, args.gil_threads, args.boxes))
+        for _ in range(args.runs)
     ]
     fps = [r["fps"] for r in runs]
     busy = [r["model_busy"] for r in runs]
     print(
         f"engine over a {args.model_fps:,.0f} frames/s stand-in model, {STREAMS} streams, "
-        f"tracker + analytics, {args.gil_threads} GIL-burning threads: "
+        f"{args.boxes} objects per frame, tracker + analytics, {args.gil_threads} GIL-burning "
+        f"threads, overlap {'on' if args.overlap else 'off'}: "
         f"{statistics.median(fps):,.0f} frames/s ({min(fps):,.0f}–{max(fps):,.0f}) = "
         f"{statistics.median(fps) / args.model_fps:.2f} of the model; model busy "
         f"{statistics.median(busy):.2f} ({min(busy):.2f}–{max(busy):.2f}); "

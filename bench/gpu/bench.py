@@ -83,6 +83,7 @@ from vigil.accel import choose_acceleration  # noqa: E402
 from vigil.config import Settings  # noqa: E402
 from vigil.jobs import file_spec  # noqa: E402
 from vigil.parsers import make_parser  # noqa: E402
+from vigil.pipeline.pipeline import Pipeline  # noqa: E402
 from vigil.triton_connection import connect  # noqa: E402
 
 # --- main -----------------------------------------------------------------------------------
@@ -163,6 +164,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         modes += [f"w{k}" for k in args.workers if k > 1]
         # and (c) in-process with other ring sizes (requests in flight)
         modes += [f"s{k}" for k in args.slots if k != args.inflight]
+        # and (c) with the stage thread overlapping delivery (Pipeline.overlap_stages)
+        modes += ["overlap"] if args.overlap else []
         report["nvdec_default"] = default_mode
         report["nvdec_modes"] = modes
 
@@ -238,6 +241,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 for mode in modes:
                     workers = workers_of(mode)
                     NvdecFileSource.threaded_default = mode != "plain"
+                    Pipeline.overlap_stages = mode == "overlap"
                     spy = None
                     if args.pyspy and repeat == 0 and workers == 1:
                         spy = out / f"pyspy-c-{mode}.txt"
@@ -276,6 +280,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     if args.pyspy and spy is not None:
                         print(f"# (c) {mode} with py-spy attached: {extra}", flush=True)
             NvdecFileSource.threaded_default = headline == "threaded"
+            Pipeline.overlap_stages = False
             for variant in args.variants:
                 saved = (
                     sys.getswitchinterval(),
@@ -299,12 +304,15 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                         varied = varied.model_copy(update={"model": named})
                     elif key == "workers":
                         variant_workers = int(value)
+                    elif key == "overlap":  # overlap=on: Pipeline.overlap_stages
+                        Pipeline.overlap_stages = value == "on"
                 if variant_workers > 1:
                     c2, extra2 = await full_pipeline_workers(varied, triton, specs, variant_workers)
                 else:
                     c2, extra2 = await full_pipeline(varied, triton, specs)
                 c2.name = f"(c) variant {variant}, whole run"
                 add(f"variant-{variant}", c2)
+                Pipeline.overlap_stages = False
                 sys.setswitchinterval(saved[0])
                 NvdecFileSource.fetch_frames, NvdecFileSource.buffer_frames = saved[1:]
                 print(
@@ -430,8 +438,8 @@ if __name__ == "__main__":
     parser.add_argument("--pyspy", action="store_true", help="py-spy (GIL samples) during (c)")
     parser.add_argument(
         "--variants", type=lambda t: [v for v in t.split(",") if v], default=[],
-        help="(c) again with e.g. switch=0.001, fetch=16 or tracker=off (+ joins; comma "
-        "separates runs)",
+        help="(c) again with e.g. switch=0.001, fetch=16, tracker=off or overlap=on (+ joins; "
+        "comma separates runs)",
     )  # fmt: skip
     parser.add_argument("--contention", action="store_true", help="(b) under (c)'s GPU loads")
     parser.add_argument(
@@ -447,6 +455,11 @@ if __name__ == "__main__":
         "--slots", type=lambda text: [int(v) for v in text.split(",") if v], default=[],
         help="also run (c) in-process with these ring sizes (requests in flight), interleaved "
         "run by run with the others (comma-separated, e.g. 9,12)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--overlap", action="store_true",
+        help="also run (c) with the stage thread overlapping delivery (Pipeline.overlap_stages), "
+        "interleaved run by run",
     )  # fmt: skip
     parser.add_argument(
         "--rt-workers", type=int, default=1,

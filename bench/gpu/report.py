@@ -24,6 +24,8 @@ def mode_label(mode: str) -> str:
     workers = workers_of(mode)
     if workers > 1:
         return f"{workers} worker processes"
+    if mode == "overlap":
+        return "NVDEC threaded, stages overlapped"
     slots = slots_of(mode)
     return f"NVDEC threaded, {slots} in flight" if slots else f"NVDEC {mode}"
 

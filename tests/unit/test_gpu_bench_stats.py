@@ -252,6 +252,8 @@ def test_ring_size_configurations_get_their_own_rows_and_diagnostics(capsys):
     text = capsys.readouterr().out
     assert (slots_of("s9"), slots_of("threaded"), workers_of("s9")) == (9, None, 1)
     assert mode_label("s9") == "NVDEC threaded, 9 in flight"
+    assert mode_label("overlap") == "NVDEC threaded, stages overlapped"
+    assert (workers_of("overlap"), slots_of("overlap")) == (1, None)
     assert "(c)/(a) with NVDEC threaded, 9 in flight: whole 0.88 (0.87–0.90)" in text
     assert "(c) NVDEC threaded, 9 in flight, frames_per_execution: 96.00 (96.00–96.00)" in text
     assert "9 in flight, run 2, cores by thread: {'stages': 0.97" in text

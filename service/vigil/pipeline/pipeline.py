@@ -44,9 +44,7 @@ import numpy as np
 from vigil.accel import CPU_PATH, Acceleration
 from vigil.classifiers import SecondaryClassifiers
 from vigil.config import PipelineSettings
-from vigil.detections import Detections
 from vigil.events.builder import EventBuilder
-from vigil.events.schema import Event
 from vigil.events.sinks import EventSink
 from vigil.frame import Frame
 from vigil.infer.client import TritonClient, cancelled_under_us
@@ -56,7 +54,14 @@ from vigil.infer.shm import SlotRing
 from vigil.metrics import PipelineMetrics
 from vigil.parsers.base import Parser
 from vigil.pipeline.batcher import Batcher
-from vigil.pipeline.batches import SentBatch, StagedBatch, frame_results, parse_outputs
+from vigil.pipeline.batches import (
+    SentBatch,
+    StagedBatch,
+    finish_batch,
+    frame_results,
+    parse_and_release,
+    run_stages,
+)
 from vigil.pipeline.queues import DropPolicy, FrameQueue
 from vigil.pipeline.route import Route
 from vigil.pipeline.stream_state import StreamStatus
@@ -90,6 +95,12 @@ class Pipeline:
         chain: Stages after the parser (tracker, analytics, ...); they keep per-stream
             state, which survives model swaps.
     """
+
+    #: Hand a finished batch to the stage thread (parse, slot back, stages, events in one
+    #: visit) without waiting for the one before it to be delivered. Off: the design measured
+    #: at 0.93–0.94 of the model on three H100 hosts; on a slower host whether this helps is
+    #: not yet measured (GPU bench --variants overlap=on; docs/benchmarks.md, 2026-12-05 late).
+    overlap_stages = False
 
     def __init__(
         self,
@@ -127,8 +138,9 @@ class Pipeline:
         self._post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self._batcher: Batcher | None = None
         self._pending: asyncio.Queue[SentBatch | None] = asyncio.Queue()
-        # Batches in the stage thread, in order, for _deliver; bounded so that a slow sink
-        # still holds requests in their slots (3: in the thread, queued, being delivered).
+        # With overlap_stages: batches in the stage thread, in order, for _deliver; bounded,
+        # so a slow sink still holds requests in their slots (3: in the thread, queued, being
+        # delivered).
         self._finishing: asyncio.Queue[StagedBatch | None] = asyncio.Queue(maxsize=3)
         self._main: asyncio.Task[None] | None = None
         self._recent: deque[Frame] = deque(maxlen=settings.max_batch_size)
@@ -415,26 +427,31 @@ class Pipeline:
                 await self._serving.wait()
 
     async def _emit(self) -> None:
-        """Hand each batch to the stage thread once its request is done (in request order),
-        not once the batch before it is delivered: the thread goes from batch to batch with
-        no round trip through the event loop, which on a busy host kept finished requests
-        in their slots (docs/benchmarks.md, 2026-12-05 late)."""
+        """Wait for the requests in the order they were started and hand each finished batch
+        to the stage thread; deliver it before the next (or, with :attr:`overlap_stages`,
+        let :meth:`_deliver` do that while the next batches go to the thread)."""
         loop = asyncio.get_running_loop()
-        classify_before: bool | None = None
+        overlapped = False
         while (item := await self._pending.get()) is not None:
             # Untracked streams with secondary classifiers: the stages run after the (async)
-            # classification, so _deliver submits them; when that choice changes, the
-            # batches handed over before it are delivered first, to keep the stages' order.
+            # classification, at delivery. Batches handed over before a change to inline
+            # delivery are delivered first, to keep the stages' order.
             classify = self.secondary is not None and not self.chain.tracks
-            if classify_before is not None and classify != classify_before:
+            overlap = self.overlap_stages and not classify
+            if overlapped and not overlap:
                 await self._finishing.join()
-            classify_before = classify
+            overlapped = overlap
             if not await self._request_done(item):
                 item.route.finished()
                 continue
-            work = self._parse_and_release if classify else self._finish
-            job = loop.run_in_executor(self._post, work, loop, item)
-            await self._finishing.put(StagedBatch(item, job, classify))
+            if overlap:  # parse, slot back, stages and events in one visit to the thread
+                job = loop.run_in_executor(
+                    self._post, finish_batch, self.chain, self.taps, loop, item
+                )
+                await self._finishing.put(StagedBatch(item, job, parsed_only=False))
+                continue
+            job = loop.run_in_executor(self._post, parse_and_release, loop, item)
+            await self._deliver_one(StagedBatch(item, job, parsed_only=True))
 
     async def _request_done(self, item: SentBatch) -> bool:
         """Wait for the batch's request; False when it was lost (counted, slot released)."""
@@ -460,57 +477,40 @@ class Pipeline:
         return True
 
     async def _deliver(self) -> None:
-        """Give each batch's events to the sinks and count its frames, in request order."""
-        loop = asyncio.get_running_loop()
-        while (entry := await self._finishing.get()) is not None:
-            item = entry.batch
+        """Deliver the batches :meth:`_emit` handed over with :attr:`overlap_stages`."""
+        while (staged := await self._finishing.get()) is not None:
             try:
-                if entry.classify:
-                    detections = await entry.job
-                    if self.secondary is not None and detections:
-                        detections = await self.secondary.run(item.inferred, detections)
-                    results = frame_results(item, detections)
-                    events = await loop.run_in_executor(
-                        self._post, self._post_process, item.route, results
-                    )
-                else:
-                    results, events = await entry.job
-                # One emit per inference batch (frames in order): sinks such as the Kafka
-                # outbox then store a whole batch in one transaction.
-                for sink in self.sinks:
-                    await sink.emit(events)
-                self._count(item.route, results)
+                await self._deliver_one(staged)
             finally:
-                item.route.finished()
                 self._finishing.task_done()
 
-    # --- in the stage thread ---------------------------------------------------------------
-
-    def _parse_and_release(
-        self, loop: asyncio.AbstractEventLoop, item: SentBatch
-    ) -> list[Detections]:
-        """The batch's detections (one per inferred frame); its slot goes back to the ring
-        as soon as the outputs are read."""
-        if item.slot is None:
-            return []
+    async def _deliver_one(self, staged: StagedBatch) -> None:
+        """Give a batch's events to the sinks and count its frames (the stages first, when
+        its job only parsed it)."""
+        loop = asyncio.get_running_loop()
+        item = staged.batch
         try:
-            return parse_outputs(item.route, item.slot, item.inferred)
+            if staged.parsed_only:
+                detections = await staged.job
+                if self.secondary is not None and detections and not self.chain.tracks:
+                    # untracked: classify every due frame's objects (tracked streams
+                    # classify each track once, in the chain)
+                    detections = await self.secondary.run(item.inferred, detections)
+                results = frame_results(item, detections)
+                # off the event loop (the REST API shares it); one thread, so per-stream
+                # state sees frames in order
+                events = await loop.run_in_executor(
+                    self._post, run_stages, self.chain, self.taps, item.route, results
+                )
+            else:
+                results, events = await staged.job
+            # One emit per inference batch (frames in order): sinks such as the Kafka outbox
+            # then store a whole batch in one transaction.
+            for sink in self.sinks:
+                await sink.emit(events)
+            self._count(item.route, results)
         finally:
-            loop.call_soon_threadsafe(item.route.ring.release, item.slot)
-
-    def _finish(
-        self, loop: asyncio.AbstractEventLoop, item: SentBatch
-    ) -> tuple[list[FrameResult], list[Event]]:
-        """Parse, release the slot, run the stage chain (tracking, analytics) and build the
-        events: everything a batch needs before its delivery, in one visit to this thread."""
-        results = frame_results(item, self._parse_and_release(loop, item))
-        return results, self._post_process(item.route, results)
-
-    def _post_process(self, route: Route, results: list[FrameResult]) -> list[Event]:
-        self.chain.process(results)
-        events = [e for r in results for e in route.events.build_result(r)]
-        self.taps.observe(results, events)
-        return events
+            item.route.finished()
 
     def _count(self, route: Route, results: list[FrameResult]) -> None:
         route.emitted += len(results)
