@@ -7,10 +7,10 @@ Tasks on the event loop:
   request — up to ``inflight_requests`` requests run at once;
 * the *emitter* waits for the requests in the order they were started (so events of a
   stream stay in frame order) and hands each finished batch to the *stage thread*, which
-  parses the outputs, gives the slot back, runs the stage chain (tracker, analytics, ...)
-  and builds the events — CPU work kept off the loop that also serves the REST API; batches
-  queue there back to back, so the thread does not wait for the loop between them;
-* the *deliverer* gives each batch's events to the sinks and counts its frames, in order;
+  parses the outputs and gives the slot back, then runs the stage chain (tracker,
+  analytics, ...) and builds the events — CPU work kept off the loop that also serves the
+  REST API — and gives the events to the sinks (with :attr:`Pipeline.overlap_stages`, the
+  *deliverer* does that last part while the next batches go to the thread);
 * the *watchdog* (e.g. "is the embedded Triton still alive?") stops the engine when it
   raises; :attr:`Pipeline.failure` then holds the reason.
 
@@ -48,7 +48,7 @@ from vigil.events.builder import EventBuilder
 from vigil.events.sinks import EventSink
 from vigil.frame import Frame
 from vigil.infer.client import TritonClient, cancelled_under_us
-from vigil.infer.errors import InferError, UnsupportedModelError
+from vigil.infer.errors import InferError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import SlotRing
 from vigil.metrics import PipelineMetrics
@@ -63,7 +63,7 @@ from vigil.pipeline.batches import (
     run_stages,
 )
 from vigil.pipeline.queues import DropPolicy, FrameQueue
-from vigil.pipeline.route import Route
+from vigil.pipeline.route import Route, check_model, same_tensors
 from vigil.pipeline.stream_state import StreamStatus
 from vigil.pipeline.taps import ResultTaps
 from vigil.shm_segments import new_prefix
@@ -98,8 +98,8 @@ class Pipeline:
 
     #: Hand a finished batch to the stage thread (parse, slot back, stages, events in one
     #: visit) without waiting for the one before it to be delivered. Off: the design measured
-    #: at 0.93–0.94 of the model on three H100 hosts; on a slower host whether this helps is
-    #: not yet measured (GPU bench --variants overlap=on; docs/benchmarks.md, 2026-12-05 late).
+    #: at 0.93–0.94 of the model on three H100 hosts; whether this helps on a slower host is
+    #: not yet measured (GPU bench --overlap; docs/benchmarks.md, 2026-12-05 late).
     overlap_stages = False
 
     def __init__(
@@ -117,7 +117,7 @@ class Pipeline:
         acceleration: Acceleration = CPU_PATH,
         chain: StageChain | None = None,
     ) -> None:
-        _check_model(model)
+        check_model(model)
         self.client = client
         self.sinks = list(sinks)
         self.settings = settings
@@ -138,9 +138,8 @@ class Pipeline:
         self._post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
         self._batcher: Batcher | None = None
         self._pending: asyncio.Queue[SentBatch | None] = asyncio.Queue()
-        # With overlap_stages: batches in the stage thread, in order, for _deliver; bounded,
-        # so a slow sink still holds requests in their slots (3: in the thread, queued, being
-        # delivered).
+        # overlap_stages: batches in the stage thread, for _deliver; bounded, so a stuck sink
+        # still holds requests in their slots (3: in the thread, queued, being delivered).
         self._finishing: asyncio.Queue[StagedBatch | None] = asyncio.Queue(maxsize=3)
         self._main: asyncio.Task[None] | None = None
         self._recent: deque[Frame] = deque(maxlen=settings.max_batch_size)
@@ -190,6 +189,7 @@ class Pipeline:
             entry = self._finishing.get_nowait()
             if entry is not None:
                 entry.job.cancel()  # not started yet: it never reads its slot
+                entry.batch.route.finished()
         # A batch the stage thread is parsing reads its slot: let it end before the rings go.
         await asyncio.get_running_loop().run_in_executor(self._post, lambda: None)
         for ring in list(self._rings):
@@ -254,12 +254,12 @@ class Pipeline:
             UnsupportedModelError: Vigil cannot feed the model's input.
             InferError: Triton cannot map the new ring.
         """
-        _check_model(model)
+        check_model(model)
         preprocess = self.acceleration.make_preprocessor(model.input_format())
         if events is None:
             events = self.route.events.for_model(model)
         current = self._route
-        if current is not None and _same_tensors(current.model, model):
+        if current is not None and same_tensors(current.model, model):
             ring = current.ring
         else:
             ring = await self._new_ring(model)
@@ -441,14 +441,23 @@ class Pipeline:
             if overlapped and not overlap:
                 await self._finishing.join()
             overlapped = overlap
-            if not await self._request_done(item):
-                item.route.finished()
+            done = False
+            try:
+                done = await self._request_done(item)
+            finally:
+                if not done:  # lost, or the engine is stopping
+                    item.route.finished()
+            if not done:
                 continue
             if overlap:  # parse, slot back, stages and events in one visit to the thread
                 job = loop.run_in_executor(
                     self._post, finish_batch, self.chain, self.taps, loop, item
                 )
-                await self._finishing.put(StagedBatch(item, job, parsed_only=False))
+                try:
+                    await self._finishing.put(StagedBatch(item, job, parsed_only=False))
+                except BaseException:
+                    item.route.finished()
+                    raise
                 continue
             job = loop.run_in_executor(self._post, parse_and_release, loop, item)
             await self._deliver_one(StagedBatch(item, job, parsed_only=True))
@@ -574,15 +583,6 @@ class Pipeline:
         for slot in ring.slots:
             await self.client.unregister_slot(slot)
         ring.close()
-
-
-def _check_model(model: ModelInfo) -> None:
-    if len(model.inputs) != 1:
-        raise UnsupportedModelError(f"model {model.name!r} must have one image input")
-
-
-def _same_tensors(a: ModelInfo, b: ModelInfo) -> bool:
-    return (a.inputs, a.outputs, a.max_batch_size) == (b.inputs, b.outputs, b.max_batch_size)
 
 
 def _gray_frame() -> Frame:

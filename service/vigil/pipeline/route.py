@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from vigil.events.builder import EventBuilder
+from vigil.infer.errors import UnsupportedModelError
 from vigil.infer.model import ModelInfo
 from vigil.infer.shm import SlotRing
 from vigil.parsers.base import Parser
@@ -62,3 +63,19 @@ class Route:
     async def drained(self) -> None:
         """Wait until no request of this route is in flight."""
         await self._idle.wait()
+
+
+def check_model(model: ModelInfo) -> None:
+    """Refuse a model Vigil cannot route frames to.
+
+    Raises:
+        UnsupportedModelError: the model has more than one input.
+    """
+    if len(model.inputs) != 1:
+        raise UnsupportedModelError(f"model {model.name!r} must have one image input")
+
+
+def same_tensors(a: ModelInfo, b: ModelInfo) -> bool:
+    """True when two model versions take and give the same tensors: their routes can share
+    a ring."""
+    return (a.inputs, a.outputs, a.max_batch_size) == (b.inputs, b.outputs, b.max_batch_size)
