@@ -6,7 +6,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -45,22 +45,18 @@ class Meter:
         """Sample while the block runs; fill ``row``'s utilization and CPU figures."""
         gpu: list[float] = []
         dec: list[float] = []
-        stop = threading.Event()
 
-        def sample() -> None:
+        def sample(stop: threading.Event) -> None:
             while not stop.wait(0.1):
                 gpu.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
                 with contextlib.suppress(self._nvml.NVMLError):
                     dec.append(self._nvml.nvmlDeviceGetDecoderUtilization(self._handle)[0])
 
-        thread = threading.Thread(target=sample, daemon=True)
         cpu0, wall0 = self._cpu_seconds(), time.perf_counter()
-        thread.start()
         try:
-            yield
+            with _beside(sample, "nvml-sample"):
+                yield
         finally:
-            stop.set()
-            thread.join()
             wall = time.perf_counter() - wall0
             row.cpu_cores = (self._cpu_seconds() - cpu0) / wall if wall else None
             row.gpu_util = float(np.mean(gpu)) if gpu else None
@@ -117,21 +113,31 @@ def gil_wait_probe(result: dict[str, float]) -> Iterator[None]:
     host). On exit, ``result`` gets ``gil_wait_p50_ms`` and ``gil_wait_p99_ms``. A pipeline
     whose threads queue for the GIL shows it here before any thread's CPU share does."""
     late: list[float] = []
-    stop = threading.Event()
 
-    def probe() -> None:
+    def probe(stop: threading.Event) -> None:
         while not stop.is_set():
             start = time.perf_counter()
             time.sleep(0.002)
             late.append(time.perf_counter() - start - 0.002)
 
-    thread = threading.Thread(target=probe, name="gil-probe", daemon=True)
+    try:
+        with _beside(probe, "gil-probe"):
+            yield
+    finally:
+        if late:
+            result["gil_wait_p50_ms"] = float(np.percentile(late, 50) * 1000)
+            result["gil_wait_p99_ms"] = float(np.percentile(late, 99) * 1000)
+
+
+@contextlib.contextmanager
+def _beside(work: Callable[[threading.Event], None], name: str) -> Iterator[None]:
+    """Run ``work(stop)`` in a thread of its own while the block runs; then set ``stop`` and
+    wait for the thread."""
+    stop = threading.Event()
+    thread = threading.Thread(target=work, args=(stop,), name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
-        if late:
-            result["gil_wait_p50_ms"] = float(np.percentile(late, 50) * 1000)
-            result["gil_wait_p99_ms"] = float(np.percentile(late, 99) * 1000)
