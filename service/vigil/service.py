@@ -86,54 +86,66 @@ async def serve(settings: Settings) -> int:
     if settings.api.api_keys:
         audit_log.info("API keys: %s", ", ".join(kid for kid, _ in settings.api.key_ids()))
     received: list[int] = []
+    main, loop = asyncio.current_task(), asyncio.get_running_loop()
+    starting = [True]  # until uvicorn serves (and handles the signals itself)
 
     def remember(signum: int, _frame: object) -> None:
         received.append(signum)
+        if starting[0] and main is not None:
+            # Nothing else listens while Triton starts and loads the model (minutes, for a
+            # large one): stop the start-up, which cleans up as it unwinds.
+            loop.call_soon_threadsafe(main.cancel)
 
     # uvicorn handles SIGINT/SIGTERM while it serves, then re-raises them with the handlers
-    # it found; ours only record the signal, so shutdown continues below and cleans up.
+    # it found; ours then only record the signal, so shutdown continues below and cleans up.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, remember)
-
-    async with open_runtime(settings) as runtime:
-        for spec in settings.streams:
-            await runtime.streams.add(spec, trusted=True)
-        ota = None
-        if settings.model.ota_override_file is not None:
-            ota = OtaWatcher(
-                settings.model.ota_override_file, runtime.models, settings.model.ota_poll_s
+    try:
+        async with open_runtime(settings) as runtime:
+            for spec in settings.streams:
+                await runtime.streams.add(spec, trusted=True)
+            ota = None
+            if settings.model.ota_override_file is not None:
+                ota = OtaWatcher(
+                    settings.model.ota_override_file, runtime.models, settings.model.ota_poll_s
+                )
+                ota.start()
+            app = create_app(runtime)
+            config = uvicorn.Config(
+                app,
+                host=settings.api.host,
+                port=settings.api.port,
+                log_level=settings.log_level.lower(),
+                lifespan="off",
+                access_log=False,
+                **tls_options(settings.api),
             )
-            ota.start()
-        app = create_app(runtime)
-        config = uvicorn.Config(
-            app,
-            host=settings.api.host,
-            port=settings.api.port,
-            log_level=settings.log_level.lower(),
-            lifespan="off",
-            access_log=False,
-            **tls_options(settings.api),
-        )
-        server = _Server(config, runtime.live_events.end_subscriptions)
-        failed = asyncio.Event()
+            server = _Server(config, runtime.live_events.end_subscriptions)
+            failed = asyncio.Event()
 
-        async def watch_pipeline() -> None:
-            if await runtime.pipeline.wait_stopped() is None:
-                return
-            log.error("pipeline failed, stopping the service: %s", runtime.pipeline.failure)
-            failed.set()
-            server.should_exit = True
+            async def watch_pipeline() -> None:
+                if await runtime.pipeline.wait_stopped() is None:
+                    return
+                log.error("pipeline failed, stopping the service: %s", runtime.pipeline.failure)
+                failed.set()
+                server.should_exit = True
 
-        watcher = asyncio.create_task(watch_pipeline())
-        try:
-            await server.serve()
-        finally:
-            watcher.cancel()
-            if ota is not None:
-                await ota.close()
-        if not server.started and not failed.is_set() and not received:
-            log.error("the API server could not start on %s:%s", config.host, config.port)
-            return EXIT_FAILED
+            watcher = asyncio.create_task(watch_pipeline())
+            starting[0] = False
+            try:
+                await server.serve()
+            finally:
+                watcher.cancel()
+                if ota is not None:
+                    await ota.close()
+            if not server.started and not failed.is_set() and not received:
+                log.error("the API server could not start on %s:%s", config.host, config.port)
+                return EXIT_FAILED
+    except asyncio.CancelledError:
+        if not received:  # not our start-up's cancel: someone else's
+            raise
+        log.warning("stopped by %s while starting", signal.Signals(received[0]).name)
+        return 128 + received[0]
     if failed.is_set():
         return EXIT_FAILED
     return 128 + received[0] if received else EXIT_OK

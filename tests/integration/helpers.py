@@ -177,7 +177,18 @@ class ServiceProcess:
         return self.proc.pid
 
     def start(self, ready_timeout_s: float = 120) -> ServiceProcess:
-        import httpx
+        """Launch the service and wait until it is ready."""
+        self.launch()
+        ok = wait_for(
+            lambda: self.proc.poll() is not None or self.is_ready(), ready_timeout_s, 0.25
+        )
+        if not ok or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"vigil serve did not become ready:\n{self.log()}")
+        return self
+
+    def launch(self) -> ServiceProcess:
+        """Start the service process and return at once (it is not ready yet)."""
         import yaml
 
         path = self.run_dir / "vigil.yaml"
@@ -191,20 +202,16 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
-
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                return True
-            try:
-                return httpx.get(f"{self.url}/api/v1/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        ok = wait_for(ready, ready_timeout_s, 0.25)
-        if not ok or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError(f"vigil serve did not become ready:\n{self.log()}")
         return self
+
+    def is_ready(self) -> bool:
+        """True once ``/api/v1/ready`` answers 200."""
+        import httpx
+
+        try:
+            return httpx.get(f"{self.url}/api/v1/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def log(self) -> str:
         path = self.run_dir / "service.log"

@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from tests.integration.helpers import (
+    ServiceProcess,
     assert_clean,
     descendants,
     processes_mentioning,
@@ -73,6 +74,25 @@ def test_cli_signal_mid_run_stops_triton_and_removes_shared_memory(
     assert proc.returncode == 128 + sig, out
     assert f"stopped by {sig.name}" in out
     assert_clean(tmp_path, proc.pid)
+
+
+def test_service_stopped_while_it_starts_exits_at_once_and_cleans_up(tmp_path, reference_model):
+    """A SIGTERM while `vigil serve` is still starting (Triton up, the model loading, the API
+    not yet serving) stops it, as Kubernetes expects of a pod replaced during its start.
+    It used to be noted and ignored: the service started and served on."""
+    service = ServiceProcess(tmp_path).launch()
+    try:
+        # Triton is a child once the start-up is under way; the API answers only after it
+        assert wait_for(lambda: descendants(service.pid) or service.proc.poll() is not None, 60)
+        assert service.proc.poll() is None, service.log()
+        assert not service.is_ready()
+    except BaseException:
+        service.stop(signal.SIGKILL)
+        raise
+    service.stop(signal.SIGTERM, timeout_s=30)
+    assert service.stopped_how == "sigterm", service.output[-3000:]
+    assert "while starting" in service.output, service.output[-3000:]
+    service.assert_clean_exit()
 
 
 def test_cli_when_triton_is_killed_mid_run_reports_log_tail_and_cleans_up(
