@@ -37,15 +37,15 @@ class _Running:
         assert self.runtime is not None
         return self.runtime.streams.statuses()
 
-    def counts(self) -> dict[str, tuple[float, int]]:
-        """Stream → (monotonic time, frames processed by then)."""
+    def counts(self, counter: str = "frames_processed") -> dict[str, tuple[float, int]]:
+        """Stream → (monotonic time, its ``counter`` by then: frames processed, decoded...)."""
         if self.job is not None:
             at = self.job.reported_at
             return {
-                s.stream_id: (at[s.stream_id], s.stats.frames_processed) for s in self.statuses()
+                s.stream_id: (at[s.stream_id], getattr(s.stats, counter)) for s in self.statuses()
             }
         now = time.monotonic()
-        return {s.stream_id: (now, s.stats.frames_processed) for s in self.statuses()}
+        return {s.stream_id: (now, getattr(s.stats, counter)) for s in self.statuses()}
 
 
 @contextlib.asynccontextmanager
@@ -120,11 +120,16 @@ async def realtime_check(
     probe: dict[str, float] = {}
     async with _running(settings, triton, specs, workers) as running:
         settled_s = await _start_up_over(running)
-        before, decoded0 = running.counts(), _decoded(running)
+        # decoded against processed: did the sources deliver 30 fps, or the pipeline fall
+        # behind? (in this process; the workers report processed frames)
+        in_process = running.runtime is not None
+        decoded0 = running.counts("frames_decoded") if in_process else {}
+        before = running.counts()
         clock0, t0 = thread_cpu_seconds(), time.perf_counter()
         with gil_wait_probe(probe):
             await asyncio.sleep(seconds)
-        after, decoded1 = running.counts(), _decoded(running)
+        after = running.counts()
+        decoded1 = running.counts("frames_decoded") if in_process else {}
         cores = cores_between(clock0, thread_cpu_seconds(), time.perf_counter() - t0)
         rates = _rates(before, after)
         statuses = running.statuses()  # in this process: gone from the runtime once closed
@@ -141,7 +146,7 @@ async def realtime_check(
         "latency_p99_ms": p99,
         "window_after_s": round(settled_s, 2),
     }
-    if decoded0 and decoded1:  # did the sources deliver 30 fps, or the pipeline fall behind?
+    if decoded0 and decoded1:
         decode_rates = _rates(decoded0, decoded1)
         check["min_decoded_fps"] = min(decode_rates)
         check["mean_decoded_fps"] = float(np.mean(decode_rates))
@@ -176,14 +181,6 @@ async def _start_up_over(running: _Running, limit_s: float = 12.0) -> float:
             break
         await asyncio.sleep(0.25)
     return time.perf_counter() - started
-
-
-def _decoded(running: _Running) -> dict[str, tuple[float, int]]:
-    """In this process: (now, frames decoded) per stream, like ``running.counts()``."""
-    if running.runtime is None:
-        return {}
-    now = time.perf_counter()
-    return {s.stream_id: (now, s.stats.frames_decoded) for s in running.statuses()}
 
 
 def _window_latencies(

@@ -212,10 +212,10 @@ def _steady_thread_cores(
 ) -> dict[str, str]:
     """Cores each thread group used over the snapshots nearest the steady window (10 % → 90 %
     of the frames): which thread is saturated while the model is fed."""
-    lo = next((t for t, n in samples if n >= 0.1 * total), None)
-    hi = next((t for t, n in samples if n >= 0.9 * total), None)
-    if lo is None or hi is None or len(clocks) < 2:
+    bounds = _steady_bounds(samples, total)
+    if bounds is None or len(clocks) < 2:
         return {}
+    (lo, _), (hi, _) = bounds
     first = min(clocks, key=lambda c: abs(c[0] - lo))
     last = min(clocks, key=lambda c: abs(c[0] - hi))
     if last[0] <= first[0]:
@@ -255,7 +255,7 @@ def _model_busy(before: dict[str, Any], after: dict[str, Any], wall_s: float) ->
         "model_queue_ms": delta("inference_stats", "queue", "ns")
         / 1e6
         / max(delta("inference_stats", "queue", "count"), 1),
-        "frames_per_execution": delta("inference_count") / executions if executions else 0.0,
+        "frames_per_execution": delta("inference_count") / executions,
     }
 
 
@@ -272,11 +272,23 @@ def _timeline(samples: list[tuple[float, int]], total: int) -> dict[str, float]:
 
 def _steady_window(samples: list[tuple[float, int]], total: int) -> tuple[int, float]:
     """Frames and seconds from 10 % to 90 % of the frames (start and teardown left out)."""
+    bounds = _steady_bounds(samples, total)
+    if bounds is None:
+        return 0, 0.0
+    (t0, n0), (t1, n1) = bounds
+    return n1 - n0, t1 - t0
+
+
+def _steady_bounds(
+    samples: list[tuple[float, int]], total: int
+) -> tuple[tuple[float, int], tuple[float, int]] | None:
+    """The samples (time, frames done) where 10 % and 90 % of the frames were done; None
+    when the run was too short to tell them apart."""
     lo = next((s for s in samples if s[1] >= 0.1 * total), None)
     hi = next((s for s in samples if s[1] >= 0.9 * total), None)
     if lo is None or hi is None or hi[0] <= lo[0]:
-        return 0, 0.0
-    return hi[1] - lo[1], hi[0] - lo[0]
+        return None
+    return lo, hi
 
 
 async def cupti_copies(

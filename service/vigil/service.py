@@ -87,11 +87,11 @@ async def serve(settings: Settings) -> int:
         audit_log.info("API keys: %s", ", ".join(kid for kid, _ in settings.api.key_ids()))
     received: list[int] = []
     main, loop = asyncio.current_task(), asyncio.get_running_loop()
-    starting = [True]  # until uvicorn serves (and handles the signals itself)
+    starting = True  # until uvicorn serves (and handles the signals itself)
 
     def remember(signum: int, _frame: object) -> None:
         received.append(signum)
-        if starting[0] and main is not None:
+        if starting and main is not None:
             # Nothing else listens while Triton starts and loads the model (minutes, for a
             # large one): stop the start-up, which cleans up as it unwinds.
             loop.call_soon_threadsafe(main.cancel)
@@ -131,7 +131,7 @@ async def serve(settings: Settings) -> int:
                 server.should_exit = True
 
             watcher = asyncio.create_task(watch_pipeline())
-            starting[0] = False
+            starting = False
             try:
                 await server.serve()
             finally:
