@@ -226,11 +226,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 # after it reuse them (vigil/sources/nvdec_pool.py). Like (a)'s warm-up, it is
                 # not one of the measured runs, and it is printed on its own line.
                 NvdecFileSource.threaded_default = headline != "plain"
-                row = Row("", 0, 0)
-                with meter.measure(row):
-                    cold, cold_extra = await full_pipeline(settings, triton, specs)
-                cold.name = f"(c) the process's first run (new NVDEC sessions), {headline}"
-                cold.gpu_util, cold.cpu_cores = row.gpu_util, row.cpu_cores
+                cold, cold_extra = await full_pipeline(settings, triton, specs)
                 report["cold_run"] = {"fps": cold.fps, **cold_extra}
                 print(
                     f"(c) first run of the process: {cold.fps:,.0f} frames/s (steady "
@@ -304,15 +300,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                         varied = varied.model_copy(update={"model": named})
                     elif key == "workers":
                         variant_workers = int(value)
-                    elif key == "overlap":  # overlap=on: Pipeline.overlap_stages
-                        Pipeline.overlap_stages = value == "on"
                 if variant_workers > 1:
                     c2, extra2 = await full_pipeline_workers(varied, triton, specs, variant_workers)
                 else:
                     c2, extra2 = await full_pipeline(varied, triton, specs)
                 c2.name = f"(c) variant {variant}, whole run"
                 add(f"variant-{variant}", c2)
-                Pipeline.overlap_stages = False
                 sys.setswitchinterval(saved[0])
                 NvdecFileSource.fetch_frames, NvdecFileSource.buffer_frames = saved[1:]
                 print(
@@ -438,8 +431,8 @@ if __name__ == "__main__":
     parser.add_argument("--pyspy", action="store_true", help="py-spy (GIL samples) during (c)")
     parser.add_argument(
         "--variants", type=lambda t: [v for v in t.split(",") if v], default=[],
-        help="(c) again with e.g. switch=0.001, fetch=16, tracker=off or overlap=on (+ joins; "
-        "comma separates runs)",
+        help="(c) again with e.g. switch=0.001, fetch=16 or tracker=off (+ joins; comma "
+        "separates runs)",
     )  # fmt: skip
     parser.add_argument("--contention", action="store_true", help="(b) under (c)'s GPU loads")
     parser.add_argument(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.unit.test_engine_failures import DyingClient, _feed, _pipeline
+from tests.unit.engine_fakes import DyingClient, fake_pipeline, feed
 from vigil.config import PipelineSettings
 from vigil.events.schema import Event
 from vigil.pipeline.pipeline import Pipeline
@@ -43,12 +43,12 @@ def overlap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 async def test_a_stuck_sink_stops_the_requests_instead_of_piling_up_batches(overlap) -> None:
     client = DyingClient(die_after=1_000_000, rng=random.Random(1))
     settings = PipelineSettings(max_batch_size=4, batch_timeout_ms=1, inflight_requests=2)
-    pipeline = _pipeline(client, settings)
+    pipeline = fake_pipeline(client, settings)
     sink = GatedSink()
     pipeline.sinks = [sink]
     await pipeline.start()
     stop = threading.Event()
-    feeders = [_feed(pipeline, f"s{i}", stop, 0.0) for i in range(3)]
+    feeders = [feed(pipeline, f"s{i}", stop, 0.0) for i in range(3)]
     try:
         while sink.batches < 5:  # noqa: ASYNC110 - counted by the engine
             await asyncio.sleep(0.01)
@@ -78,7 +78,7 @@ async def test_a_stuck_sink_stops_the_requests_instead_of_piling_up_batches(over
 async def test_the_stages_see_every_stream_s_frames_in_order(seed: int, overlap) -> None:
     client = DyingClient(die_after=1_000_000, rng=random.Random(seed))
     settings = PipelineSettings(max_batch_size=4, batch_timeout_ms=1, inflight_requests=3)
-    pipeline = _pipeline(client, settings)
+    pipeline = fake_pipeline(client, settings)
     seen: dict[str, list[int]] = {}
 
     def record(results: list) -> None:
@@ -88,7 +88,7 @@ async def test_the_stages_see_every_stream_s_frames_in_order(seed: int, overlap)
     pipeline.chain.process = record  # type: ignore[method-assign]
     await pipeline.start()
     stop = threading.Event()
-    feeders = [_feed(pipeline, f"s{i}", stop, 0.0005) for i in range(3)]
+    feeders = [feed(pipeline, f"s{i}", stop, 0.0005) for i in range(3)]
     try:
         while client.requests < 60:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
