@@ -95,23 +95,32 @@ class EventBuilder:
         per_object = result.object_analytics
         rows: dict[int, int] = {}
         events = []
-        for i, (xyxy, confidence, class_id, tracker_id) in enumerate(dets):
+        # Per frame, not per object: the numbers as Python values, the boxes checked.
+        boxes = _boxes(dets.xyxy)
+        confidences = np.clip(np.nan_to_num(dets.confidence, nan=0.0), 0.0, 1.0).tolist()
+        labels = [self.model.label(c) for c in dets.class_id.tolist()]
+        tracker_ids = [None] * len(dets) if dets.tracker_id is None else dets.tracker_id.tolist()
+        moving_rows = None if result.moving is None else result.moving.tolist()
+        for i, tracker_id in enumerate(tracker_ids):
             if tracker_id is None:
                 kind = EventType.DETECTION
             else:
                 rows[tracker_id] = i
-                moving = result.moving is None or bool(result.moving[i])
                 kind = (
                     EventType.ENTRY
                     if tracker_id in entered
-                    else (EventType.MOVING if moving else EventType.STOPPED)
+                    else (
+                        EventType.MOVING
+                        if moving_rows is None or moving_rows[i]
+                        else EventType.STOPPED
+                    )
                 )
             mask = None if masks is None else masks[i]
             obj = ObjectInfo(
                 id=UNTRACKED_OBJECT_ID if tracker_id is None else str(tracker_id),
-                class_name=self.model.label(class_id),
-                confidence=min(1.0, max(0.0, confidence)),
-                bbox=BBox.from_xyxy(*(float(v) for v in xyxy)),
+                class_name=labels[i],
+                confidence=confidences[i],
+                bbox=boxes[i],
                 attributes={} if attributes is None else dict(attributes[i]),
                 mask_outline=None if mask is None else mask.polygons(),
                 predicted=predicted is not None and bool(predicted[i]),
@@ -216,6 +225,20 @@ class EventBuilder:
             details,
         )  # fmt: skip
         return make(obj, EventType(item.kind))
+
+
+def _boxes(xyxy: np.ndarray) -> list[BBox]:
+    """:meth:`BBox.from_xyxy` of every row of ``xyxy`` (N, 4), with the finiteness check and
+    the clamping done once for the frame."""
+    finite = np.isfinite(xyxy).all(axis=1)
+    if not finite.all():
+        values = tuple(xyxy[~finite][0].tolist())
+        raise ValueError(f"bounding box coordinates must be finite, got {values}")
+    # max(0, int(v)) == int(max(v, 0)): truncation towards zero sends (-1, 0) to 0 too
+    return [
+        BBox(topleftx=int(x1), toplefty=int(y1), bottomrightx=int(x2), bottomrighty=int(y2))
+        for x1, y1, x2, y2 in np.maximum(xyxy, 0).tolist()
+    ]
 
 
 def _object_analytics(status: ObjectAnalytics) -> ObjectAnalyticsInfo:

@@ -13,6 +13,7 @@ Class sub-object mapping (the member of ``object`` that DeepStream keys by objec
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Annotated, Any, Final, Literal
 
@@ -76,6 +77,30 @@ _MINIMAL_VEHICLE_ATTRS: Final[tuple[str, ...]] = (
 )
 _MINIMAL_SEPARATOR: Final[str] = "|"
 _MINIMAL_SEPARATOR_REPLACEMENT: Final[str] = "_"
+
+
+@functools.lru_cache(maxsize=1024)  # a model has a few classes; checked on every object
+def _kind(class_name: str) -> Literal["person", "vehicle", "other"]:
+    normalized = class_name.strip().lower()
+    if normalized in PERSON_CLASSES:
+        return "person"
+    if normalized in VEHICLE_CLASSES:
+        return "vehicle"
+    return "other"
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_kind(class_name: str) -> Literal["person", "vehicle", "other"]:
+    """The class's kind, once the name is known to be one an object may carry."""
+    if not class_name.strip():
+        raise ValueError("class_name must not be blank")
+    kind = _kind(class_name)
+    if kind == "other" and class_name in _RESERVED_OBJECT_KEYS:
+        raise ValueError(
+            f"class name {class_name!r} collides with a member of the DeepStream "
+            "'object' and cannot key a class sub-object"
+        )
+    return kind
 
 
 class BBox(SchemaModel):
@@ -205,31 +230,21 @@ class ObjectInfo(SchemaModel):
 
     @model_validator(mode="after")
     def _check_class_and_attributes(self) -> ObjectInfo:
-        if not self.class_name.strip():
-            raise ValueError("class_name must not be blank")
+        kind = _checked_kind(self.class_name)
+        if not self.attributes:  # the usual case: nothing more to check
+            return self
         if "confidence" in self.attributes:
             raise ValueError("attribute 'confidence' is reserved; set ObjectInfo.confidence")
-        kind = self.kind
         if kind == "person":
             age = self.attributes.get("age")
             if age is not None and not (age.isascii() and age.isdigit()):
                 raise ValueError(f"person attribute 'age' must be a non-negative integer: {age!r}")
-        elif kind == "other" and self.class_name in _RESERVED_OBJECT_KEYS:
-            raise ValueError(
-                f"class name {self.class_name!r} collides with a member of the DeepStream "
-                "'object' and cannot key a class sub-object"
-            )
         return self
 
     @property
     def kind(self) -> Literal["person", "vehicle", "other"]:
         """Which DeepStream sub-object family the class maps to (case-insensitive)."""
-        normalized = self.class_name.strip().lower()
-        if normalized in PERSON_CLASSES:
-            return "person"
-        if normalized in VEHICLE_CLASSES:
-            return "vehicle"
-        return "other"
+        return _kind(self.class_name)
 
     @property
     def sub_object_key(self) -> str:

@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import AwareDatetime, Field, StrictInt
 
+from vigil.events.ids import random_uuid, random_uuid_str
 from vigil.events.object_schema import ObjectInfo
 from vigil.events.schema_base import Coordinate, GeoLocation, SchemaModel
 
@@ -164,7 +165,7 @@ class EventInfo(SchemaModel):
         type: What happened; see :class:`EventType`.
     """
 
-    id: str = Field(default_factory=lambda: str(uuid4()), min_length=1)
+    id: str = Field(default_factory=random_uuid_str, min_length=1)
     type: EventType
 
     def to_full(self) -> dict[str, str]:
@@ -193,7 +194,7 @@ class Event(SchemaModel):
     analytics_module: AnalyticsModuleInfo
     object: ObjectInfo
     event: EventInfo
-    message_id: UUID = Field(default_factory=uuid4)
+    message_id: UUID = Field(default_factory=random_uuid)
     frame_id: Annotated[StrictInt, Field(ge=0)] = 0
     video_path: str = ""
 
