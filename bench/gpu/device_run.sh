@@ -2,7 +2,7 @@
 # Runs on the GPU machine of the device tool, from the staging folder made by
 # bench/gpu/stage.sh (wheels, trimmed PyNvVideoCodec, Triton for Python 3.12, the clip, the
 # source tree). Usage: bash bench/gpu/device_run.sh PHASE...   (phases: probe tests bench
-# decode open hunt bench2)
+# decode open hunt engine bench2)
 # Logs and results go to $OUT. Run from the staged copy of the tree (.device/gpu/src), or from
 # the checkout itself with GPU_STAGE_DIR naming the staging folder (its src/ may then be
 # removed, which keeps the device tool's carry under its 64 MiB limit).
@@ -80,6 +80,12 @@ PY
     hunt)  # fresh processes doing (c)'s decode and preprocessing, to catch the native crash
       timeout 400 python3 bench/gpu/crash_hunt.py "$GPU_TEST_CLIP" ${HUNT_ARGS:-} \
         2>&1 | tee "$OUT/hunt.log"
+      ;;
+    engine)  # the engine's ceiling on this host's CPU, both hand-overs (no GPU used)
+      for overlap in "" --overlap; do
+        timeout 120 python3 bench/engine_overhead_bench.py --model-fps 8000 --runs 3 \
+          ${ENGINE_ARGS:-} $overlap 2>&1 | tee -a "$OUT/engine.log"
+      done
       ;;
     bench2)  # a second configuration in the same call (results in $OUT/b2)
       mkdir -p "$OUT/b2"
