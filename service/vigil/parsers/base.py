@@ -255,8 +255,10 @@ class Parser(ABC):
 
 def clip_boxes(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
     """Clip boxes to the frame, in place; returns ``xyxy``."""
-    np.clip(xyxy[:, 0::2], 0, width - 1, out=xyxy[:, 0::2])
-    np.clip(xyxy[:, 1::2], 0, height - 1, out=xyxy[:, 1::2])
+    # np.clip's values from two ufuncs: np.clip costs ~10 µs more per call on small arrays
+    for columns, limit in ((xyxy[:, 0::2], width - 1), (xyxy[:, 1::2], height - 1)):
+        np.maximum(columns, 0, out=columns)
+        np.minimum(columns, limit, out=columns)
     return xyxy
 
 

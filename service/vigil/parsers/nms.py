@@ -45,7 +45,7 @@ def nms(
     # Coordinates in score order, compacted as boxes go: each step is a few 1-D passes over
     # the remaining boxes (no (1, N, 2) temporaries), which matters with 8400 YOLO candidates.
     x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
-    area = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     keep: list[int] = []
     while order.size and len(keep) < limit:
         keep.append(int(order[0]))
@@ -53,7 +53,7 @@ def nms(
             break
         w = np.minimum(x2[0], x2[1:]) - np.maximum(x1[0], x1[1:])
         h = np.minimum(y2[0], y2[1:]) - np.maximum(y1[0], y1[1:])
-        inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+        inter = np.maximum(w, 0) * np.maximum(h, 0)
         union = area[0] + area[1:] - inter
         # iou <= t  <=>  inter <= t · union (no division; union 0 means inter 0: kept)
         stay = np.flatnonzero(inter <= iou_threshold * union) + 1
