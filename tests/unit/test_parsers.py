@@ -158,6 +158,32 @@ def test_detectnet_v2_decodes_grid_boxes_with_nms():
     assert rows(black) == list(DETECTNET_WHITE_NMS[:2])
 
 
+@pytest.mark.parametrize("cluster", ["nms", "dbscan", "none"])
+def test_detectnet_v2_parses_a_batch_as_it_parses_each_frame_alone(cluster: str) -> None:
+    # The batch is decoded in one pass: no frame may see another's cells, and frames past
+    # the batch's (the output's spare rows) are ignored.
+    rng = np.random.default_rng(7)
+    info = model_info(detectnet_model(), **{"vigil.cluster": cluster})
+    parser = make_parser(info, 0.3)
+    shapes = {spec.name: spec.shape for spec in info.outputs}
+    outputs = {
+        "output_cov/Sigmoid": rng.uniform(0, 1, (6, *shapes["output_cov/Sigmoid"])) ** 4,
+        "output_bbox/BiasAdd": rng.normal(1, 1, (6, *shapes["output_bbox/BiasAdd"])),
+    }
+    outputs = {name: value.astype(np.float32) for name, value in outputs.items()}
+    outputs["output_cov/Sigmoid"][2] = 0.0  # a frame without candidates
+    sizes = [(256, 128), (640, 480), (128, 64), (1920, 1080), (300, 200)]
+    together = parser.parse(outputs, sizes)
+    assert len(together) == len(sizes)
+    assert not len(together[2])
+    for i, size in enumerate(sizes):
+        (alone,) = parser.parse({k: v[i : i + 1] for k, v in outputs.items()}, [size])
+        assert rows(together[i]) == rows(alone)
+        assert together[i].xyxy.dtype == np.float32
+        assert together[i].class_id.dtype == np.int32
+    assert sum(len(d) for d in together) > 10
+
+
 def test_detectnet_v2_dbscan_merges_neighbouring_cells():
     model = detectnet_model()
     parser = make_parser(model_info(model, **{"vigil.cluster": "dbscan"}), 0.4)
