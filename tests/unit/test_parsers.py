@@ -33,6 +33,7 @@ from vigil.infer.model import ModelInfo
 from vigil.infer.tensors import TensorSpec
 from vigil.masks import MASKS, InstanceMask
 from vigil.parsers import make_parser
+from vigil.parsers import nms as nms_module
 from vigil.parsers.base import Cluster
 from vigil.parsers.nms import dbscan_merge, iou_matrix, nms
 from vigil.parsers.yolo import YoloLayout, detect_layout
@@ -89,6 +90,28 @@ def test_nms_returns_best_first_and_stops_at_max_detections():
     assert nms(boxes, scores, np.zeros(3, int), 0.5).tolist() == [1, 2, 0]
     assert nms(boxes, scores, np.zeros(3, int), 0.5, max_detections=2).tolist() == [1, 2]
     assert nms(np.zeros((0, 4)), np.zeros(0), None, 0.5).tolist() == []
+
+
+def test_nms_of_a_few_boxes_keeps_what_the_array_path_keeps(monkeypatch):
+    # Up to nms_module._SMALL candidates run in plain Python: the same boxes in the same order,
+    # ties, touching boxes, classes, limits and thresholds 0 and 1 included.
+    rng = np.random.default_rng(1)
+    cases = []
+    for case in range(3000):
+        n = int(rng.integers(1, nms_module._SMALL + 1))
+        corner, size = rng.uniform(0, 200, (n, 2)), rng.uniform(-5, 80, (n, 2))
+        if case % 5 == 0:
+            corner, size = np.round(corner / 10) * 10, np.round(size / 10) * 10
+        boxes = np.concatenate([corner, corner + size], 1).astype(np.float32)
+        scores = rng.choice([0.5, 0.6, 0.9], n) if case % 3 == 0 else rng.uniform(0, 1, n)
+        classes = None if case % 4 == 0 else rng.integers(0, 3, n).astype(np.int32)
+        limit = None if case % 2 else int(rng.integers(1, 5))
+        threshold = float(rng.choice([0.0, 0.3, 0.5, 1.0]))
+        cases.append((boxes, scores.astype(np.float32), classes, threshold, limit))
+    small = [nms(*case).tolist() for case in cases]
+    monkeypatch.setattr(nms_module, "_SMALL", 0)
+    assert small == [nms(*case).tolist() for case in cases]
+    assert sum(map(len, small)) > 5000
 
 
 def test_dbscan_merges_overlapping_boxes_by_score_weighted_mean():
