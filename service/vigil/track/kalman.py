@@ -48,6 +48,9 @@ _INITIAL_STD = np.array([[2 * _STD_POSITION], [10 * _STD_VELOCITY_PER_S]])
 # Fixed variances of the aspect ratio, squared the way its standard deviations were before.
 _INITIAL_ASPECT_VAR = np.array([[1e-2 * 1e-2], [1e-3 * 1e-3]])
 _MEASURED_ASPECT_VAR = 1e-1 * 1e-1
+# The aspect ratio's process noise per second (position, velocity): a constant, so a predict
+# step makes no array for it.
+_ASPECT_NOISE_PER_S = np.array([[1e-4], [1e-6]])
 
 
 def empty() -> np.ndarray:
@@ -100,7 +103,7 @@ def predict(state: np.ndarray, dt_s: float) -> None:
     state[PP::3] += dt * state[PV::3]
     state[PP::4, :2] += noise[:, None]  # x, y: relative to the height
     state[PP::4, 3] += noise  # height
-    state[PP::4, 2] += np.array([[1e-4 * dt], [1e-6 * dt]])  # aspect: fixed
+    state[PP::4, 2] += _ASPECT_NOISE_PER_S * dt  # aspect: fixed
 
 
 def update(state: np.ndarray, measurement: np.ndarray) -> None:
