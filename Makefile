@@ -137,6 +137,8 @@ bench: install system-deps kafka-test-deps triton models
 	$(PY) bench/kafka_bench.py
 	$(PY) bench/swap_bench.py --video $(SAMPLE)
 	$(PY) bench/stage_cost_bench.py
+	$(PY) bench/stage_thread_bench.py
+	$(PY) bench/stage_thread_bench.py --objects 10
 	$(PY) bench/engine_overhead_bench.py
 	$(PY) bench/engine_overhead_bench.py --model-fps 8000
 	$(PY) bench/tracker_cost_bench.py --reference

@@ -94,7 +94,10 @@ def one_run(objects: int, batches: int) -> float:
     started = time.perf_counter()
     for frames, outputs in inputs:
         found = parser.parse(outputs, [(f.width, f.height) for f in frames])
-        results = [FrameResult(f, d, inferred=True, model=PEOPLENET) for f, d in zip(frames, found)]
+        results = [
+            FrameResult(f, d, inferred=True, model=PEOPLENET)
+            for f, d in zip(frames, found, strict=True)
+        ]
         chain.process(results)
         produced += sum(len(events.build_result(r)) for r in results)
     elapsed = time.perf_counter() - started
