@@ -3,31 +3,24 @@ path gave (BBox.from_xyxy, clamped confidences, uuid4-style ids)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 
 import numpy as np
 import pytest
 
+from tests.unit import engine_fakes
 from vigil.detections import Detections
 from vigil.events.builder import EventBuilder, _boxes
 from vigil.events.ids import random_uuid, random_uuid_str
 from vigil.events.object_schema import BBox
 from vigil.events.schema import EventType, PlaceInfo
 from vigil.frame import Frame
-from vigil.infer.model import ModelInfo
-from vigil.infer.tensors import TensorSpec
 from vigil.stages.base import FrameResult
 from vigil.track import TrackChange, TrackChangeKind
 
-MODEL = ModelInfo(
-    name="m",
-    version="1",
-    max_batch_size=4,
-    inputs=[TensorSpec("image", np.dtype(np.uint8), (8, 8, 3))],
-    outputs=[TensorSpec("scores", np.dtype(np.float32), (2,))],
-    labels=["person", "car"],
-)
+MODEL = dataclasses.replace(engine_fakes.MODEL, labels=["person", "car"])
 
 
 def test_random_ids_are_version_4_uuids_and_unique() -> None:
