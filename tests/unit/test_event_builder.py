@@ -12,7 +12,7 @@ import pytest
 
 from tests.unit import engine_fakes
 from vigil.detections import Detections
-from vigil.events.builder import EventBuilder, _boxes
+from vigil.events.builder import EventBuilder
 from vigil.events.ids import random_uuid, random_uuid_str
 from vigil.events.object_schema import BBox
 from vigil.events.schema import EventType, PlaceInfo
@@ -55,15 +55,15 @@ def test_boxes_are_those_of_bbox_from_xyxy() -> None:
     xyxy[:5] = [[-0.5, -1.0, 0.5, 0.0], [0, 0, 0, 0], [-3.7, 2.9, -0.2, 3.1], [1, 2, 3, 4],
                 [1919.99, 1079.5, 1920.0, 1080.0]]  # fmt: skip
     expected = [BBox.from_xyxy(*(float(v) for v in row)) for row in xyxy]
-    assert _boxes(xyxy) == expected
-    assert _boxes(np.zeros((0, 4), np.float32)) == []
+    assert BBox.from_xyxy_rows(xyxy) == expected
+    assert BBox.from_xyxy_rows(np.zeros((0, 4), np.float32)) == []
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_boxes_refuse_a_coordinate_that_is_not_finite(bad: float) -> None:
     xyxy = np.array([[1, 2, 3, 4], [0, 0, bad, 9]], np.float32)
     with pytest.raises(ValueError, match="finite"):
-        _boxes(xyxy)
+        BBox.from_xyxy_rows(xyxy)
 
 
 def test_events_of_a_frame_keep_types_ids_clamped_confidences_and_boxes() -> None:

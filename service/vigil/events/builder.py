@@ -96,7 +96,7 @@ class EventBuilder:
         rows: dict[int, int] = {}
         events = []
         # Per frame, not per object: the numbers as Python values, the boxes checked.
-        boxes = _boxes(dets.xyxy)
+        boxes = BBox.from_xyxy_rows(dets.xyxy)
         confidences = np.clip(np.nan_to_num(dets.confidence, nan=0.0), 0.0, 1.0).tolist()
         labels = [self.model.label(c) for c in dets.class_id.tolist()]
         tracker_ids = [None] * len(dets) if dets.tracker_id is None else dets.tracker_id.tolist()
@@ -225,20 +225,6 @@ class EventBuilder:
             details,
         )  # fmt: skip
         return make(obj, EventType(item.kind))
-
-
-def _boxes(xyxy: np.ndarray) -> list[BBox]:
-    """:meth:`BBox.from_xyxy` of every row of ``xyxy`` (N, 4), with the finiteness check and
-    the clamping done once for the frame."""
-    finite = np.isfinite(xyxy).all(axis=1)
-    if not finite.all():
-        values = tuple(xyxy[~finite][0].tolist())
-        raise ValueError(f"bounding box coordinates must be finite, got {values}")
-    # max(0, int(v)) == int(max(v, 0)): truncation towards zero sends (-1, 0) to 0 too
-    return [
-        BBox(topleftx=int(x1), toplefty=int(y1), bottomrightx=int(x2), bottomrighty=int(y2))
-        for x1, y1, x2, y2 in np.maximum(xyxy, 0).tolist()
-    ]
 
 
 def _object_analytics(status: ObjectAnalytics) -> ObjectAnalyticsInfo:

@@ -17,6 +17,7 @@ import functools
 import math
 from typing import Annotated, Any, Final, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from vigil.events.schema_base import Coordinate, GeoLocation, Pixel, SchemaModel
@@ -151,6 +152,24 @@ class BBox(SchemaModel):
             raise ValueError(f"bounding box coordinates must be finite, got {values}")
         x1, y1, x2, y2 = (max(0, int(v)) for v in values)
         return cls(topleftx=x1, toplefty=y1, bottomrightx=x2, bottomrighty=y2)
+
+    @classmethod
+    def from_xyxy_rows(cls, xyxy: np.ndarray) -> list[BBox]:
+        """:meth:`from_xyxy` of every row of ``xyxy`` (N, 4), with the finiteness check and the
+        clamping done once for them all (a frame's objects).
+
+        Raises:
+            ValueError: If a coordinate is not finite or a box's corners are out of order.
+        """
+        finite = np.isfinite(xyxy).all(axis=1)
+        if not finite.all():
+            values = tuple(xyxy[~finite][0].tolist())
+            raise ValueError(f"bounding box coordinates must be finite, got {values}")
+        # max(0, int(v)) == int(max(v, 0)): truncation towards zero sends (-1, 0) to 0 too
+        return [
+            cls(topleftx=int(x1), toplefty=int(y1), bottomrightx=int(x2), bottomrighty=int(y2))
+            for x1, y1, x2, y2 in np.maximum(xyxy, 0).tolist()
+        ]
 
     def to_full(self) -> dict[str, int]:
         """Return the full-schema ``bbox`` object."""
