@@ -407,6 +407,10 @@ if __name__ == "__main__":
     # refilled): 0.94 of (a) against 0.93 with 6 on one machine (docs/benchmarks.md, 2026-12-05)
     parser.add_argument("--inflight", type=int, default=9, help="requests in flight")
     parser.add_argument("--queue", type=int, default=32, help="frames buffered per stream")
+    parser.add_argument(
+        "--batch-timeout-ms", type=float, default=20.0,
+        help="(c): how long a batch waits to fill (a worker process batches only its share)",
+    )  # fmt: skip
     # one instance taking up to 3 queued requests per execute: (b)/(a) 0.97, against 0.87 with
     # 3 instances (three CUDA contexts time-sliced); docs/benchmarks.md, 2026-12-05
     parser.add_argument("--instances", type=int, default=1, help="Triton model instances")

@@ -51,7 +51,7 @@ def pipeline_settings(base: Settings, args: argparse.Namespace, events: Path) ->
                     "max_batch_size": args.batch,
                     "inflight_requests": args.inflight,
                     "queue_size": args.queue,
-                    "batch_timeout_ms": 20.0,
+                    "batch_timeout_ms": args.batch_timeout_ms,
                 }
             ),
             "events": base.events.model_copy(update={"jsonl_path": events}),
