@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from vigil.detections import ATTRIBUTES, Detections
+from vigil.track import PREDICTED, TrackerOutput
+
+BOX_ATOL = 1e-3
+"""Pixels two trackers' boxes may differ by (they are bitwise equal with NumPy's OpenBLAS;
+another LAPACK may round the Kalman gain differently in the last bit)."""
 
 
 @dataclass(frozen=True)
@@ -184,3 +189,27 @@ def crowd(
         )
         steps.append(TrackerStep(t, dets if k % interval == 0 else None, reset=k == reset_k))
     return steps
+
+
+def assert_same_output(new: TrackerOutput, ref: TrackerOutput, where: str) -> None:
+    """The same ids, classes, scores, data columns, predicted flags, motion states and changes;
+    boxes equal to within :data:`BOX_ATOL` pixels."""
+    a, b = new.detections, ref.detections
+    assert a.tracker_id is not None
+    assert b.tracker_id is not None
+    assert a.tracker_id.tolist() == b.tracker_id.tolist(), f"{where}: ids"
+    assert a.class_id.tolist() == b.class_id.tolist(), f"{where}: classes"
+    assert a.confidence.dtype == b.confidence.dtype, where
+    assert a.xyxy.dtype == b.xyxy.dtype, where
+    np.testing.assert_array_equal(a.confidence, b.confidence, err_msg=f"{where}: scores")
+    np.testing.assert_allclose(a.xyxy, b.xyxy, rtol=0, atol=BOX_ATOL, err_msg=f"{where}: boxes")
+    assert sorted(a.data) == sorted(b.data), f"{where}: data columns"
+    assert a.data[PREDICTED].tolist() == b.data[PREDICTED].tolist(), f"{where}: predicted"
+    if ATTRIBUTES in b.data:
+        assert a.data[ATTRIBUTES].tolist() == b.data[ATTRIBUTES].tolist(), f"{where}: attributes"
+    assert new.moving.tolist() == ref.moving.tolist(), f"{where}: moving"
+    assert [(c.track_id, c.kind, c.class_id) for c in new.changes] == [
+        (c.track_id, c.kind, c.class_id) for c in ref.changes
+    ], f"{where}: changes"
+    for c, d in zip(new.changes, ref.changes, strict=True):
+        np.testing.assert_allclose(c.xyxy, d.xyxy, rtol=0, atol=BOX_ATOL, err_msg=where)

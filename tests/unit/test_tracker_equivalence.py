@@ -38,14 +38,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.track_sequences import TrackerStep, crowd
+from tests.support.track_sequences import BOX_ATOL, TrackerStep, assert_same_output, crowd
 from tests.support.tracker_reference import ReferenceTracker
-from vigil.detections import ATTRIBUTES, Detections
-from vigil.track import PREDICTED, ByteTracker, TrackerOutput, TrackerSettings
+from vigil.detections import Detections
+from vigil.track import ByteTracker, TrackerOutput, TrackerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "tracking" / "golden.json.gz"
-BOX_ATOL = 1e-3  # pixels
 GOLDEN_DECIMALS = 2  # boxes are recorded to 0.01 px
 SHIPPED = TrackerSettings(enabled=True)
 
@@ -74,28 +73,6 @@ def _step(tracker: Any, step: TrackerStep) -> TrackerOutput:
     return tracker.update(step.detections, step.time_s)
 
 
-def _assert_same(new: TrackerOutput, ref: TrackerOutput, where: str) -> None:
-    a, b = new.detections, ref.detections
-    assert a.tracker_id is not None
-    assert b.tracker_id is not None
-    assert a.tracker_id.tolist() == b.tracker_id.tolist(), f"{where}: ids"
-    assert a.class_id.tolist() == b.class_id.tolist(), f"{where}: classes"
-    assert a.confidence.dtype == b.confidence.dtype, where
-    assert a.xyxy.dtype == b.xyxy.dtype, where
-    np.testing.assert_array_equal(a.confidence, b.confidence, err_msg=f"{where}: scores")
-    np.testing.assert_allclose(a.xyxy, b.xyxy, rtol=0, atol=BOX_ATOL, err_msg=f"{where}: boxes")
-    assert sorted(a.data) == sorted(b.data), f"{where}: data columns"
-    assert a.data[PREDICTED].tolist() == b.data[PREDICTED].tolist(), f"{where}: predicted"
-    if ATTRIBUTES in b.data:
-        assert a.data[ATTRIBUTES].tolist() == b.data[ATTRIBUTES].tolist(), f"{where}: attributes"
-    assert new.moving.tolist() == ref.moving.tolist(), f"{where}: moving"
-    assert [(c.track_id, c.kind, c.class_id) for c in new.changes] == [
-        (c.track_id, c.kind, c.class_id) for c in ref.changes
-    ], f"{where}: changes"
-    for c, d in zip(new.changes, ref.changes, strict=True):
-        np.testing.assert_allclose(c.xyxy, d.xyxy, rtol=0, atol=BOX_ATOL, err_msg=where)
-
-
 def _assert_same_run(steps: Sequence[TrackerStep], tracker_settings: TrackerSettings) -> int:
     """Both trackers step by step; returns how many rows were compared."""
     new, ref = ByteTracker(tracker_settings), ReferenceTracker(tracker_settings)
@@ -107,7 +84,7 @@ def _assert_same_run(steps: Sequence[TrackerStep], tracker_settings: TrackerSett
             with pytest.raises(type(e)):
                 _step(new, step)
             return rows
-        _assert_same(_step(new, step), expected, f"step {k} (t={step.time_s:.3f})")
+        assert_same_output(_step(new, step), expected, f"step {k} (t={step.time_s:.3f})")
         assert new.active_ids == ref.active_ids, f"step {k}: active ids"
         rows += len(expected.detections)
     return rows

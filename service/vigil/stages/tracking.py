@@ -1,4 +1,4 @@
-"""The tracker stage: one ByteTracker per stream, ids unique for the life of the process."""
+"""The tracker stage: every stream in one tracker bank, ids unique for the life of the process."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from vigil.detections import Detections
 from vigil.stages.base import FrameResult, Stage
-from vigil.track import ByteTracker, TrackerSettings
+from vigil.track import TrackerBank, TrackerSettings
 
 
 def _clipped(dets: Detections, width: int, height: int) -> Detections:
@@ -40,6 +40,11 @@ class TrackingStage(Stage):
     did not see (inference interval) it predicts the confirmed tracks' boxes. Only confirmed
     tracks leave this stage.
 
+    Every stream is a lane of one :class:`~vigil.track.TrackerBank`, and a batch is tracked in
+    rounds: the first frame of every stream in it, then the second, ... Each stream gets the
+    results a tracker of its own would give; the bank does the array work of a round once for
+    all its streams, which is most of a frame's tracking cost.
+
     Args:
         settings: Tracker settings (shared by all streams).
         ids: Where track ids come from.
@@ -51,7 +56,8 @@ class TrackingStage(Stage):
     def __init__(self, settings: TrackerSettings, ids: TrackIds | None = None) -> None:
         self.settings = settings
         self.ids = ids or TrackIds(settings.id_first, settings.id_step)
-        self._trackers: dict[str, ByteTracker] = {}
+        self._bank = TrackerBank(settings)
+        self._lanes: dict[str, int] = {}
         # Per stream: seconds taken off frame times (outages bridged), the last frame's time
         # and the gap before it; streams whose next gap is an outage to bridge.
         self._offset_s: dict[str, float] = {}
@@ -59,28 +65,39 @@ class TrackingStage(Stage):
         self._bridge: set[str] = set()
 
     def process(self, results: list[FrameResult]) -> None:
+        # Round k holds the k-th frame of each stream in the batch, so a stream's frames are
+        # still tracked in their order.
+        rounds: list[list[tuple[FrameResult, int, float]]] = []
+        frames_seen: dict[str, int] = {}
         for result in results:
             sid = result.stream_id
-            tracker = self._trackers.get(sid)
-            if tracker is None:
-                tracker = self._trackers[sid] = ByteTracker(self.settings, next_id=self.ids)
-            time_s = self._tracker_time(sid, result.time_s)
-            if result.inferred:
-                out = tracker.update(result.detections, time_s)
-                result.detections = out.detections
-            else:
-                out = tracker.predict(time_s)
-                result.detections = _clipped(
-                    out.detections, result.frame.width, result.frame.height
-                )
-            result.track_changes = list(out.changes)
-            result.moving = out.moving
+            lane = self._lanes.get(sid)
+            if lane is None:
+                lane = self._lanes[sid] = self._bank.add_lane(self.ids)
+            k = frames_seen.get(sid, 0)
+            frames_seen[sid] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append((result, lane, self._tracker_time(sid, result.time_s)))
+        for members in rounds:
+            outputs = self._bank.step(
+                [(lane, r.detections if r.inferred else None, t) for r, lane, t in members]
+            )
+            for (result, _, _), out in zip(members, outputs, strict=True):
+                if result.inferred:
+                    result.detections = out.detections
+                else:
+                    result.detections = _clipped(
+                        out.detections, result.frame.width, result.frame.height
+                    )
+                result.track_changes = list(out.changes)
+                result.moving = out.moving
 
     def inference_resumed(self, outage_s: float) -> None:
         # A live stream's next frame comes ~outage_s after its last one; the objects did not
         # vanish meanwhile, so the tracker is shown that gap as one ordinary frame step (its
         # tracks would otherwise all end as lost). Files waited in their queues: no gap.
-        self._bridge = set(self._trackers)
+        self._bridge = set(self._lanes)
 
     def _tracker_time(self, stream_id: str, time_s: float) -> float:
         last = self._last.get(stream_id)
@@ -95,7 +112,9 @@ class TrackingStage(Stage):
         return time_s - self._offset_s.get(stream_id, 0.0)
 
     def stream_removed(self, stream_id: str) -> None:
-        self._trackers.pop(stream_id, None)
+        lane = self._lanes.pop(stream_id, None)
+        if lane is not None:
+            self._bank.remove_lane(lane)
         self._offset_s.pop(stream_id, None)
         self._last.pop(stream_id, None)
         self._bridge.discard(stream_id)

@@ -1,8 +1,9 @@
 """Multi-object tracking: stable ids per stream (ByteTrack-class, durations in seconds)."""
 
-from vigil.track.bytetrack import (
+from vigil.track.bank import TrackerBank
+from vigil.track.bytetrack import ByteTracker
+from vigil.track.types import (
     PREDICTED,
-    ByteTracker,
     TrackChange,
     TrackChangeKind,
     TrackerOutput,
@@ -14,6 +15,7 @@ __all__ = [
     "ByteTracker",
     "TrackChange",
     "TrackChangeKind",
+    "TrackerBank",
     "TrackerOutput",
     "TrackerSettings",
 ]

@@ -88,13 +88,14 @@ def initiate(measurement: np.ndarray) -> np.ndarray:
     return state
 
 
-def predict(state: np.ndarray, dt_s: float) -> None:
-    """Advance every track of ``state`` (``(6, 4, N)``, in place) by ``dt_s`` seconds."""
-    dt = max(dt_s, _MIN_DT_S)
+def predict(state: np.ndarray, dt_s: float | np.ndarray) -> None:
+    """Advance every track of ``state`` (``(6, 4, N)``, in place) by ``dt_s`` seconds: one
+    number for all, or ``(N,)``, one per track (tracks of several streams at once)."""
+    dt = np.maximum(dt_s, _MIN_DT_S)
     # Process noise from the height before the step: position for the elapsed time (capped
     # at a second's worth), velocity as a random walk; variances ∝ dt.
     noise = np.square(state[POS, 3] * _NOISE_STD)  # (2, N)
-    noise[0] *= min(dt * 30.0, 30.0)
+    noise[0] *= np.minimum(dt * 30.0, 30.0)
     noise[1] *= dt
     noise[1] *= 30.0
     # F = [[1, dt], [0, 1]] per coordinate. x' = F x and F P: POS, PP, PV += dt · VEL, VP, VV;
