@@ -17,6 +17,7 @@ array order, are in the order they were started (that order breaks the solver's 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from typing import Final
 
 import numpy as np
@@ -93,8 +94,8 @@ def _without(indices: np.ndarray, taken: np.ndarray, size: int) -> np.ndarray:
 
 def _segments(keys: np.ndarray, wanted: Sequence[int]) -> list[slice]:
     """For sorted ``keys``, the slice holding each of ``wanted``."""
-    starts = np.searchsorted(keys, wanted, "left").tolist()
-    ends = np.searchsorted(keys, wanted, "right").tolist()
+    starts = keys.searchsorted(wanted, "left").tolist()
+    ends = keys.searchsorted(wanted, "right").tolist()
     return [slice(a, b) for a, b in zip(starts, ends, strict=True)]
 
 
@@ -259,18 +260,21 @@ class TrackerBank:
         found: list[Detections] = [frames[i][1] for i in items]  # type: ignore[misc]
         lanes = [frames[i][0] for i in items]
         sizes = [len(d) for d in found]
-        ends = np.cumsum(sizes).tolist()
+        ends = list(accumulate(sizes))
         starts = [0, *ends[:-1]]
-        xyxy = np.concatenate([d.xyxy for d in found])
-        conf = np.concatenate([d.confidence for d in found])
-        class_id = np.concatenate([d.class_id for d in found])
+        if len(found) == 1:
+            xyxy, conf, class_id = found[0].xyxy, found[0].confidence, found[0].class_id
+        else:
+            xyxy = np.concatenate([d.xyxy for d in found])
+            conf = np.concatenate([d.confidence for d in found])
+            class_id = np.concatenate([d.class_id for d in found])
         boxes = np.array(xyxy.T, np.float64)  # (4, D)
         high = (conf >= s.high_score).nonzero()[0]
         low = ((conf >= s.low_score) & (conf < s.high_score)).nonzero()[0]
-        high_cuts = [0, *np.searchsorted(high, ends).tolist()]
-        low_cuts = [0, *np.searchsorted(low, ends).tolist()]
+        high_cuts = [0, *high.searchsorted(ends).tolist()]
+        low_cuts = [0, *low.searchsorted(ends).tolist()]
         # Each lane's tracks, in array (start) order.
-        order = np.argsort(self._lane, kind="stable")
+        order = self._lane.argsort(kind="stable")
         track_parts = _segments(self._lane[order], lanes)
         overlap = None
         if 0 < len(self._lane) * len(conf) <= _ROUND_IOU_PAIRS:
@@ -282,13 +286,17 @@ class TrackerBank:
         for k, lane in enumerate(lanes):
             start, end = starts[k], ends[k]
             rows = order[track_parts[k]]
-            lane_high = high[high_cuts[k] : high_cuts[k + 1]] - start
-            lane_low = low[low_cuts[k] : low_cuts[k + 1]] - start
+            lane_high = high[high_cuts[k] : high_cuts[k + 1]]
+            lane_low = low[low_cuts[k] : low_cuts[k + 1]]
+            if start:
+                lane_high, lane_low = lane_high - start, lane_low - start
             if not len(rows) or not (len(lane_high) or len(lane_low)):
                 tracks = dets = lane_fresh = _EMPTY
                 lane_left = lane_high
             else:
-                if overlap is not None:
+                if overlap is not None and len(rows) == len(overlap) and len(lanes) == 1:
+                    block = overlap  # the round's one lane holds every track: rows are 0..N-1
+                elif overlap is not None:
                     block = overlap.take(rows, 0)[:, start:end]
                 else:
                     block = _iou(
@@ -301,9 +309,9 @@ class TrackerBank:
                     block, rows, lane_high, lane_low, self._last_update_s[lane]
                 )
             matched_tracks.append(rows[tracks])
-            matched_dets.append(dets + start)
+            matched_dets.append(dets + start if start else dets)
             fresh.append(rows[lane_fresh])
-            left.append(lane_left + start)
+            left.append(lane_left + start if start else lane_left)
         for lane, i in zip(lanes, items, strict=True):
             self._last_update_s[lane] = nows[i]
 
