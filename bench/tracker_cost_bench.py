@@ -9,6 +9,8 @@ the summary is the median of the runs with their min–max.
 
 ``--reference`` also times the tracker this one replaced (the frozen copy the equivalence
 tests use), interleaved run by run with the current one, and checks both gave the same ids.
+The current tracker is timed twice: one ``ByteTracker`` per stream, and as the tracking stage
+runs it (every stream a lane of one ``TrackerBank``, a round per frame of all streams).
 
 Usage: ``python bench/tracker_cost_bench.py [--reference] [--runs 3] [--streams 16]``
 """
@@ -16,6 +18,7 @@ Usage: ``python bench/tracker_cost_bench.py [--reference] [--runs 3] [--streams 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "service"), str(ROOT)]
 
 from tests.support.track_sequences import TrackerStep, crowd  # noqa: E402
-from vigil.track import ByteTracker, TrackerSettings  # noqa: E402
+from vigil.track import ByteTracker, TrackerBank, TrackerSettings  # noqa: E402
 
 FPS = 30.0
 WARM_UP_FRAMES = 30
@@ -63,6 +66,32 @@ def one_run(
     return elapsed / timed * 1000, ids
 
 
+def one_run_bank(
+    settings_maker: Callable[[TrackerSettings], Any], streams: list[list[TrackerStep]]
+) -> tuple[float, list[list[int]]]:
+    """:func:`one_run` as the tracking stage runs it: every stream a lane of one bank, one
+    round (a frame of every stream) per call."""
+    bank = settings_maker(TrackerSettings(enabled=True))
+    lanes = [bank.add_lane(itertools.count(1).__next__) for _ in streams]
+    elapsed = 0.0
+    timed = 0
+    ids: list[list[int]] = []
+    clock = time.perf_counter
+    for k in range(len(streams[0])):
+        frames = []
+        for lane, steps in zip(lanes, streams, strict=True):
+            if steps[k].reset:
+                bank.reset_lane(lane)
+            frames.append((lane, steps[k].detections, steps[k].time_s))
+        start = clock()
+        outputs = bank.step(frames)
+        if k >= WARM_UP_FRAMES:
+            elapsed += clock() - start
+            timed += len(frames)
+        ids += [out.detections.tracker_id.tolist() for out in outputs]
+    return elapsed / timed * 1000, ids
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
 
@@ -87,7 +116,10 @@ def main(args: argparse.Namespace) -> None:
         f"detections per inferred frame {statistics.mean(counts):.1f} "
         f"({min(counts)}–{max(counts)})"
     )
-    implementations: dict[str, Callable[[TrackerSettings], Any]] = {"current": ByteTracker}
+    implementations: dict[str, Callable[[TrackerSettings], Any]] = {
+        "current": ByteTracker,
+        "bank (the stage's)": TrackerBank,
+    }
     if args.reference:
         from tests.support.tracker_reference import ReferenceTracker
 
@@ -96,7 +128,7 @@ def main(args: argparse.Namespace) -> None:
     for run in range(args.runs):
         seen = {}
         for name, make in implementations.items():
-            ms, seen[name] = one_run(make, streams)
+            ms, seen[name] = (one_run_bank if make is TrackerBank else one_run)(make, streams)
             results[name].append(ms)
             print(f"run {run}: {name:<20} {ms:.4f} ms/frame")
         if len(seen) > 1 and len({str(v) for v in seen.values()}) != 1:

@@ -92,6 +92,11 @@ def _without(indices: np.ndarray, taken: np.ndarray, size: int) -> np.ndarray:
     return indices[mask[indices]]
 
 
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays end to end (the one array itself when there is one)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
 def _segments(keys: np.ndarray, wanted: Sequence[int]) -> list[slice]:
     """For sorted ``keys``, the slice holding each of ``wanted``."""
     starts = keys.searchsorted(wanted, "left").tolist()
@@ -271,11 +276,15 @@ class TrackerBank:
         boxes = np.array(xyxy.T, np.float64)  # (4, D)
         high = (conf >= s.high_score).nonzero()[0]
         low = ((conf >= s.low_score) & (conf < s.high_score)).nonzero()[0]
-        high_cuts = [0, *high.searchsorted(ends).tolist()]
-        low_cuts = [0, *low.searchsorted(ends).tolist()]
-        # Each lane's tracks, in array (start) order.
-        order = self._lane.argsort(kind="stable")
-        track_parts = _segments(self._lane[order], lanes)
+        # Each lane's strong and weak detections, and its tracks in array (start) order.
+        if len(lanes) == 1:
+            high_cuts, low_cuts = [0, len(high)], [0, len(low)]
+            lane_rows = [(self._lane == lanes[0]).nonzero()[0]]
+        else:
+            high_cuts = [0, *high.searchsorted(ends).tolist()]
+            low_cuts = [0, *low.searchsorted(ends).tolist()]
+            order = self._lane.argsort(kind="stable")
+            lane_rows = [order[part] for part in _segments(self._lane[order], lanes)]
         overlap = None
         if 0 < len(self._lane) * len(conf) <= _ROUND_IOU_PAIRS:
             overlap = _iou(kalman.xyah_to_xyxy(self._state[kalman.POS]), boxes)
@@ -285,7 +294,7 @@ class TrackerBank:
         matched_tracks, matched_dets, fresh, left = [], [], [], []
         for k, lane in enumerate(lanes):
             start, end = starts[k], ends[k]
-            rows = order[track_parts[k]]
+            rows = lane_rows[k]
             lane_high = high[high_cuts[k] : high_cuts[k + 1]]
             lane_low = low[low_cuts[k] : low_cuts[k + 1]]
             if start:
@@ -317,8 +326,7 @@ class TrackerBank:
 
         now_of = self._now_of_lanes(frames, nows, items)
         changes: dict[int, list[TrackChange]] = {lane: [] for lane in lanes}
-        tracks = np.concatenate(matched_tracks)
-        dets = np.concatenate(matched_dets)
+        tracks, dets = _joined(matched_tracks), _joined(matched_dets)
         if len(tracks):
             state = self._state.take(tracks, axis=2)
             kalman.update(state, kalman.xyxy_to_xyah(boxes.take(dets, axis=1)))
@@ -328,26 +336,31 @@ class TrackerBank:
             self._confidence[tracks] = conf[dets]
             self._box[tracks] = xyxy[dets]
             self._has_box[tracks] = True
-            self._confirm(np.concatenate(fresh), now_of, changes)
-        starting = np.concatenate(left)
+            self._confirm(_joined(fresh), now_of, changes)
+        starting = _joined(left)
         if len(starting):
             starting = starting[conf[starting] >= s.new_track_score]
             det_lane = np.repeat(np.array(lanes, np.intp), sizes)
             self._start_tracks(starting, det_lane, now_of, boxes, conf, class_id)
 
         # Per lane, the confirmed tracks matched, by id; their motion; the outputs.
-        pair_lane = np.repeat(np.arange(len(lanes)), [len(t) for t in matched_tracks])
         ids = self._public_id[tracks]
         shown = (ids != _NONE).nonzero()[0]
-        shown = shown[np.lexsort((ids[shown], pair_lane[shown]))]
+        if len(lanes) == 1:
+            if len(shown) > 1:
+                shown = shown[ids[shown].argsort(kind="stable")]
+            parts = [slice(0, len(shown))]
+        else:
+            pair_lane = np.repeat(np.arange(len(lanes)), [len(t) for t in matched_tracks])
+            shown = shown[np.lexsort((ids[shown], pair_lane[shown]))]
+            parts = _segments(pair_lane[shown], np.arange(len(lanes)))
         rows, ids, picked = tracks[shown], ids[shown], dets[shown]
         motion = self._motion(now_of, rows)
         moving = self._moving[rows]
-        parts = _segments(pair_lane[shown], range(len(lanes)))
         for k, (i, lane, detections, part) in enumerate(
             zip(items, lanes, found, parts, strict=True)
         ):
-            local = picked[part] - starts[k]
+            local = picked[part] - starts[k] if k else picked[part]
             if len(detections):
                 data = {key: column[local] for key, column in detections.data.items()}
                 lane_xyxy, lane_class = detections.xyxy[local], detections.class_id[local]
