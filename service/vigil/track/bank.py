@@ -295,28 +295,32 @@ class TrackerBank:
         for k, lane in enumerate(lanes):
             start, end = starts[k], ends[k]
             rows = lane_rows[k]
-            lane_high = high[high_cuts[k] : high_cuts[k + 1]]
+            lane_high = high[high_cuts[k] : high_cuts[k + 1]]  # round positions: the lane's + start
+            weak = low_cuts[k] < low_cuts[k + 1]
+            if not len(rows) or not (len(lane_high) or weak):
+                # nothing to associate: a lane's common case between objects
+                matched_tracks.append(_EMPTY)
+                matched_dets.append(_EMPTY)
+                fresh.append(_EMPTY)
+                left.append(lane_high)
+                continue
             lane_low = low[low_cuts[k] : low_cuts[k + 1]]
             if start:
                 lane_high, lane_low = lane_high - start, lane_low - start
-            if not len(rows) or not (len(lane_high) or len(lane_low)):
-                tracks = dets = lane_fresh = _EMPTY
-                lane_left = lane_high
+            if overlap is not None and len(rows) == len(overlap) and len(lanes) == 1:
+                block = overlap  # the round's one lane holds every track: rows are 0..N-1
+            elif overlap is not None:
+                block = overlap.take(rows, 0)[:, start:end]
             else:
-                if overlap is not None and len(rows) == len(overlap) and len(lanes) == 1:
-                    block = overlap  # the round's one lane holds every track: rows are 0..N-1
-                elif overlap is not None:
-                    block = overlap.take(rows, 0)[:, start:end]
-                else:
-                    block = _iou(
-                        kalman.xyah_to_xyxy(self._state[kalman.POS].take(rows, axis=1)),
-                        boxes[:, start:end],
-                    )
-                    if s.per_class:
-                        block[self._class_id[rows][:, None] != class_id[start:end]] = 0.0
-                tracks, dets, lane_fresh, lane_left = self._match(
-                    block, rows, lane_high, lane_low, self._last_update_s[lane]
+                block = _iou(
+                    kalman.xyah_to_xyxy(self._state[kalman.POS].take(rows, axis=1)),
+                    boxes[:, start:end],
                 )
+                if s.per_class:
+                    block[self._class_id[rows][:, None] != class_id[start:end]] = 0.0
+            tracks, dets, lane_fresh, lane_left = self._match(
+                block, rows, lane_high, lane_low, self._last_update_s[lane]
+            )
             matched_tracks.append(rows[tracks])
             matched_dets.append(dets + start if start else dets)
             fresh.append(rows[lane_fresh])
@@ -360,15 +364,25 @@ class TrackerBank:
         for k, (i, lane, detections, part) in enumerate(
             zip(items, lanes, found, parts, strict=True)
         ):
-            local = picked[part] - starts[k] if k else picked[part]
-            if len(detections):
+            if not len(detections):  # what an empty frame always gave: no data columns
+                out = Detections(
+                    np.zeros((0, 4), np.float32),
+                    detections.confidence,
+                    np.zeros(0, np.int32),
+                    ids[part],
+                    {PREDICTED: np.zeros(0, bool)},
+                )
+            else:
+                local = picked[part] - starts[k] if k else picked[part]
                 data = {key: column[local] for key, column in detections.data.items()}
-                lane_xyxy, lane_class = detections.xyxy[local], detections.class_id[local]
-            else:  # what an empty frame always gave: no data columns
-                lane_xyxy, lane_class = np.zeros((0, 4), np.float32), np.zeros(0, np.int32)
-                data = {}
-            data[PREDICTED] = np.zeros(len(local), bool)
-            out = Detections(lane_xyxy, detections.confidence[local], lane_class, ids[part], data)
+                data[PREDICTED] = np.zeros(len(local), bool)
+                out = Detections(
+                    detections.xyxy[local],
+                    detections.confidence[local],
+                    detections.class_id[local],
+                    ids[part],
+                    data,
+                )
             changes[lane] += motion.get(lane, [])
             outputs[i] = TrackerOutput(out, changes[lane], moving[part])
         # Last, and into the same lists: expiring re-indexes the tracks (rows are indices).
