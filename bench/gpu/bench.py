@@ -172,13 +172,14 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         repository = tmp / "repository"
         (tmp / "run").mkdir()
         peoplenet.write_repository(
-            repository, weights, max_batch=args.batch, instances=args.instances, group=args.group
-        )
+            repository, weights, max_batch=args.batch, instances=args.instances, group=args.group,
+            queue_delay_us=args.queue_delay_us,
+        )  # fmt: skip
         # the same network in other serving configurations: (b) for each, (c) on request
         variant_models = {
             label: peoplenet.write_repository(
                 repository, weights, max_batch=args.batch, instances=instances, group=group,
-                name=f"{peoplenet.MODEL_NAME}_{label}",
+                name=f"{peoplenet.MODEL_NAME}_{label}", queue_delay_us=args.queue_delay_us,
             ).name
             for label, (instances, group) in args.model_variants.items()
         }  # fmt: skip
@@ -417,6 +418,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--group", type=int, default=3,
         help="requests a model instance may run per execute (dynamic batching when > 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--queue-delay-us", type=int, default=0,
+        help="dynamic batching's max_queue_delay_microseconds (with --group > 1): how long "
+        "Triton may hold a request for others to join it",
     )  # fmt: skip
     parser.add_argument(
         "--model-variants", type=parse_model_variants, default={},

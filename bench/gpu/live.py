@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from bench.gpu.meter import Meter, cores_between, gil_wait_probe, thread_cpu_seconds
+from bench.gpu.runs import model_busy, model_statistics
 from bench.gpu.stats import Row
 from vigil.config import Settings
 from vigil.job_workers import WorkerJob
@@ -125,10 +126,16 @@ async def realtime_check(
         in_process = running.runtime is not None
         decoded0 = running.counts("frames_decoded") if in_process else {}
         before = running.counts()
+        model0 = await model_statistics(triton, settings.model.name)
         clock0, t0 = thread_cpu_seconds(), time.perf_counter()
         with gil_wait_probe(probe):
             await asyncio.sleep(seconds)
         after = running.counts()
+        # the model over the window: busy share, frames per execution (paced requests come
+        # one at a time; does Triton still group them?), queue time
+        served = model_busy(
+            model0, await model_statistics(triton, settings.model.name), time.perf_counter() - t0
+        )
         decoded1 = running.counts("frames_decoded") if in_process else {}
         cores = cores_between(clock0, thread_cpu_seconds(), time.perf_counter() - t0)
         rates = _rates(before, after)
@@ -153,6 +160,7 @@ async def realtime_check(
     if depths:
         check["mean_queue_depth"] = float(np.mean(depths))
     check |= {k: round(v, 2) for k, v in probe.items()}
+    check |= {k: round(v, 2) for k, v in served.items()}
     if workers == 1:  # the workers' threads are in other processes
         check["thread_cores"] = str(cores)
     if window:

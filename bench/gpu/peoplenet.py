@@ -24,18 +24,25 @@ GRID = (34, 60)
 
 
 def config_text(
-    max_batch: int, instances: int, device_id: int = 0, group: int = 1, name: str = MODEL_NAME
+    max_batch: int,
+    instances: int,
+    device_id: int = 0,
+    group: int = 1,
+    name: str = MODEL_NAME,
+    queue_delay_us: int = 0,
 ) -> str:
     """``config.pbtxt`` of the model: fp16 CHW input, fp32 outputs, GPU instances.
 
     ``group`` > 1 turns on dynamic batching with room for ``group`` requests of ``max_batch``
     frames: an instance then takes up to that many queued requests per ``execute`` and runs
-    them back to back (:mod:`peoplenet_model`), instead of idling the GPU between them."""
+    them back to back (:mod:`peoplenet_model`), instead of idling the GPU between them;
+    ``queue_delay_us`` is how long Triton may hold a request for others to join it (paced
+    streams send requests one at a time)."""
     classes = len(LABELS)
     warm = ",".join(str(size) for size in sorted({max_batch, max_batch * group}))
     batching = ""
     if group > 1:
-        batching = "dynamic_batching { max_queue_delay_microseconds: 0 }\n"
+        batching = f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
     return f"""name: "{name}"
 backend: "python"
 max_batch_size: {max_batch * group}
@@ -70,6 +77,7 @@ def write_repository(
     device_id: int = 0,
     group: int = 1,
     name: str = MODEL_NAME,
+    queue_delay_us: int = 0,
 ) -> Path:
     """Write the model into ``repository`` (created if needed); returns the model directory.
 
@@ -82,11 +90,12 @@ def write_repository(
         device_id: The GPU.
         group: Requests an instance may take per ``execute`` (dynamic batching when > 1).
         name: The model's name in the repository.
+        queue_delay_us: Dynamic batching's longest wait for more requests.
     """
     model_dir = repository / name
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
-    config = config_text(max_batch, instances, device_id, group, name)
+    config = config_text(max_batch, instances, device_id, group, name, queue_delay_us)
     (model_dir / "config.pbtxt").write_text(config)
     (model_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
     (model_dir / "peoplenet_net.py").write_text((HERE / "peoplenet_net.py").read_text())

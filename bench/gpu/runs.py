@@ -99,9 +99,9 @@ async def full_pipeline(
 
     bytes0, copies0 = cuda_shm.TRANSFERS.bytes, cuda_shm.TRANSFERS.copies
     reused0 = DECODERS.reused
-    model_stats0 = await _model_statistics(triton, settings.model.name)
+    model_stats0 = await model_statistics(triton, settings.model.name)
     result = await run_streams(settings, specs, connection=triton, on_start=on_start)
-    model_stats = await _model_statistics(triton, settings.model.name)
+    model_stats = await model_statistics(triton, settings.model.name)
     for task in tasks:
         task.cancel()
     processed = sum(s.stats.frames_processed for s in result.streams.values())
@@ -126,7 +126,7 @@ async def full_pipeline(
     }
     extra["timeline"] = str(timeline)
     extra |= _steady_thread_cores(samples, clocks, processed)
-    extra |= _model_busy(model_stats0, model_stats, result.elapsed_s)
+    extra |= model_busy(model_stats0, model_stats, result.elapsed_s)
     if first_processed:
         extra["startup"] = (
             f"start-up: streams decoding from {min(first_decoded.values()):.2f} s, all by "
@@ -223,14 +223,14 @@ def _steady_thread_cores(
     return {"thread_cores": str(cores_between(first[1], last[1], last[0] - first[0]))}
 
 
-async def _model_statistics(triton: TritonConnection, name: str) -> dict[str, Any]:
+async def model_statistics(triton: TritonConnection, name: str) -> dict[str, Any]:
     with contextlib.suppress(Exception):  # diagnostics only
         stats = await triton.client.statistics(name)
         return dict(stats["model_stats"][0])
     return {}
 
 
-def _model_busy(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> dict[str, float]:
+def model_busy(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> dict[str, float]:
     """From Triton's statistics over the run: the share of the wall time the model was
     executing (one instance), and frames per execution (3 full requests: 96). Nothing when
     the model was loaded again during the run (its counts restart)."""
