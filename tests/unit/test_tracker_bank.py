@@ -120,3 +120,11 @@ def test_bank_hands_a_removed_stream_s_lane_to_the_next_and_forgets_its_tracks()
     assert again == first
     assert bank.active_ids(again) == set()
     assert bank.active_ids(second)
+
+
+def test_bank_refuses_a_round_with_two_frames_of_one_lane() -> None:
+    bank = TrackerBank(SHIPPED)
+    lane = bank.add_lane(itertools.count(1).__next__)
+    step = crowd(3, frames=30, on_screen=2, glitches=False)[0]
+    with pytest.raises(ValueError, match="one frame of each lane"):
+        bank.step([(lane, step.detections, 0.0), (lane, step.detections, 0.033)])

@@ -170,6 +170,8 @@ class TrackerBank:
 
     def step(self, frames: Sequence[Frame]) -> list[TrackerOutput]:
         """One frame of each of several lanes (no lane twice); their outputs, in order."""
+        if len({lane for lane, _, _ in frames}) != len(frames):
+            raise ValueError("a round holds at most one frame of each lane")
         counts = np.bincount(self._lane, minlength=len(self._state_s)).tolist()
         nows, dts = [], [0.0] * len(self._state_s)
         for lane, _, timestamp_s in frames:
