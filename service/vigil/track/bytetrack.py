@@ -29,22 +29,7 @@ from collections.abc import Callable
 
 from vigil.detections import Detections
 from vigil.track.bank import TrackerBank
-from vigil.track.types import (
-    PREDICTED,
-    TrackChange,
-    TrackChangeKind,
-    TrackerOutput,
-    TrackerSettings,
-)
-
-__all__ = [
-    "PREDICTED",
-    "ByteTracker",
-    "TrackChange",
-    "TrackChangeKind",
-    "TrackerOutput",
-    "TrackerSettings",
-]
+from vigil.track.types import TrackerOutput, TrackerSettings
 
 
 class ByteTracker:
