@@ -9,6 +9,7 @@ same sequence) and by ``bench/tracker_cost_bench.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -213,3 +214,13 @@ def assert_same_output(new: TrackerOutput, ref: TrackerOutput, where: str) -> No
     ], f"{where}: changes"
     for c, d in zip(new.changes, ref.changes, strict=True):
         np.testing.assert_allclose(c.xyxy, d.xyxy, rtol=0, atol=BOX_ATOL, err_msg=where)
+
+
+def step_tracker(tracker: Any, step: TrackerStep) -> TrackerOutput:
+    """Feed ``step`` to a one-stream tracker (``ByteTracker`` or the reference): reset first
+    when the step says so, then update, or predict on a frame the model skipped."""
+    if step.reset:
+        tracker.reset()
+    if step.detections is None:
+        return tracker.predict(step.time_s)
+    return tracker.update(step.detections, step.time_s)

@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from tests.support.track_sequences import TrackerStep, assert_same_output, crowd
+from tests.support.track_sequences import TrackerStep, assert_same_output, crowd, step_tracker
 from vigil.track import ByteTracker, TrackerBank, TrackerSettings
 from vigil.track import bank as bank_module
 
@@ -35,14 +35,6 @@ def _sequences(seed: int, streams: int, on_screen: int) -> list[list[TrackerStep
         )
         for k in range(streams)
     ]
-
-
-def _step(tracker: ByteTracker, step: TrackerStep):
-    if step.reset:
-        tracker.reset()
-    if step.detections is None:
-        return tracker.predict(step.time_s)
-    return tracker.update(step.detections, step.time_s)
 
 
 def _run_both(seed: int, streams: int, on_screen: int, settings: TrackerSettings) -> int:
@@ -74,7 +66,7 @@ def _run_both(seed: int, streams: int, on_screen: int, settings: TrackerSettings
         outputs = bank.step(frames)
         for lane, out in zip(members, outputs, strict=True):
             steps, alone, position = active[lane]
-            expected = _step(alone, steps[position])
+            expected = step_tracker(alone, steps[position])
             assert_same_output(out, expected, f"lane {lane}, frame {position}")
             assert bank.active_ids(lane) == alone.active_ids, f"lane {lane}, frame {position}"
             compared += 1

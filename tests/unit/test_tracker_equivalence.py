@@ -38,7 +38,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.track_sequences import BOX_ATOL, TrackerStep, assert_same_output, crowd
+from tests.support.track_sequences import (
+    BOX_ATOL,
+    TrackerStep,
+    assert_same_output,
+    crowd,
+    step_tracker,
+)
 from tests.support.tracker_reference import ReferenceTracker
 from vigil.detections import Detections
 from vigil.track import ByteTracker, TrackerOutput, TrackerSettings
@@ -65,26 +71,18 @@ GOLDEN_CASES: dict[str, tuple[dict[str, Any], Callable[[], list[TrackerStep]]]] 
 # --- running and comparing ---------------------------------------------------------------------
 
 
-def _step(tracker: Any, step: TrackerStep) -> TrackerOutput:
-    if step.reset:
-        tracker.reset()
-    if step.detections is None:
-        return tracker.predict(step.time_s)
-    return tracker.update(step.detections, step.time_s)
-
-
 def _assert_same_run(steps: Sequence[TrackerStep], tracker_settings: TrackerSettings) -> int:
     """Both trackers step by step; returns how many rows were compared."""
     new, ref = ByteTracker(tracker_settings), ReferenceTracker(tracker_settings)
     rows = 0
     for k, step in enumerate(steps):
         try:
-            expected = _step(ref, step)
+            expected = step_tracker(ref, step)
         except Exception as e:  # the reference's failures are part of its behaviour
             with pytest.raises(type(e)):
-                _step(new, step)
+                step_tracker(new, step)
             return rows
-        assert_same_output(_step(new, step), expected, f"step {k} (t={step.time_s:.3f})")
+        assert_same_output(step_tracker(new, step), expected, f"step {k} (t={step.time_s:.3f})")
         assert new.active_ids == ref.active_ids, f"step {k}: active ids"
         rows += len(expected.detections)
     return rows
@@ -128,7 +126,7 @@ def _assert_matches_record(outputs: Sequence[TrackerOutput], recorded: list, nam
 
 
 def _run(tracker: Any, steps: Sequence[TrackerStep]) -> list[TrackerOutput]:
-    return [_step(tracker, step) for step in steps]
+    return [step_tracker(tracker, step) for step in steps]
 
 
 # --- the tracking benchmark's input -----------------------------------------------------------

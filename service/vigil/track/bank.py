@@ -462,17 +462,22 @@ class TrackerBank:
         for k in set(lane.tolist()):
             self._state_s[k] = float(now_of[k])
         self._state = np.concatenate([self._state, state], axis=2)
-        self._lane = np.concatenate([self._lane, lane])
-        self._public_id = np.concatenate([self._public_id, public_id])
-        self._class_id = np.concatenate([self._class_id, class_id[dets]], dtype=np.int64)
-        self._confidence = np.concatenate([self._confidence, confidence[dets]], dtype=np.float32)
-        self._first_s = np.concatenate([self._first_s, now])
-        self._last_s = np.concatenate([self._last_s, now])
-        self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
-        self._moving = np.concatenate([self._moving, np.ones(n, bool)])
-        self._motion_since_s = np.concatenate([self._motion_since_s, np.full(n, np.nan)])
-        self._box = np.concatenate([self._box, np.zeros((n, 4), np.float32)])
-        self._has_box = np.concatenate([self._has_box, np.zeros(n, bool)])
+        new_rows = (
+            ("_lane", lane),
+            ("_public_id", public_id),
+            ("_class_id", class_id[dets]),
+            ("_confidence", confidence[dets]),
+            ("_first_s", now),
+            ("_last_s", now),
+            ("_hits", np.ones(n)),
+            ("_moving", np.ones(n)),
+            ("_motion_since_s", np.full(n, np.nan)),
+            ("_box", np.zeros((n, 4))),
+            ("_has_box", np.zeros(n)),
+        )
+        for name, values in new_rows:  # each field keeps its dtype
+            field = getattr(self, name)
+            setattr(self, name, np.concatenate([field, values.astype(field.dtype, copy=False)]))
 
     def _keep(self, rows: np.ndarray) -> None:
         """Keep only the tracks ``rows`` (ascending), in their order."""
