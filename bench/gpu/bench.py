@@ -54,7 +54,7 @@ from bench.gpu.baselines import (  # noqa: E402
     opening_text,
     triton_model_only,
 )
-from bench.gpu.live import cost_point, realtime_search  # noqa: E402
+from bench.gpu.live import cost_point, realtime_at, realtime_search  # noqa: E402
 from bench.gpu.meter import Meter  # noqa: E402
 from bench.gpu.report import (  # noqa: E402
     mode_label,
@@ -355,6 +355,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             streams_rt = max(1, math.floor(streams_rt * args.rt_margin))
             target = math.ceil(0.85 * Spread.of([r.fps for r in runs["a"]]).median / 30.0)
             streams_rt = max(streams_rt, target)
+            if args.rt_at:
+                report["realtime_at"] = await realtime_at(settings, triton, uri, args)
             if args.rt_seconds > 0:
                 report["realtime"] = await realtime_search(settings, triton, uri, streams_rt, args)
                 streams_rt = int(report["realtime"]["sustained"])
@@ -436,6 +438,11 @@ if __name__ == "__main__":
     parser.add_argument("--rt-seconds", type=float, default=8.0, help="0: skip the check")
     parser.add_argument("--rt-margin", type=float, default=0.9, help="share of (c) to try")
     parser.add_argument("--rt-tries", type=int, default=6, help="real-time checks at most")
+    parser.add_argument(
+        "--rt-at", type=lambda text: [int(v) for v in text.split(",") if v], default=[],
+        help="one real-time check at each of these stream counts before the search "
+        "(comma-separated, e.g. 66,72; with --rt-seconds 0 they stay and the search is skipped)",
+    )  # fmt: skip
     parser.add_argument("--cupti", action="store_true", help="trace copies of a short run")
     parser.add_argument("--profile", action="store_true", help="cProfile a (c) run's loop")
     parser.add_argument("--pyspy", action="store_true", help="py-spy (GIL samples) during (c)")

@@ -222,7 +222,8 @@ async def cost_point(
     frame (+1 s): frames/s of all streams, CPU cores (Vigil, its workers and Triton), GPU
     memory in use on the device (NVML) and what the streams added to it (against the
     runtime with no stream; this includes the pipeline's first-batch allocations, so the
-    marginal cost between two points is the cleaner per-stream figure) per stream."""
+    marginal cost between two points is the cleaner per-stream figure) per stream, and how
+    the model was served (:func:`model_busy`)."""
     specs = [StreamSpec(id=f"cost-{i}", url=uri) for i in range(streams)]
     memory0 = 0
 
@@ -236,10 +237,16 @@ async def cost_point(
         row = Row("", 0, 0)
         with meter.measure(row):
             counted = running.counts()
+            model0, t0 = await model_statistics(triton, settings.model.name), time.perf_counter()
             await asyncio.sleep(args.cost_seconds)
             fps = sum(_rates(counted, running.counts()))
             memory = meter.gpu_memory_used()
-    return {
+            served = model_busy(
+                model0,
+                await model_statistics(triton, settings.model.name),
+                time.perf_counter() - t0,
+            )
+    return {k: round(v, 2) for k, v in served.items()} | {
         "streams": float(streams),
         "workers": float(workers),
         "fps": fps,
@@ -276,3 +283,18 @@ async def realtime_search(
             return {"sustained": streams, "tries": tries, "checks": checks}
         streams = max(1, math.floor(streams * 0.9))
     return {"sustained": 0, "tries": tries, "checks": []}
+
+
+async def realtime_at(
+    settings: Settings, triton: TritonConnection, uri: str, args: argparse.Namespace
+) -> list[dict[str, float]]:
+    """One real-time check at each of ``args.rt_at``'s stream counts, in order, whatever
+    each gives (a diagnosis beside the search: how the pipeline and the model behave just
+    below and above the target). Windows of ``args.rt_seconds``, 5 s when that is 0."""
+    checks = []
+    window_s = args.rt_seconds or 5.0
+    for streams in args.rt_at:
+        rt = await realtime_check(settings, triton, uri, streams, window_s, args.rt_workers)
+        print(f"# real-time check at {streams}: {rt}", flush=True)
+        checks.append(rt)
+    return checks

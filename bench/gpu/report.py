@@ -161,7 +161,7 @@ def print_table(
     print("cost curve (unpaced streams, window after all started):")
     print(
         f"  {'streams':>7} {'frames/s':>22} {'CPU cores':>17} {'GPU MiB / stream':>22} "
-        f"{'marginal MiB / stream':>22}"
+        f"{'marginal MiB / stream':>22} {'model busy':>11} {'frames/exec':>12} {'exec ms':>8}"
     )
     previous: tuple[int, float] | None = None
     for streams, points in report.get("cost_curve", {}).items():
@@ -173,8 +173,13 @@ def print_table(
         if previous is not None and int(streams) > previous[0]:
             marginal = f"{(used - previous[1]) / (int(streams) - previous[0]):,.0f}"
         previous = (int(streams), used)
+        served = [
+            Spread.of([p.get(key, float("nan")) for p in points]).median
+            for key in ("model_busy", "frames_per_execution", "execute_ms")
+        ]
         print(
             f"  {streams:>7} {fps.text():>22} {cpu.text('.1f'):>17} {mem.text():>22} {marginal:>22}"
+            f" {served[0]:>11.2f} {served[1]:>12.1f} {served[2]:>8.1f}"
         )
     realtime = report.get("realtime", {})
     workers = report["args"].get("rt_workers", 1)
@@ -197,6 +202,8 @@ def print_table(
             f"1080p30 streams in real time: not checked (--rt-seconds 0); the search would "
             f"start at {report['streams_1080p30']} ({where})"
         )
+    for check in report.get("realtime_at", []):
+        print(f"  at:    {check}")
     for check in realtime.get("checks", []):
         print(f"  check: {check}")
     for check in realtime.get("tries", []):

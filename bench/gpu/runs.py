@@ -232,8 +232,9 @@ async def model_statistics(triton: TritonConnection, name: str) -> dict[str, Any
 
 def model_busy(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> dict[str, float]:
     """From Triton's statistics over the run: the share of the wall time the model was
-    executing (one instance), and frames per execution (3 full requests: 96). Nothing when
-    the model was loaded again during the run (its counts restart)."""
+    executing (one instance), frames per execution (3 full requests: 96) and one execution's
+    compute time. Nothing when the model was loaded again during the run (its counts
+    restart)."""
     if not before or not after or not wall_s:
         return {}
 
@@ -256,6 +257,9 @@ def model_busy(before: dict[str, Any], after: dict[str, Any], wall_s: float) -> 
         / 1e6
         / max(delta("inference_stats", "queue", "count"), 1),
         "frames_per_execution": delta("inference_count") / executions,
+        # one execution's compute: slower executions (the GPU shared with decoding) against
+        # fewer frames per execution tell apart why the model serves less
+        "execute_ms": delta("inference_stats", "compute_infer", "ns") / 1e6 / requests,
     }
 
 
