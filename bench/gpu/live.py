@@ -119,8 +119,12 @@ async def realtime_check(
     when), and latency."""
     specs = [StreamSpec(id=f"rt-{i}", url=uri, max_fps=30.0) for i in range(streams)]
     probe: dict[str, float] = {}
+    trace: list[str] = []
     async with _running(settings, triton, specs, workers) as running:
+        # from the first frames on: the start-up, then "||" where the window begins
+        sampler = asyncio.create_task(_trace(running, triton, settings.model.name, trace))
         settled_s = await _start_up_over(running)
+        trace.append("||")
         # decoded against processed: did the sources deliver 30 fps, or the pipeline fall
         # behind? (in this process; the workers report processed frames)
         in_process = running.runtime is not None
@@ -130,6 +134,7 @@ async def realtime_check(
         clock0, t0 = thread_cpu_seconds(), time.perf_counter()
         with gil_wait_probe(probe):
             await asyncio.sleep(seconds)
+        sampler.cancel()
         after = running.counts()
         # the model over the window: busy share, frames per execution (paced requests come
         # one at a time; does Triton still group them?), queue time
@@ -163,10 +168,44 @@ async def realtime_check(
     check |= {k: round(v, 2) for k, v in served.items()}
     if workers == 1:  # the workers' threads are in other processes
         check["thread_cores"] = str(cores)
+    if trace:
+        check["trace"] = " | ".join(trace)
     if window:
         check["window_p50_ms"] = float(np.percentile(window, 50) * 1000)
         check["window_p99_ms"] = float(np.percentile(window, 99) * 1000)
     return check
+
+
+async def _trace(
+    running: _Running, triton: TritonConnection, model: str, out: list[str], step_s: float = 0.5
+) -> None:
+    """Every ``step_s`` of a real-time check (in this process), one entry: frames
+    processed per second, frames waiting per stream, ring slots in use / requests sent and
+    not emitted / of them done, and the model's frames per execution and busy share. Where a
+    check falls behind, this says whether the model waited for Vigil or Vigil for the model."""
+    if running.runtime is None:
+        return
+    pipeline = running.runtime.pipeline
+    last_t, last_n = time.perf_counter(), sum(n for _, n in running.counts().values())
+    last_model = await model_statistics(triton, model)
+    while True:
+        await asyncio.sleep(step_s)
+        now, n = time.perf_counter(), sum(n for _, n in running.counts().values())
+        model_now = await model_statistics(triton, model)
+        served = model_busy(last_model, model_now, now - last_t)
+        depths = list(pipeline.queue_depths().values())
+        occupancy = "?"
+        with contextlib.suppress(Exception):  # internals: never stop the sampler
+            ring = pipeline.route.ring
+            pending = [p for p in pipeline._pending._queue if p is not None]
+            done = sum(1 for p in pending if p.task is not None and p.task.done())
+            occupancy = f"{len(ring.slots) - ring.free_slots}/{len(pending)}/{done}"
+        out.append(
+            f"{(n - last_n) / (now - last_t):.0f} fps q{np.mean(depths) if depths else 0:.1f} "
+            f"s{occupancy} f{served.get('frames_per_execution', 0):.0f} "
+            f"b{served.get('model_busy', 0):.2f}"
+        )
+        last_t, last_n, last_model = now, n, model_now
 
 
 async def _start_up_over(running: _Running, limit_s: float = 12.0) -> float:
