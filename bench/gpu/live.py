@@ -19,6 +19,7 @@ from bench.gpu.runs import model_busy, model_statistics
 from bench.gpu.stats import Row
 from vigil.config import Settings
 from vigil.job_workers import WorkerJob
+from vigil.pipeline.pipeline import Pipeline
 from vigil.pipeline.stream_state import StreamStatus
 from vigil.runtime import Runtime, open_runtime
 from vigil.specs import StreamSpec
@@ -181,18 +182,20 @@ async def _trace(
 ) -> None:
     """Every ``step_s`` of a real-time check (in this process), one entry: frames
     processed per second, frames waiting per stream, ring slots in use / requests sent and
-    not emitted / of them done, and the model's frames per execution and busy share. Where a
-    check falls behind, this says whether the model waited for Vigil or Vigil for the model."""
+    not emitted / of them done, the model's frames per execution and busy share, and the
+    cores of the stage thread and the event loop. Where a check falls behind, this says
+    whether the model waited for Vigil or Vigil for the model, and which thread was busy."""
     if running.runtime is None:
         return
     pipeline = running.runtime.pipeline
     last_t, last_n = time.perf_counter(), sum(n for _, n in running.counts().values())
-    last_model = await model_statistics(triton, model)
+    last_model, last_clock = await model_statistics(triton, model), thread_cpu_seconds()
     while True:
         await asyncio.sleep(step_s)
         now, n = time.perf_counter(), sum(n for _, n in running.counts().values())
-        model_now = await model_statistics(triton, model)
+        model_now, clock = await model_statistics(triton, model), thread_cpu_seconds()
         served = model_busy(last_model, model_now, now - last_t)
+        cores = cores_between(last_clock, clock, now - last_t)
         depths = list(pipeline.queue_depths().values())
         occupancy = "?"
         with contextlib.suppress(Exception):  # internals: never stop the sampler
@@ -203,9 +206,10 @@ async def _trace(
         out.append(
             f"{(n - last_n) / (now - last_t):.0f} fps q{np.mean(depths) if depths else 0:.1f} "
             f"s{occupancy} f{served.get('frames_per_execution', 0):.0f} "
-            f"b{served.get('model_busy', 0):.2f}"
+            f"b{served.get('model_busy', 0):.2f} "
+            f"st{cores.get('stages', 0):.2f} mt{cores.get('MainThread', 0):.2f}"
         )
-        last_t, last_n, last_model = now, n, model_now
+        last_t, last_n, last_model, last_clock = now, n, model_now, clock
 
 
 async def _start_up_over(running: _Running, limit_s: float = 12.0) -> float:
@@ -327,13 +331,20 @@ async def realtime_search(
 async def realtime_at(
     settings: Settings, triton: TritonConnection, uri: str, args: argparse.Namespace
 ) -> list[dict[str, float]]:
-    """One real-time check at each of ``args.rt_at``'s stream counts, in order, whatever
-    each gives (a diagnosis beside the search: how the pipeline and the model behave just
-    below and above the target). Windows of ``args.rt_seconds``, 5 s when that is 0."""
+    """One real-time check at each of ``args.rt_at``'s stream counts (``66+overlap``:
+    with :attr:`Pipeline.overlap_stages`), in order, whatever each gives (a diagnosis beside
+    the search: how the pipeline and the model behave just below and above the target).
+    Windows of ``args.rt_seconds``, 5 s when that is 0."""
     checks = []
     window_s = args.rt_seconds or 5.0
-    for streams in args.rt_at:
-        rt = await realtime_check(settings, triton, uri, streams, window_s, args.rt_workers)
-        print(f"# real-time check at {streams}: {rt}", flush=True)
+    for point in args.rt_at:
+        count, _, mode = point.partition("+")
+        Pipeline.overlap_stages = mode == "overlap"
+        try:
+            rt = await realtime_check(settings, triton, uri, int(count), window_s, args.rt_workers)
+        finally:
+            Pipeline.overlap_stages = False
+        rt["overlap"] = float(mode == "overlap")
+        print(f"# real-time check at {point}: {rt}", flush=True)
         checks.append(rt)
     return checks
