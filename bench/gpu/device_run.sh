@@ -67,7 +67,7 @@ PY
       ;;
     bench)
       # (a crash's native stack: CRASH_TRACE=1 above; the device has no gdb)
-      timeout ${BENCH_TIMEOUT:-320} python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
+      timeout -k 5 ${BENCH_TIMEOUT:-320} python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT" ${BENCH_ARGS:-} \
         2>&1 | tee "$OUT/bench.log"
       ;;
     decode)  # NVDEC alone at several stream counts (bench/gpu/decode_scaling.py)
@@ -89,7 +89,7 @@ PY
       ;;
     bench2)  # a second configuration in the same call (results in $OUT/b2)
       mkdir -p "$OUT/b2"
-      timeout 320 python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT/b2" \
+      timeout -k 5 320 python3 bench/gpu/bench.py --clip "$GPU_TEST_CLIP" --out "$OUT/b2" \
         ${BENCH_ARGS2:-} 2>&1 | tee "$OUT/b2/bench.log"
       ;;
   esac
