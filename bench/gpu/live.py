@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.gpu.emit_timer import EmitTimer
 from bench.gpu.meter import Meter, cores_between, gil_wait_probe, thread_cpu_seconds
 from bench.gpu.runs import model_busy, model_statistics
 from bench.gpu.stats import Row
@@ -121,9 +122,13 @@ async def realtime_check(
     specs = [StreamSpec(id=f"rt-{i}", url=uri, max_fps=30.0) for i in range(streams)]
     probe: dict[str, float] = {}
     trace: list[str] = []
-    async with _running(settings, triton, specs, workers) as running:
+    timer = EmitTimer()
+    async with (
+        _running(settings, triton, specs, workers) as running,
+        _timing(running, timer),
+    ):
         # from the first frames on: the start-up, then "||" where the window begins
-        sampler = asyncio.create_task(_trace(running, triton, settings.model.name, trace))
+        sampler = asyncio.create_task(_trace(running, triton, settings.model.name, trace, timer))
         settled_s = await _start_up_over(running)
         trace.append("||")
         # decoded against processed: did the sources deliver 30 fps, or the pipeline fall
@@ -177,14 +182,30 @@ async def realtime_check(
     return check
 
 
+@contextlib.asynccontextmanager
+async def _timing(running: _Running, timer: EmitTimer) -> AsyncIterator[None]:
+    """The emit chain timed (:class:`EmitTimer`) while the check runs in this process."""
+    if running.runtime is None:
+        yield
+        return
+    with timer.installed(running.runtime.pipeline):
+        yield
+
+
 async def _trace(
-    running: _Running, triton: TritonConnection, model: str, out: list[str], step_s: float = 0.5
+    running: _Running,
+    triton: TritonConnection,
+    model: str,
+    out: list[str],
+    timer: EmitTimer,
+    step_s: float = 0.5,
 ) -> None:
     """Every ``step_s`` of a real-time check (in this process), one entry: frames
     processed per second, frames waiting per stream, ring slots in use / requests sent and
     not emitted / of them done, the model's frames per execution and busy share, and the
-    cores of the stage thread and the event loop. Where a check falls behind, this says
-    whether the model waited for Vigil or Vigil for the model, and which thread was busy."""
+    cores of the stage thread and the event loop, and the emit chain's per-batch timings
+    (:class:`EmitTimer`). Where a check falls behind, this says whether the model waited for
+    Vigil or Vigil for the model, and what the emit chain waited for."""
     if running.runtime is None:
         return
     pipeline = running.runtime.pipeline
@@ -207,7 +228,8 @@ async def _trace(
             f"{(n - last_n) / (now - last_t):.0f} fps q{np.mean(depths) if depths else 0:.1f} "
             f"s{occupancy} f{served.get('frames_per_execution', 0):.0f} "
             f"b{served.get('model_busy', 0):.2f} "
-            f"st{cores.get('stages', 0):.2f} mt{cores.get('MainThread', 0):.2f}"
+            f"st{cores.get('stages', 0):.2f} mt{cores.get('MainThread', 0):.2f} "
+            f"{timer.take()}"
         )
         last_t, last_n, last_model, last_clock = now, n, model_now, clock
 
