@@ -85,8 +85,9 @@ class MovingBoxes(Parser):
 
     name = "moving-boxes"
 
-    def __init__(self, model: ModelInfo, boxes: int) -> None:
+    def __init__(self, model: ModelInfo, boxes: int, streams: int = STREAMS) -> None:
         super().__init__(model, 0.5)
+        self.streams = streams
         self.rng = np.random.default_rng(0)
         self.boxes = boxes
         self.start = self.rng.uniform(0, 1700, (boxes, 2)).astype(np.float32)
@@ -99,7 +100,7 @@ class MovingBoxes(Parser):
         found = []
         for _ in sizes:
             self.calls += 1
-            corner = (self.start + self.step * (self.calls // STREAMS)) % 1700
+            corner = (self.start + self.step * (self.calls // self.streams)) % 1700
             noise = self.rng.normal(0, 1.5, (self.boxes, 2)).astype(np.float32)
             xyxy = np.concatenate([corner + noise, corner + noise + [60, 160]], axis=1)
             found.append(
@@ -135,15 +136,23 @@ def _gil_burner(stop: threading.Event) -> None:
 
 
 async def one_run(
-    request_s: float, seconds: float, gil_threads: int, boxes: int
+    request_s: float,
+    seconds: float,
+    gil_threads: int,
+    boxes: int,
+    streams: int = STREAMS,
+    paced_fps: float = 0.0,
 ) -> dict[str, float]:
-    """Frames/s and the stand-in model's busy share over ``seconds`` after a 1 s warm-up."""
+    """Frames/s and the stand-in model's busy share over ``seconds`` after a 1 s warm-up;
+    with ``paced_fps``, each stream's frames come at that rate (as a camera's, or a file
+    played as one: the decoder thread sleeps until each frame is due), and the slowest
+    stream's rate and the ring's finished-but-not-emitted requests are reported too."""
     model = StandInModel(request_s)
     sink = NullSink()
     pipeline = Pipeline(
         client=model,  # type: ignore[arg-type]
         model=MODEL,
-        parser=MovingBoxes(MODEL, boxes),
+        parser=MovingBoxes(MODEL, boxes, streams),
         events=EventBuilder(MODEL, PlaceInfo(id="0"), "bench"),
         sinks=[sink],
         settings=PipelineSettings(
@@ -156,7 +165,8 @@ async def one_run(
     threads = [threading.Thread(target=_gil_burner, args=(stop,)) for _ in range(gil_threads)]
     statuses = []
     image = np.zeros((1080, 1920, 3), np.uint8)[:8, :8]  # small pixels, 1080p metadata below
-    for i in range(STREAMS):
+    period_s = 1.0 / paced_fps if paced_fps else 0.0
+    for i in range(streams):
         sid = f"cam-{i}"
         queue = pipeline.make_queue(live=False)
         status = StreamStatus(sid, "bench://")
@@ -164,8 +174,13 @@ async def one_run(
         statuses.append(status)
 
         def feed(sid: str = sid, queue: object = queue) -> None:
-            n = 0
+            n, due = 0, time.monotonic()
             while not stop.is_set():
+                if period_s:  # the worker's pacing of a file played as a camera
+                    now = time.monotonic()
+                    if now < due and stop.wait(due - now):
+                        return
+                    due = max(due + period_s, time.monotonic() - period_s)
                 frame = Frame(sid, n, n / 30, time.time(), time.monotonic(), image)
                 if not queue.put(frame):  # type: ignore[attr-defined]
                     return
@@ -176,10 +191,14 @@ async def one_run(
         thread.start()
     try:
         await asyncio.sleep(1.0)
-        frames0 = sum(s.stats.frames_processed for s in statuses)
+        counts0 = [s.stats.frames_processed for s in statuses]
         busy0, t0 = model.busy_s, time.perf_counter()
-        await asyncio.sleep(seconds)
-        frames = sum(s.stats.frames_processed for s in statuses) - frames0
+        done: list[int] = []
+        while time.perf_counter() - t0 < seconds:
+            await asyncio.sleep(0.01)
+            pending = [p for p in pipeline._pending._queue if p is not None]
+            done.append(sum(1 for p in pending if p.task is not None and p.task.done()))
+        counts = [s.stats.frames_processed - c for s, c in zip(statuses, counts0, strict=True)]
         wall = time.perf_counter() - t0
         busy = (model.busy_s - busy0) / wall
     finally:
@@ -187,7 +206,13 @@ async def one_run(
         await pipeline.stop()
         for thread in threads:
             thread.join(timeout=5)
-    return {"fps": frames / wall, "model_busy": busy, "events": float(sink.events)}
+    return {
+        "fps": sum(counts) / wall,
+        "slowest_stream_fps": min(counts) / wall,
+        "model_busy": busy,
+        "requests_done": float(np.mean(done)) if done else 0.0,
+        "events": float(sink.events),
+    }
 
 
 def main() -> None:
@@ -205,23 +230,37 @@ def main() -> None:
         "--boxes", type=int, default=1,
         help="objects per frame (the GPU bench's street clip: ~0.3; a crowd: 20)",
     )  # fmt: skip
+    parser.add_argument("--streams", type=int, default=STREAMS)
+    parser.add_argument(
+        "--paced-fps", type=float, default=0.0,
+        help="each stream's frames at this rate (a camera), not as fast as they are taken",
+    )  # fmt: skip
     args = parser.parse_args()
     request_s = BATCH / args.model_fps
     Pipeline.overlap_stages = args.overlap
     runs = [
-        asyncio.run(one_run(request_s, args.seconds, args.gil_threads, args.boxes))
+        asyncio.run(
+            one_run(
+                request_s, args.seconds, args.gil_threads, args.boxes, args.streams, args.paced_fps
+            )
+        )
         for _ in range(args.runs)
     ]
     fps = [r["fps"] for r in runs]
     busy = [r["model_busy"] for r in runs]
+    paced = f" paced at {args.paced_fps:g} fps" if args.paced_fps else ""
+    slowest = [r["slowest_stream_fps"] for r in runs]
+    done = [r["requests_done"] for r in runs]
     print(
-        f"engine over a {args.model_fps:,.0f} frames/s stand-in model, {STREAMS} streams, "
+        f"engine over a {args.model_fps:,.0f} frames/s stand-in model, {args.streams} streams"
+        f"{paced}, "
         f"{args.boxes} objects per frame, tracker + analytics, {args.gil_threads} GIL-burning "
         f"threads, overlap {'on' if args.overlap else 'off'}: "
         f"{statistics.median(fps):,.0f} frames/s ({min(fps):,.0f}–{max(fps):,.0f}) = "
         f"{statistics.median(fps) / args.model_fps:.2f} of the model; model busy "
-        f"{statistics.median(busy):.2f} ({min(busy):.2f}–{max(busy):.2f}); "
-        f"engine: {sys.modules['vigil'].__file__}"
+        f"{statistics.median(busy):.2f} ({min(busy):.2f}–{max(busy):.2f}); slowest stream "
+        f"{statistics.median(slowest):.1f} fps; requests done and not emitted "
+        f"{statistics.median(done):.2f}; engine: {sys.modules['vigil'].__file__}"
     )
 
 

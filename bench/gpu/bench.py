@@ -440,9 +440,10 @@ if __name__ == "__main__":
     parser.add_argument("--rt-tries", type=int, default=6, help="real-time checks at most")
     parser.add_argument(
         "--rt-at", type=lambda text: [v for v in text.split(",") if v], default=[],
-        help="one real-time check at each of these stream counts before the search "
-        "(comma-separated, e.g. 66,72,66+overlap; with --rt-seconds 0 they stay and the "
-        "search is skipped)",
+        help="one real-time check at each of these points before the search: a stream count "
+        "with options joined by + (overlap, switch=S, seconds=S), comma-separated, e.g. "
+        "66,72,66+overlap,66+switch=0.02; with --rt-seconds 0 they stay and the search is "
+        "skipped",
     )  # fmt: skip
     parser.add_argument("--cupti", action="store_true", help="trace copies of a short run")
     parser.add_argument("--profile", action="store_true", help="cProfile a (c) run's loop")

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -114,7 +115,7 @@ async def realtime_check(
     streams: int,
     seconds: float,
     workers: int = 1,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Play ``streams`` copies of the clip (``file://`` URI) at 30 fps each, in this process
     or over ``workers`` processes; per-stream processed rate over a window of ``seconds``
     that starts once the start-up backlog is processed (:func:`_start_up_over`, which says
@@ -156,7 +157,7 @@ async def realtime_check(
     if running.job is not None:  # a worker's latency window comes with its result
         statuses = running.statuses()
     p99 = max((s.stats.latency_percentile_ms(99) or 0 for s in statuses), default=0.0)
-    check = {
+    check: dict[str, Any] = {
         "streams": float(streams),
         "workers": float(workers),
         "min_stream_fps": min(rates),
@@ -329,7 +330,7 @@ async def realtime_search(
     every stream is processed at ≥ 29.5 fps, then that count checked ``repeats - 1`` more
     times; it counts as sustained only when every check passes (else the search goes on below
     it). ``args.rt_tries`` checks in all at most."""
-    tries: list[dict[str, float]] = []
+    tries: list[dict[str, Any]] = []
     streams = start
     while len(tries) < args.rt_tries:
         checks = []
@@ -352,21 +353,30 @@ async def realtime_search(
 
 async def realtime_at(
     settings: Settings, triton: TritonConnection, uri: str, args: argparse.Namespace
-) -> list[dict[str, float]]:
-    """One real-time check at each of ``args.rt_at``'s stream counts (``66+overlap``:
-    with :attr:`Pipeline.overlap_stages`), in order, whatever each gives (a diagnosis beside
-    the search: how the pipeline and the model behave just below and above the target).
-    Windows of ``args.rt_seconds``, 5 s when that is 0."""
+) -> list[dict[str, Any]]:
+    """One real-time check at each of ``args.rt_at``'s points, in order, whatever each gives
+    (a diagnosis beside the search: how the pipeline and the model behave just below and
+    above the target). A point is a stream count with options joined by ``+``: ``overlap``
+    (:attr:`Pipeline.overlap_stages`), ``switch=S`` (the interpreter's GIL switch interval,
+    5 ms by default), ``seconds=S`` (the window; else ``args.rt_seconds``, 5 s when that is
+    0). Example: ``66,66+switch=0.02,66+seconds=30``."""
     checks = []
-    window_s = args.rt_seconds or 5.0
     for point in args.rt_at:
-        count, _, mode = point.partition("+")
-        Pipeline.overlap_stages = mode == "overlap"
+        count, *options = point.split("+")
+        values = dict(option.partition("=")[::2] for option in options)
+        window_s = float(values.get("seconds") or args.rt_seconds or 5.0)
+        switch = sys.getswitchinterval()
+        Pipeline.overlap_stages = "overlap" in values
+        if values.get("switch"):
+            sys.setswitchinterval(float(values["switch"]))
         try:
-            rt = await realtime_check(settings, triton, uri, int(count), window_s, args.rt_workers)
+            rt: dict[str, Any] = await realtime_check(
+                settings, triton, uri, int(count), window_s, args.rt_workers
+            )
         finally:
             Pipeline.overlap_stages = False
-        rt["overlap"] = float(mode == "overlap")
+            sys.setswitchinterval(switch)
+        rt["point"] = point
         print(f"# real-time check at {point}: {rt}", flush=True)
         checks.append(rt)
     return checks
