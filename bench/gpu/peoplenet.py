@@ -39,7 +39,9 @@ def config_text(
     ``queue_delay_us`` is how long Triton may hold a request for others to join it (paced
     streams send requests one at a time)."""
     classes = len(LABELS)
-    warm = ",".join(str(size) for size in sorted({max_batch, max_batch * group}))
+    # the model runs each request on its own (peoplenet_model.execute), so a request's batch
+    # is 1..max_batch frames: partial ones come from paced cameras (the batch timeout)
+    warm = ",".join(str(size) for size in range(1, max_batch + 1))
     batching = ""
     if group > 1:
         batching = f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"

@@ -41,16 +41,19 @@ class TritonPythonModel:
         self.counts = {"vigil": [0, 0], "naive": [0, 0]}
         self.counts_path = os.path.join(version_dir, f"counts-{os.getpid()}.json")
         self.written = 0.0
-        # cuDNN autotunes per shape: warm up at the batch sizes the requests will have
+        # cuDNN autotunes each new input shape on its first run, which stops the model for
+        # a moment: warm up at every batch size a request can have, as a TensorRT engine is
+        # built for its whole batch range (otherwise paced cameras' partial batches stall
+        # the model mid-run, one new size at a time); the largest three times
         parameters = config.get("parameters", {})
         sizes = parameters.get("bench.warm_batches", {}).get("string_value", "")
-        for size in [int(s) for s in sizes.split(",") if s] or [config["max_batch_size"]]:
+        sizes = [int(s) for s in sizes.split(",") if s] or [config["max_batch_size"]]
+        for size in sizes + [max(sizes)] * 2:
             warm = torch.rand(
                 size, 3, peoplenet_net.INPUT_HEIGHT, peoplenet_net.INPUT_WIDTH, device=self.device
             ).half()
             with torch.inference_mode():
-                for _ in range(3):
-                    self.net(warm.contiguous(memory_format=torch.channels_last))
+                self.net(warm.contiguous(memory_format=torch.channels_last))
         torch.cuda.synchronize(self.device)
 
     def execute(self, requests):

@@ -46,6 +46,27 @@ async def test_cuda_ring_slots_are_device_views_at_the_offsets_triton_is_told(cu
         ring.close()
 
 
+async def test_cuda_ring_copies_partial_batches_into_one_pinned_buffer(cuda):
+    """Batches of changing sizes (paced cameras) reuse one pinned buffer per output: the
+    largest batch's, its first rows."""
+    torch = cuda
+    ring = CudaShmRing(new_prefix("test"), 1, 4, [IMAGE], [COVERAGE])
+    try:
+        slot = await ring.acquire()
+        coverage = slot.outputs["coverage"]
+        coverage.copy_(torch.arange(coverage.numel(), dtype=torch.float32).view(coverage.shape))
+        rows = int(np.prod(COVERAGE.shape))
+        pointers = set()
+        for batch in (4, 2, 3, 1, 4):
+            host = slot.host_outputs(batch)["coverage"]
+            assert host.shape == (batch, *COVERAGE.shape)
+            np.testing.assert_array_equal(host.reshape(batch, -1)[:, 0], np.arange(batch) * rows)
+            pointers.add(host.__array_interface__["data"][0])
+        assert len(pointers) == 1
+    finally:
+        ring.close()
+
+
 def test_cuda_ring_close_frees_the_device_memory(cuda):
     baseline = free_bytes(cuda)
     ring = CudaShmRing(new_prefix("test"), 4, 16, [IMAGE], [COVERAGE])

@@ -135,6 +135,9 @@ def test_table_prints_medians_with_spread_and_the_origin_counts(capsys):
                     "cpu_cores": 7.0,
                     "gpu_mib_per_stream": 70.0,
                     "gpu_mib_used": 10600.0,
+                    "model_busy": 0.98,
+                    "frames_per_execution": 96.0,
+                    "execute_ms": 42.8,
                 }
             ]
             * 3,
@@ -156,7 +159,8 @@ def test_table_prints_medians_with_spread_and_the_origin_counts(capsys):
     assert "2,000 (2,000–2,000)" in line
     assert "80 (80–80)" in line
     line = next(x for x in text.splitlines() if x.strip().startswith("32 "))
-    assert line.split()[-1] == "100", "marginal: (10,600 − 9,000) MiB / 16 streams"
+    # marginal: (10,600 − 9,000) MiB / 16 streams; then how the model was served
+    assert line.split()[-4:] == ["100", "0.98", "96.0", "42.8"]
     assert summary_ratios(runs, modes, "threaded")["c_over_d"] == asdict(
         ratios(runs["c-threaded"], runs["d-loop"])
     )
@@ -220,7 +224,8 @@ def test_serving_configurations_are_parsed_named_and_get_rows(capsys):
     assert 'name: "peoplenet_rn34_i1g2"' in text
     assert "max_batch_size: 64" in text
     assert "dynamic_batching { max_queue_delay_microseconds: 0 }" in text
-    assert 'string_value: "32,64"' in text, "warmed up at both request sizes"
+    warm = ",".join(str(n) for n in range(1, 33))
+    assert f'string_value: "{warm}"' in text, "warmed up at every size a request can have"
     assert "dynamic_batching" not in config_text(32, 3)
     runs = fake_runs()
     runs["b-i1g2"] = [Row("(b) one instance", f, 1.0, 99.0, None, 3.0) for f in (2400, 2450)]

@@ -126,16 +126,21 @@ class CudaSharedMemoryRegion:
     def to_host(self, view: Any) -> np.ndarray:
         """Copy ``view`` (a tensor of this region) into pinned host memory; counted.
 
-        The result is valid until the next ``to_host`` of a view of the same shape and dtype:
-        the parser reads it before the slot goes back to the ring.
+        The result is valid until the next ``to_host`` of a view of the same dtype and the
+        same shape after its first dimension: the parser reads it before the slot goes back
+        to the ring.
         """
         import torch
 
-        key = (tuple(view.shape), view.dtype)
+        # One pinned buffer per output, kept at the largest batch seen, its first rows used:
+        # with one buffer per batch size, every new size of a partial batch (cameras paced
+        # in real time send them) paid a pinned allocation in the stage thread.
+        key = (tuple(view.shape[1:]), view.dtype)
         host = self._host.get(key)
-        if host is None:
+        if host is None or host.shape[0] < view.shape[0]:
             host = torch.empty(view.shape, dtype=view.dtype, pin_memory=True)
             self._host[key] = host
+        host = host[: view.shape[0]]
         # Triton has finished writing the outputs when the request returns
         with torch.cuda.stream(self._copy_stream):
             host.copy_(view, non_blocking=True)
