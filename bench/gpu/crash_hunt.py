@@ -8,9 +8,15 @@ so every run is a process's first, as in the crashes. Each child's exit status i
 it with bench/gpu/crash_trace.c preloaded (``device_run.sh hunt``) to get the crashing thread's
 native frames.
 
+``--cycles K`` makes each child run K rounds instead: the crash of 2026-12-06 (a heap
+corruption) came in a long-lived process, when a real-time check opened 66 decoders right
+after the cost curve had stopped 64 mid-stream, ending decoders whose native threads were
+still decoding ahead. Rounds that open many decoders and stop them mid-stream repeat that.
+
 Usage (on the GPU machine, after bench/gpu/device_run.sh has set up the packages)::
 
     python bench/gpu/crash_hunt.py CLIP --children 8 --streams 16 --frames 600
+    python bench/gpu/crash_hunt.py CLIP --children 2 --streams 64 --frames 60 --cycles 20
 """
 
 from __future__ import annotations
@@ -28,13 +34,25 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "service")]
 
 
-def child(clip: Path, streams: int, frames: int, batch: int, queue_size: int) -> None:
+def child(clip: Path, streams: int, frames: int, batch: int, queue_size: int, cycles: int) -> None:
+    """``cycles`` rounds in one process, as the bench's cost curve and real-time checks run:
+    every round opens ``streams`` decoders (new, or idle ones of the service's pool), decodes
+    ``frames`` of each and stops them there, ending decoders whose native thread is still
+    decoding ahead."""
+    for cycle in range(cycles):
+        one_round(clip, streams, frames, batch, queue_size)
+        if cycles > 1:
+            print(f"  child: round {cycle + 1} of {cycles} done", flush=True)
+
+
+def one_round(clip: Path, streams: int, frames: int, batch: int, queue_size: int) -> None:
     import numpy as np
     import torch
 
     from vigil.infer.tensors import InputFormat, Layout
     from vigil.preprocess.gpu import GpuPreprocessor
     from vigil.sources.nvdec import NvdecFileSource
+    from vigil.sources.nvdec_pool import DECODERS
 
     faulthandler.enable()
     fmt = InputFormat(960, 544, Layout.CHW, np.dtype(np.float16), 1 / 255)
@@ -44,7 +62,7 @@ def child(clip: Path, streams: int, frames: int, batch: int, queue_size: int) ->
     done = [False] * streams
 
     def decode(i: int) -> None:
-        source = NvdecFileSource(f"s{i}", clip)
+        source = NvdecFileSource(f"s{i}", clip, pool=DECODERS)
         source.open()
         try:
             for count, frame in enumerate(source.frames(), 1):
@@ -84,16 +102,21 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int, default=600, help="per stream")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--queue", type=int, default=32, help="frames buffered per stream")
+    parser.add_argument(
+        "--cycles", type=int, default=1,
+        help="rounds per child: open, decode --frames, stop mid-stream (the bench's churn)",
+    )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.clip, args.streams, args.frames, args.batch, args.queue)
+        child(args.clip, args.streams, args.frames, args.batch, args.queue, args.cycles)
         sys.exit(0)
     crashes = 0
     for n in range(args.children):
         command = [sys.executable, __file__, str(args.clip), "--child"]
         command += ["--streams", str(args.streams), "--frames", str(args.frames)]
         command += ["--batch", str(args.batch), "--queue", str(args.queue)]
+        command += ["--cycles", str(args.cycles)]
         began = time.perf_counter()
         try:
             rc: int | str = subprocess.call(command, timeout=120)
