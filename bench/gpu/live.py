@@ -123,13 +123,11 @@ async def realtime_check(
     specs = [StreamSpec(id=f"rt-{i}", url=uri, max_fps=30.0) for i in range(streams)]
     probe: dict[str, float] = {}
     trace: list[str] = []
-    timer = EmitTimer()
     async with (
         _running(settings, triton, specs, workers) as running,
-        _timing(running, timer),
+        _traced(running, triton, settings.model.name, trace),
     ):
-        # from the first frames on: the start-up, then "||" where the window begins
-        sampler = asyncio.create_task(_trace(running, triton, settings.model.name, trace, timer))
+        # traced from the first frames on: the start-up, then "||" where the window begins
         settled_s = await _start_up_over(running)
         trace.append("||")
         # decoded against processed: did the sources deliver 30 fps, or the pipeline fall
@@ -141,7 +139,6 @@ async def realtime_check(
         clock0, t0 = thread_cpu_seconds(), time.perf_counter()
         with gil_wait_probe(probe):
             await asyncio.sleep(seconds)
-        sampler.cancel()
         after = running.counts()
         # the model over the window: busy share, frames per execution (paced requests come
         # one at a time; does Triton still group them?), queue time
@@ -184,13 +181,23 @@ async def realtime_check(
 
 
 @contextlib.asynccontextmanager
-async def _timing(running: _Running, timer: EmitTimer) -> AsyncIterator[None]:
-    """The emit chain timed (:class:`EmitTimer`) while the check runs in this process."""
+async def _traced(
+    running: _Running, triton: TritonConnection, model: str, out: list[str]
+) -> AsyncIterator[None]:
+    """In this process: :func:`_trace` into ``out`` and the emit chain timed
+    (:class:`EmitTimer`) until the block exits, on every exit path."""
     if running.runtime is None:
         yield
         return
+    timer = EmitTimer()
     with timer.installed(running.runtime.pipeline):
-        yield
+        sampler = asyncio.create_task(_trace(running, triton, model, out, timer))
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
 
 
 async def _trace(
@@ -207,8 +214,7 @@ async def _trace(
     cores of the stage thread and the event loop, and the emit chain's per-batch timings
     (:class:`EmitTimer`). Where a check falls behind, this says whether the model waited for
     Vigil or Vigil for the model, and what the emit chain waited for."""
-    if running.runtime is None:
-        return
+    assert running.runtime is not None
     pipeline = running.runtime.pipeline
     last_t, last_n = time.perf_counter(), sum(n for _, n in running.counts().values())
     last_model, last_clock = await model_statistics(triton, model), thread_cpu_seconds()
