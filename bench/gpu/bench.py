@@ -271,7 +271,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                         f"(c) {mode}: {c.fps:,.0f} frames/s (steady {steady.fps:,.0f}) "
                         f"{extra['timeline']} {extra.get('startup', '')}; requests done and "
                         f"not emitted {extra.get('requests_done', float('nan')):.2f}, cores "
-                        f"{extra.get('thread_cores', '')}",
+                        f"{extra.get('thread_cores', '')}; emit chain (ms per batch, wait/"
+                        f"wall/cpu) {extra.get('emit_chain', '')}",
                         flush=True,
                     )
                     if args.pyspy and spy is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.gpu.emit_timer import EmitTimer
 from bench.gpu.meter import cores_between, thread_cpu_seconds
 from bench.gpu.stats import Row
 from vigil.config import Settings
@@ -72,9 +73,12 @@ async def full_pipeline(
     first_processed: dict[str, float] = {}
     tasks: list[asyncio.Task[None]] = []
     runtimes: list[Any] = []
+    # the emit chain's per-batch timings over the run, to set beside the real-time traces'
+    timer, timing = EmitTimer(), contextlib.ExitStack()
 
     def on_start(runtime: Any) -> None:
         runtimes.append(runtime)
+        timing.enter_context(timer.installed(runtime.pipeline))
         statuses = [m.status for m in runtime.streams.list()]
         pipeline = runtime.pipeline
 
@@ -100,7 +104,8 @@ async def full_pipeline(
     bytes0, copies0 = cuda_shm.TRANSFERS.bytes, cuda_shm.TRANSFERS.copies
     reused0 = DECODERS.reused
     model_stats0 = await model_statistics(triton, settings.model.name)
-    result = await run_streams(settings, specs, connection=triton, on_start=on_start)
+    with timing:
+        result = await run_streams(settings, specs, connection=triton, on_start=on_start)
     model_stats = await model_statistics(triton, settings.model.name)
     for task in tasks:
         task.cancel()
@@ -125,6 +130,7 @@ async def full_pipeline(
         "d2h_copies": float(cuda_shm.TRANSFERS.copies - copies0),
     }
     extra["timeline"] = str(timeline)
+    extra["emit_chain"] = timer.take()
     extra |= _steady_thread_cores(samples, clocks, processed)
     extra |= model_busy(model_stats0, model_stats, result.elapsed_s)
     if first_processed:
