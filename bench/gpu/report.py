@@ -132,12 +132,14 @@ def print_table(
         rows = runs.get(f"c-{mode}", [])
         for key in (
             "slots_busy", "requests_queued", "requests_done", "mean_request_ms", "mean_batch",
-            "model_busy", "model_queue_ms", "frames_per_execution",
+            "model_busy", "model_queue_ms", "frames_per_execution", "execute_ms",
         ):  # fmt: skip
             values = [float(r.extra[key]) for r in rows if key in r.extra]
             if values:
                 print(f"(c) {mode_label(mode)}, {key}: {Spread.of(values).text('.2f')}")
         for i, row in enumerate(rows):
+            if row.extra.get("emit_chain"):
+                print(f"(c) {mode_label(mode)}, run {i + 1}, emit chain: {row.extra['emit_chain']}")
             if "thread_cores" in row.extra:  # steady window, cores per thread group
                 cores = row.extra["thread_cores"]
                 print(f"(c) {mode_label(mode)}, run {i + 1}, cores by thread: {cores}")
