@@ -440,6 +440,11 @@ if __name__ == "__main__":
     parser.add_argument("--rt-margin", type=float, default=0.9, help="share of (c) to try")
     parser.add_argument("--rt-tries", type=int, default=6, help="real-time checks at most")
     parser.add_argument(
+        "--rt-settle-s", type=float, default=30.0,
+        help="a real-time check's window waits this long at most for the start-up backlog to "
+        "drain (at 66 streams it drains at only ~10 %% of the offered rate)",
+    )  # fmt: skip
+    parser.add_argument(
         "--rt-at", type=lambda text: [v for v in text.split(",") if v], default=[],
         help="one real-time check at each of these points before the search: a stream count "
         "with options joined by + (overlap, switch=S, seconds=S), comma-separated, e.g. "

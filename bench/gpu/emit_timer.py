@@ -42,19 +42,24 @@ class EmitTimer:
             for name in ("parse_and_release", "finish_batch", "run_stages")
         }
         to_host = cuda_shm_module.CudaSharedMemoryRegion.to_host
-        infer = pipeline.client.infer
+        client = pipeline.client
+        own_infer = "infer" in vars(client)  # else the class's method: unwrap by deleting
+        infer = client.infer
         pipeline_module.parse_and_release = self._timed("parse", saved["parse_and_release"], 1)
         pipeline_module.finish_batch = self._timed("finish", saved["finish_batch"], 3)
         pipeline_module.run_stages = self._timed("stages", saved["run_stages"], None)
         cuda_shm_module.CudaSharedMemoryRegion.to_host = self._timed_copy(to_host)
-        pipeline.client.infer = self._timed_infer(infer)
+        client.infer = self._timed_infer(infer)
         try:
             yield
         finally:
             for name, function in saved.items():
                 setattr(pipeline_module, name, function)
             cuda_shm_module.CudaSharedMemoryRegion.to_host = to_host
-            pipeline.client.infer = infer
+            if own_infer:
+                client.infer = infer
+            else:
+                del client.infer
 
     def take(self) -> str:
         """The records since the last call, as ``kind wait/wall/cpu`` means in ms."""

@@ -115,11 +115,13 @@ async def realtime_check(
     streams: int,
     seconds: float,
     workers: int = 1,
+    settle_s: float = 30.0,
 ) -> dict[str, Any]:
     """Play ``streams`` copies of the clip (``file://`` URI) at 30 fps each, in this process
     or over ``workers`` processes; per-stream processed rate over a window of ``seconds``
     that starts once the start-up backlog is processed (:func:`_start_up_over`, which says
-    when), and latency."""
+    when; at most ``settle_s``, else ``settled`` is 0 and the window measures a backlog
+    draining), and latency."""
     specs = [StreamSpec(id=f"rt-{i}", url=uri, max_fps=30.0) for i in range(streams)]
     probe: dict[str, float] = {}
     trace: list[str] = []
@@ -128,7 +130,7 @@ async def realtime_check(
         _traced(running, triton, settings.model.name, trace),
     ):
         # traced from the first frames on: the start-up, then "||" where the window begins
-        settled_s = await _start_up_over(running)
+        settled_s, settled = await _start_up_over(running, settle_s)
         trace.append("||")
         # decoded against processed: did the sources deliver 30 fps, or the pipeline fall
         # behind? (in this process; the workers report processed frames)
@@ -161,6 +163,7 @@ async def realtime_check(
         "mean_stream_fps": float(np.mean(rates)),
         "latency_p99_ms": p99,
         "window_after_s": round(settled_s, 2),
+        "settled": float(settled),
     }
     if decoded0 and decoded1:
         decode_rates = _rates(decoded0, decoded1)
@@ -241,8 +244,9 @@ async def _trace(
         last_t, last_n, last_model, last_clock = now, n, model_now, clock
 
 
-async def _start_up_over(running: _Running, limit_s: float = 12.0) -> float:
-    """Wait until the streams' start-up backlog is processed; seconds waited (at least 2).
+async def _start_up_over(running: _Running, limit_s: float) -> tuple[float, bool]:
+    """Wait until the streams' start-up backlog is processed; seconds waited (at least 2),
+    and whether it was (False: ``limit_s`` ran out first).
 
     Every stream starts with frames that queued while the NVDEC sessions were created (~65 ms
     each, one after another, during which the other streams' frames wait). In this process
@@ -252,15 +256,15 @@ async def _start_up_over(running: _Running, limit_s: float = 12.0) -> float:
     started = time.perf_counter()
     await asyncio.sleep(2.0)
     if running.runtime is None:
-        return 2.0
+        return 2.0, True
     pipeline = running.runtime.pipeline
     while time.perf_counter() - started < limit_s:
         newest = [s.stats.latencies_s.values()[-1:] for s in running.statuses()]
         depths = list(pipeline.queue_depths().values())
         if depths and float(np.mean(depths)) < 1.0 and all(n and n[0] < 1.0 for n in newest):
-            break
+            return time.perf_counter() - started, True
         await asyncio.sleep(0.25)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, False
 
 
 def _window_latencies(
@@ -344,7 +348,7 @@ async def realtime_search(
             if len(tries) >= args.rt_tries:
                 break
             rt = await realtime_check(
-                settings, triton, uri, streams, args.rt_seconds, args.rt_workers
+                settings, triton, uri, streams, args.rt_seconds, args.rt_workers, args.rt_settle_s
             )
             print(f"# real-time check: {rt}", flush=True)
             tries.append(rt)
@@ -377,7 +381,7 @@ async def realtime_at(
             sys.setswitchinterval(float(values["switch"]))
         try:
             rt: dict[str, Any] = await realtime_check(
-                settings, triton, uri, int(count), window_s, args.rt_workers
+                settings, triton, uri, int(count), window_s, args.rt_workers, args.rt_settle_s
             )
         finally:
             Pipeline.overlap_stages = False
