@@ -70,22 +70,25 @@ def grids(objects: int, frame: int, rng: np.random.Generator) -> tuple[np.ndarra
     return cov, bbox
 
 
-def one_run(objects: int, batches: int) -> float:
-    """µs per frame of parse → stages → events over ``batches`` batches."""
+def one_run(objects: int, batches: int, streams: int = STREAMS) -> float:
+    """µs per frame of parse → stages → events over ``batches`` batches whose frames come
+    from ``streams`` streams in turn (16: two frames of each per batch, as the GPU bench's
+    (c); 66: 32 streams' one frame each, as its real-time checks)."""
     rng = np.random.default_rng(0)
     parser = make_parser(PEOPLENET, 0.5)
     chain = StageChain([TrackingStage(TrackerSettings()), AnalyticsStage()])
-    for i in range(STREAMS):
+    for i in range(streams):
         chain.stream_added(StreamSpec(id=f"cam-{i}", url="test://pattern"))
     events = EventBuilder(PEOPLENET, PlaceInfo(id="0"), "bench")
     image = np.zeros((1080, 1920, 3), np.uint8)  # one 1080p picture, shared by every frame
     inputs = []
     for b in range(batches):  # made first: only Vigil's work is timed
-        number = [2 * b + i // STREAMS for i in range(BATCH)]
+        taken = [b * BATCH + i for i in range(BATCH)]  # the k-th frame of all, in turn
+        number = [k // streams for k in taken]
         outputs = [grids(objects, n, rng) for n in number]
         frames = [
-            Frame(f"cam-{i % STREAMS}", n, n / 30, 1.7e9 + n / 30, 0.0, image)
-            for i, n in enumerate(number)
+            Frame(f"cam-{k % streams}", n, n / 30, 1.7e9 + n / 30, 0.0, image)
+            for k, n in zip(taken, number, strict=True)
         ]
         cov = np.stack([c for c, _ in outputs])
         bbox = np.stack([b for _, b in outputs])
@@ -110,10 +113,11 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1, help="people per stream")
     parser.add_argument("--batches", type=int, default=150)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--streams", type=int, default=STREAMS, help="streams taken in turn")
     args = parser.parse_args()
-    runs = [one_run(args.objects, args.batches) for _ in range(args.runs)]
+    runs = [one_run(args.objects, args.batches, args.streams) for _ in range(args.runs)]
     print(
-        f"stage thread per frame, PeopleNet-shaped batch of {BATCH} ({STREAMS} streams), "
+        f"stage thread per frame, PeopleNet-shaped batch of {BATCH} ({args.streams} streams), "
         f"{args.objects} people per stream, parse + tracker + analytics + events: "
         f"{statistics.median(runs):.0f} µs ({min(runs):.0f}–{max(runs):.0f}), median of "
         f"{args.runs}; code: {sys.modules['vigil'].__file__}"
