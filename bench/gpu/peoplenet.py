@@ -39,9 +39,10 @@ def config_text(
     ``queue_delay_us`` is how long Triton may hold a request for others to join it (paced
     streams send requests one at a time)."""
     classes = len(LABELS)
-    # the model runs each request on its own (peoplenet_model.execute), so a request's batch
-    # is 1..max_batch frames: partial ones come from paced cameras (the batch timeout)
-    warm = ",".join(str(size) for size in range(1, max_batch + 1))
+    # the model runs each request on its own (peoplenet_model.execute), padded to the next of
+    # these sizes: a request's batch is 1..max_batch frames (partial ones come from paced
+    # cameras, on the batch timeout), and each new shape would be autotuned mid-run
+    warm = ",".join(str(size) for size in bucket_sizes(max_batch))
     batching = ""
     if group > 1:
         batching = f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
@@ -61,6 +62,13 @@ parameters {{ key: "vigil.bbox_output" value {{ string_value: "{BBOX}" }} }}
 parameters {{ key: "vigil.labels" value {{ string_value: "labels.txt" }} }}
 parameters {{ key: "bench.warm_batches" value {{ string_value: "{warm}" }} }}
 """
+
+
+def bucket_sizes(max_batch: int, step: int = 8) -> list[int]:
+    """The batch sizes the model runs at, a request padded to the next one: 1 (the naive
+    client's per-frame requests, never padded), multiples of ``step`` up to ``max_batch``, and
+    ``max_batch`` itself (as a TensorRT engine is built for a few profile shapes)."""
+    return sorted({1, *range(step, max_batch, step), max_batch})
 
 
 def python_paths() -> list[str]:

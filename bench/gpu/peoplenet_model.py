@@ -42,18 +42,22 @@ class TritonPythonModel:
         self.counts_path = os.path.join(version_dir, f"counts-{os.getpid()}.json")
         self.written = 0.0
         # cuDNN autotunes each new input shape on its first run, which stops the model for
-        # a moment: warm up at every batch size a request can have, as a TensorRT engine is
-        # built for its whole batch range (otherwise paced cameras' partial batches stall
-        # the model mid-run, one new size at a time); the largest three times
+        # a moment (paced cameras' partial batches did that mid-run, one new size at a
+        # time). A request runs padded to the next of a few sizes, each warmed up here, as
+        # a TensorRT engine is built for a few profile shapes; the largest three times.
         parameters = config.get("parameters", {})
         sizes = parameters.get("bench.warm_batches", {}).get("string_value", "")
-        sizes = [int(s) for s in sizes.split(",") if s] or [config["max_batch_size"]]
-        for size in sizes + [max(sizes)] * 2:
-            warm = torch.rand(
-                size, 3, peoplenet_net.INPUT_HEIGHT, peoplenet_net.INPUT_WIDTH, device=self.device
-            ).half()
-            with torch.inference_mode():
-                self.net(warm.contiguous(memory_format=torch.channels_last))
+        self.sizes = sorted(int(s) for s in sizes.split(",") if s) or [config["max_batch_size"]]
+        self.padded = {
+            size: torch.zeros(
+                size, 3, peoplenet_net.INPUT_HEIGHT, peoplenet_net.INPUT_WIDTH,
+                dtype=torch.float16, device=self.device,
+            ).contiguous(memory_format=torch.channels_last)
+            for size in self.sizes
+        }  # fmt: skip
+        with torch.inference_mode():
+            for size in self.sizes + [self.sizes[-1]] * 2:
+                self.net(torch.rand_like(self.padded[size]))
         torch.cuda.synchronize(self.device)
 
     def execute(self, requests):
@@ -73,7 +77,7 @@ class TritonPythonModel:
                     images = torch.from_numpy(tensor.as_numpy()).to(self.device)
                 else:
                     images = torch.from_dlpack(tensor.to_dlpack())
-                results.append(self.net(images.contiguous(memory_format=torch.channels_last)))
+                results.append(self._run(images))
         torch.cuda.current_stream(self.device).synchronize()
         responses = [
             pb_utils.InferenceResponse(
@@ -87,6 +91,17 @@ class TritonPythonModel:
         if time.monotonic() - self.written > 1.0:
             self._write_counts()
         return responses
+
+    def _run(self, images):
+        """The network on a request's frames, padded to the next warmed-up size (the padding's
+        outputs are dropped)."""
+        count = images.shape[0]
+        size = next((s for s in self.sizes if s >= count), count)
+        if size == count:
+            return self.net(images.contiguous(memory_format=torch.channels_last))
+        padded = self.padded[size]
+        padded[:count].copy_(images)
+        return tuple(output[:count] for output in self.net(padded))
 
     def _write_counts(self):
         temporary = self.counts_path + ".tmp"

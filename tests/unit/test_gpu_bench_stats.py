@@ -9,7 +9,7 @@ from dataclasses import asdict
 import pytest
 
 from bench.gpu.meter import cores_between, thread_cpu_seconds
-from bench.gpu.peoplenet import config_text
+from bench.gpu.peoplenet import bucket_sizes, config_text
 from bench.gpu.report import (
     mode_label,
     parse_model_variants,
@@ -224,8 +224,9 @@ def test_serving_configurations_are_parsed_named_and_get_rows(capsys):
     assert 'name: "peoplenet_rn34_i1g2"' in text
     assert "max_batch_size: 64" in text
     assert "dynamic_batching { max_queue_delay_microseconds: 0 }" in text
-    warm = ",".join(str(n) for n in range(1, 33))
-    assert f'string_value: "{warm}"' in text, "warmed up at every size a request can have"
+    assert 'string_value: "1,8,16,24,32"' in text, "warmed up at the sizes requests run at"
+    assert bucket_sizes(8) == [1, 8]
+    assert bucket_sizes(20) == [1, 8, 16, 20]
     assert "dynamic_batching" not in config_text(32, 3)
     runs = fake_runs()
     runs["b-i1g2"] = [Row("(b) one instance", f, 1.0, 99.0, None, 3.0) for f in (2400, 2450)]
