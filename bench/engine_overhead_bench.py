@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "service"))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench.gpu.meter (no vigil import)
 
+from bench.gpu.meter import ring_occupancy
 from vigil.config import PipelineSettings, TrackerSettings
 from vigil.detections import Detections
 from vigil.events.builder import EventBuilder
@@ -196,8 +198,8 @@ async def one_run(
         done: list[int] = []
         while time.perf_counter() - t0 < seconds:
             await asyncio.sleep(0.01)
-            pending = [p for p in pipeline._pending._queue if p is not None]
-            done.append(sum(1 for p in pending if p.task is not None and p.task.done()))
+            if (held := ring_occupancy(pipeline)) is not None:
+                done.append(held[2])
         counts = [s.stats.frames_processed - c for s, c in zip(statuses, counts0, strict=True)]
         wall = time.perf_counter() - t0
         busy = (model.busy_s - busy0) / wall

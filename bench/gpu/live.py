@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from bench.gpu.emit_timer import EmitTimer
-from bench.gpu.meter import Meter, cores_between, gil_wait_probe, thread_cpu_seconds
+from bench.gpu.meter import (
+    Meter,
+    cores_between,
+    gil_wait_probe,
+    ring_occupancy,
+    thread_cpu_seconds,
+)
 from bench.gpu.runs import model_busy, model_statistics
 from bench.gpu.stats import Row
 from vigil.config import Settings
@@ -228,12 +234,8 @@ async def _trace(
         served = model_busy(last_model, model_now, now - last_t)
         cores = cores_between(last_clock, clock, now - last_t)
         depths = list(pipeline.queue_depths().values())
-        occupancy = "?"
-        with contextlib.suppress(Exception):  # internals: never stop the sampler
-            ring = pipeline.route.ring
-            pending = [p for p in pipeline._pending._queue if p is not None]
-            done = sum(1 for p in pending if p.task is not None and p.task.done())
-            occupancy = f"{len(ring.slots) - ring.free_slots}/{len(pending)}/{done}"
+        held = ring_occupancy(pipeline)
+        occupancy = "?" if held is None else "/".join(map(str, held))
         out.append(
             f"{(n - last_n) / (now - last_t):.0f} fps q{np.mean(depths) if depths else 0:.1f} "
             f"s{occupancy} f{served.get('frames_per_execution', 0):.0f} "

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,20 @@ def thread_cpu_seconds() -> dict[str, float]:
             group = names.get(int(tid), "native")
             seconds[group] = seconds.get(group, 0.0) + (int(fields[11]) + int(fields[12])) * _TICK_S
     return seconds
+
+
+def ring_occupancy(pipeline: Any) -> tuple[int, int, int] | None:
+    """What a running :class:`~vigil.pipeline.pipeline.Pipeline` holds: ring slots in use,
+    requests sent and not yet emitted, and of those the ones Triton has finished (many
+    finished ones waiting: the emit chain, not the model, sets the pace). It reads the
+    engine's internals, so None when they are not as expected: a sampler never stops on it."""
+    try:
+        ring = pipeline.route.ring
+        pending = [p for p in pipeline._pending._queue if p is not None]
+        done = sum(1 for p in pending if p.task is not None and p.task.done())
+        return len(ring.slots) - ring.free_slots, len(pending), done
+    except Exception:
+        return None
 
 
 def _group(name: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bench.gpu.emit_timer import EmitTimer
-from bench.gpu.meter import cores_between, thread_cpu_seconds
+from bench.gpu.meter import cores_between, ring_occupancy, thread_cpu_seconds
 from bench.gpu.stats import Row
 from vigil.config import Settings
 from vigil.infer import cuda_shm
@@ -92,11 +92,8 @@ async def full_pipeline(
                 for _ in range(20):  # where the ring's slots are, every 5 ms
                     if len(first_processed) < len(statuses):
                         _firsts(statuses, time.perf_counter() - t0, first_decoded, first_processed)
-                    with contextlib.suppress(Exception):  # internals: never stop the sampler
-                        ring = pipeline.route.ring
-                        pending = [p for p in pipeline._pending._queue if p is not None]
-                        done = sum(1 for p in pending if p.task is not None and p.task.done())
-                        occupancy.append((len(ring.slots) - ring.free_slots, len(pending), done))
+                    if (held := ring_occupancy(pipeline)) is not None:
+                        occupancy.append(held)
                     await asyncio.sleep(0.005)
 
         tasks.append(asyncio.create_task(sample()))

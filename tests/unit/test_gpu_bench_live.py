@@ -13,6 +13,7 @@ import pytest
 
 from bench.gpu import live
 from bench.gpu.emit_timer import EmitTimer
+from bench.gpu.meter import ring_occupancy
 from vigil.pipeline import pipeline as pipeline_module
 from vigil.pipeline.pipeline import Pipeline
 
@@ -117,3 +118,15 @@ async def test_emit_timer_times_a_batch_from_its_request_end_and_unwraps_on_exit
     assert 15.0 <= wait_ms < 1000.0, text
     assert "stages " in text
     assert timer.take() == ""
+
+
+async def test_ring_occupancy_counts_slots_sent_and_finished_requests_and_never_raises():
+    loop = asyncio.get_running_loop()
+    finished, running = loop.create_future(), loop.create_future()
+    finished.set_result(None)
+    sent = [argparse.Namespace(task=finished), argparse.Namespace(task=running), None]
+    ring = argparse.Namespace(slots=[0] * 9, free_slots=7)
+    queue = argparse.Namespace(_queue=sent)
+    pipeline = argparse.Namespace(route=argparse.Namespace(ring=ring), _pending=queue)
+    assert ring_occupancy(pipeline) == (2, 2, 1)
+    assert ring_occupancy(argparse.Namespace()) is None  # internals changed: no sample
