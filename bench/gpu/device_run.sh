@@ -2,7 +2,7 @@
 # Runs on the GPU machine of the device tool, from the staging folder made by
 # bench/gpu/stage.sh (wheels, trimmed PyNvVideoCodec, Triton for Python 3.12, the clip, the
 # source tree). Usage: bash bench/gpu/device_run.sh PHASE...   (phases: probe tests bench
-# decode open hunt engine bench2)
+# decode open content hunt engine bench2)
 # Logs and results go to $OUT. Run from the staged copy of the tree (.device/gpu/src), or from
 # the checkout itself with GPU_STAGE_DIR naming the staging folder (its src/ may then be
 # removed, which keeps the device tool's carry under its 64 MiB limit).
@@ -76,6 +76,10 @@ PY
       ;;
     open)  # how long an NVDEC open takes, and whether it holds the GIL (bench/gpu/nvdec_open.py)
       timeout 120 python3 bench/gpu/nvdec_open.py "$GPU_TEST_CLIP" 2>&1 | tee "$OUT/open.log"
+      ;;
+    content)  # the stand-in detector's detections along the clip (bench/gpu/content_profile.py)
+      timeout -k 5 ${CONTENT_TIMEOUT:-90} python3 bench/gpu/content_profile.py "$GPU_TEST_CLIP" \
+        ${CONTENT_ARGS:-} 2>&1 | tee "$OUT/content.log"
       ;;
     hunt)  # fresh processes doing (c)'s decode and preprocessing, to catch the native crash
       timeout 400 python3 bench/gpu/crash_hunt.py "$GPU_TEST_CLIP" ${HUNT_ARGS:-} \

@@ -219,17 +219,20 @@ async def _trace(
 ) -> None:
     """Every ``step_s`` of a real-time check (in this process), one entry: frames
     processed per second, frames waiting per stream, ring slots in use / requests sent and
-    not emitted / of them done, the model's frames per execution and busy share, and the
-    cores of the stage thread and the event loop, and the emit chain's per-batch timings
-    (:class:`EmitTimer`). Where a check falls behind, this says whether the model waited for
-    Vigil or Vigil for the model, and what the emit chain waited for."""
+    not emitted / of them done, objects detected per frame (``d``), the model's frames per
+    execution and busy share, the cores of the stage thread and the event loop, and the emit
+    chain's per-batch timings (:class:`EmitTimer`). Where a check falls behind, this says
+    whether the model waited for Vigil or Vigil for the model, and what the emit chain waited
+    for."""
     assert running.runtime is not None
     pipeline = running.runtime.pipeline
     last_t, last_n = time.perf_counter(), sum(n for _, n in running.counts().values())
     last_model, last_clock = await model_statistics(triton, model), thread_cpu_seconds()
+    last_found = _objects_found(running)
     while True:
         await asyncio.sleep(step_s)
         now, n = time.perf_counter(), sum(n for _, n in running.counts().values())
+        found = _objects_found(running)
         model_now, clock = await model_statistics(triton, model), thread_cpu_seconds()
         served = model_busy(last_model, model_now, now - last_t)
         cores = cores_between(last_clock, clock, now - last_t)
@@ -238,12 +241,20 @@ async def _trace(
         occupancy = "?" if held is None else "/".join(map(str, held))
         out.append(
             f"{(n - last_n) / (now - last_t):.0f} fps q{np.mean(depths) if depths else 0:.1f} "
-            f"s{occupancy} f{served.get('frames_per_execution', 0):.0f} "
+            f"s{occupancy} d{(found - last_found) / max(n - last_n, 1):.1f} "
+            f"f{served.get('frames_per_execution', 0):.0f} "
             f"b{served.get('model_busy', 0):.2f} "
             f"st{cores.get('stages', 0):.2f} mt{cores.get('MainThread', 0):.2f} "
             f"{timer.take()}"
         )
         last_t, last_n, last_model, last_clock = now, n, model_now, clock
+        last_found = found
+
+
+def _objects_found(running: _Running) -> int:
+    """Objects detected so far over the running streams (the parser's output, counted per
+    frame before tracking): per processed frame, the work the stages get."""
+    return sum(sum(s.stats.detections.values()) for s in running.statuses())
 
 
 async def _start_up_over(running: _Running, limit_s: float) -> tuple[float, bool]:
