@@ -382,19 +382,27 @@ async def realtime_at(
     above the target). A point is a stream count with options joined by ``+``: ``overlap``
     (:attr:`Pipeline.overlap_stages`), ``switch=S`` (the interpreter's GIL switch interval,
     5 ms by default), ``seconds=S`` (the window; else ``args.rt_seconds``, 5 s when that is
-    0). Example: ``66,66+switch=0.02,66+seconds=30``."""
+    0), ``workers=N`` (worker processes; else ``args.rt_workers``), ``timeout=MS`` (the
+    batch timeout). Example: ``66,66+switch=0.02,66+seconds=30,66+workers=2+timeout=40``."""
     checks = []
     for point in args.rt_at:
         count, *options = point.split("+")
         values = dict(option.partition("=")[::2] for option in options)
         window_s = float(values.get("seconds") or args.rt_seconds or 5.0)
+        workers = int(values.get("workers") or args.rt_workers)
+        point_settings = settings
+        if values.get("timeout"):
+            pipeline = settings.pipeline.model_copy(
+                update={"batch_timeout_ms": float(values["timeout"])}
+            )
+            point_settings = settings.model_copy(update={"pipeline": pipeline})
         switch = sys.getswitchinterval()
         Pipeline.overlap_stages = "overlap" in values
         if values.get("switch"):
             sys.setswitchinterval(float(values["switch"]))
         try:
             rt: dict[str, Any] = await realtime_check(
-                settings, triton, uri, int(count), window_s, args.rt_workers, args.rt_settle_s
+                point_settings, triton, uri, int(count), window_s, workers, args.rt_settle_s
             )
         finally:
             Pipeline.overlap_stages = False

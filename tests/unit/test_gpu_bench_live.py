@@ -14,6 +14,7 @@ import pytest
 from bench.gpu import live
 from bench.gpu.emit_timer import EmitTimer
 from bench.gpu.meter import ring_occupancy
+from vigil.config import Settings
 from vigil.pipeline import pipeline as pipeline_module
 from vigil.pipeline.pipeline import Pipeline
 
@@ -39,6 +40,8 @@ def checks(monkeypatch):
                 "settle_s": settle_s,
                 "overlap": Pipeline.overlap_stages,
                 "switch": sys.getswitchinterval(),
+                "workers": workers,
+                "timeout_ms": settings.pipeline.batch_timeout_ms if settings else None,
             }
         )
         return {"streams": float(streams), "min_stream_fps": capacity["fps"] / streams}
@@ -62,6 +65,21 @@ async def test_points_carry_their_options_and_restore_the_settings(checks):
     assert all(c["settle_s"] == 30.0 for c in calls)
     assert Pipeline.overlap_stages is False
     assert sys.getswitchinterval() == switch
+    assert all(c["workers"] == 1 for c in calls)
+
+
+async def test_points_choose_worker_processes_and_the_batch_timeout(checks):
+    calls, _ = checks
+    settings = Settings()
+    done = await live.realtime_at(
+        settings, None, "file:///clip.mp4", args(rt_at=["66+workers=2+timeout=40", "66"])
+    )
+    assert len(done) == 2
+    assert [(c["workers"], c["timeout_ms"]) for c in calls] == [
+        (2, 40.0),
+        (1, settings.pipeline.batch_timeout_ms),
+    ]
+    assert settings.pipeline.batch_timeout_ms != 40.0  # the caller's settings untouched
 
 
 async def test_the_search_confirms_a_count_with_every_check_or_goes_10_percent_lower(checks):
