@@ -355,11 +355,19 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             streams_rt = max(1, math.floor(Spread.of([r.fps for r in whole]).median / 30.0))
             streams_rt = max(1, math.floor(streams_rt * args.rt_margin))
             target = math.ceil(0.85 * Spread.of([r.fps for r in runs["a"]]).median / 30.0)
-            streams_rt = max(streams_rt, target)
+            streams_rt = args.rt_start or max(streams_rt, target)
+            live_settings = settings
+            if args.rt_batch_timeout_ms:  # cameras' pace: DeepStream's batched-push-timeout
+                pipeline = settings.pipeline.model_copy(
+                    update={"batch_timeout_ms": args.rt_batch_timeout_ms}
+                )
+                live_settings = settings.model_copy(update={"pipeline": pipeline})
             if args.rt_at:
-                report["realtime_at"] = await realtime_at(settings, triton, uri, args)
+                report["realtime_at"] = await realtime_at(live_settings, triton, uri, args)
             if args.rt_seconds > 0:
-                report["realtime"] = await realtime_search(settings, triton, uri, streams_rt, args)
+                report["realtime"] = await realtime_search(
+                    live_settings, triton, uri, streams_rt, args
+                )
                 streams_rt = int(report["realtime"]["sustained"])
             report["streams_1080p30"] = streams_rt
             if args.profile:
@@ -438,6 +446,15 @@ if __name__ == "__main__":
     parser.add_argument("--decode-frames", type=int, default=300, help="decode-only, per stream")
     parser.add_argument("--rt-seconds", type=float, default=8.0, help="0: skip the check")
     parser.add_argument("--rt-margin", type=float, default=0.9, help="share of (c) to try")
+    parser.add_argument(
+        "--rt-start", type=int, default=0,
+        help="streams the real-time search starts at (0: from (c) and the acceptance target)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rt-batch-timeout-ms", type=float, default=0.0,
+        help="the batch timeout of the real-time checks (0: --batch-timeout-ms); paced "
+        "cameras over worker processes fill a worker's batch in 1/fps or so",
+    )  # fmt: skip
     parser.add_argument("--rt-tries", type=int, default=6, help="real-time checks at most")
     parser.add_argument(
         "--rt-settle-s", type=float, default=30.0,

@@ -195,9 +195,14 @@ def print_table(
             f"{sorted(set(passed), reverse=True) or 'none'}"
         )
     elif "realtime" in report:
+        checks = realtime.get("checks", [])
+        slowest = ", ".join(f"{c['min_stream_fps']:.1f}" for c in checks)
+        p99 = ", ".join(f"{c['latency_p99_ms']:,.0f}" for c in checks)
+        timeout = report["args"].get("rt_batch_timeout_ms") or report["args"]["batch_timeout_ms"]
         print(
             f"1080p30 streams sustained in real time: {report['streams_1080p30']} "
-            f"({where}; the cost curve too)"
+            f"({where}, batch timeout {timeout:g} ms; the cost curve too); {len(checks)} "
+            f"checks: slowest stream {slowest} fps, latency p99 {p99} ms"
         )
     else:
         print(
@@ -205,12 +210,28 @@ def print_table(
             f"start at {report['streams_1080p30']} ({where})"
         )
     for check in report.get("realtime_at", []):
-        print(f"  at:    {check}")
+        print(f"  at {check['point']}: {_check_line(check)}")
     for check in realtime.get("checks", []):
-        print(f"  check: {check}")
+        print(f"  check: {_check_line(check)}")
     for check in realtime.get("tries", []):
         if check not in realtime.get("checks", []):
-            print(f"  try:   {check}")
+            print(f"  try:   {_check_line(check)}")
     if "cupti" in report:
         print(f"  CUPTI memcpy bytes during a 2-stream run: {report['cupti']}")
     print(f"  Triton: {report.get('triton_log_tail')}")
+
+
+def _check_line(check: dict[str, Any]) -> str:
+    """One real-time check in a line (its trace stays in the JSON report)."""
+    workers = int(check.get("workers", 1))
+    line = (
+        f"{int(check['streams'])} streams ({'in-process' if workers == 1 else f'{workers} workers'}"
+        f"): slowest {check['min_stream_fps']:.2f} fps, mean {check['mean_stream_fps']:.2f}, "
+        f"latency p99 {check['latency_p99_ms']:,.0f} ms"
+    )
+    if "model_busy" in check:
+        line += (
+            f", model busy {check['model_busy']:.2f} at {check.get('frames_per_execution', 0):.0f}"
+            " frames/exec"
+        )
+    return line + ("" if check.get("settled", 1.0) else ", start-up backlog not drained")

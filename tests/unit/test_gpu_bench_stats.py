@@ -81,6 +81,17 @@ def fake_runs() -> dict[str, list[Row]]:
     return runs
 
 
+def check(streams: int, slowest: float, p99_ms: float, workers: int = 1) -> dict:
+    """A real-time check's result, as bench/gpu/live.py reports it."""
+    return {
+        "streams": float(streams),
+        "workers": float(workers),
+        "min_stream_fps": slowest,
+        "mean_stream_fps": slowest + 0.2,
+        "latency_p99_ms": p99_ms,
+    }
+
+
 def fake_report(runs: dict[str, list[Row]], modes: list[str], **args: object) -> dict:
     """What bench.py hands print_table, with no counted requests and no cost curve."""
     return {
@@ -90,7 +101,7 @@ def fake_report(runs: dict[str, list[Row]], modes: list[str], **args: object) ->
         "path": "GPU path",
         "cpu_count": 16,
         "tracker": "on",
-        "args": {"repeats": 3, "streams": 16, "instances": 3} | args,
+        "args": {"repeats": 3, "streams": 16, "instances": 3, "batch_timeout_ms": 20.0} | args,
         "ratios": summary_ratios(runs, modes, "threaded"),
         "origin_counts": dict.fromkeys(
             ["vigil_requests", "vigil_cpu_inputs", "naive_requests", "naive_cpu_inputs"], 0
@@ -110,7 +121,7 @@ def test_table_prints_medians_with_spread_and_the_origin_counts(capsys):
         "path": "GPU path",
         "cpu_count": 16,
         "tracker": "on",
-        "args": {"repeats": 3, "streams": 16, "instances": 3},
+        "args": {"repeats": 3, "streams": 16, "instances": 3, "batch_timeout_ms": 20.0},
         "ratios": summary_ratios(runs, modes, "threaded"),
         "origin_counts": {
             "vigil_requests": 719,
@@ -143,7 +154,7 @@ def test_table_prints_medians_with_spread_and_the_origin_counts(capsys):
             * 3,
         },
         "streams_1080p30": 60,
-        "realtime": {"checks": [{"streams": 60.0, "min_stream_fps": 29.8}], "tries": []},
+        "realtime": {"checks": [check(60, 29.8, 140.0)] * 3, "tries": []},
     }
     print_table(report, runs, modes, "threaded")
     text = capsys.readouterr().out
@@ -154,7 +165,11 @@ def test_table_prints_medians_with_spread_and_the_origin_counts(capsys):
     assert "0 of 719" in text
     assert "400 of 400" in text
     assert "summed over 3 model-instance processes" in text
-    assert "1080p30 streams sustained in real time: 60" in text
+    assert (
+        "1080p30 streams sustained in real time: 60 (in-process, batch timeout 20 ms; the cost "
+        "curve too); 3 checks: slowest stream 29.8, 29.8, 29.8 fps, latency p99 140, 140, 140 ms"
+    ) in text
+    assert "  check: 60 streams (in-process): slowest 29.80 fps" in text
     line = next(x for x in text.splitlines() if x.strip().startswith("16 "))
     assert "2,000 (2,000–2,000)" in line
     assert "80 (80–80)" in line
@@ -184,8 +199,12 @@ def test_worker_configurations_get_their_own_rows_and_ratio(capsys):
         Row("(c) steady w4", f, 1.0, 90.0, 40.0, 9.0, extra) for f in (2300,) * 3
     ]
     modes = ["threaded", "w4"]
-    checked = {"checks": [{"streams": 70.0, "min_stream_fps": 29.7}], "tries": []}
-    report = fake_report(runs, modes, rt_workers=4) | {"streams_1080p30": 70, "realtime": checked}
+    checked = {"checks": [check(70, 29.7, 200.0, workers=4)], "tries": []}
+    report = fake_report(runs, modes, rt_workers=4, rt_batch_timeout_ms=40.0) | {
+        "streams_1080p30": 70,
+        "realtime": checked,
+        "realtime_at": [check(72, 28.1, 900.0, workers=4) | {"point": "72+workers=4"}],
+    }
     print_table(report, runs, modes, "threaded")
     text = capsys.readouterr().out
     assert workers_of("w4") == 4
@@ -193,15 +212,12 @@ def test_worker_configurations_get_their_own_rows_and_ratio(capsys):
     assert mode_label("w4") == "4 worker processes"
     # 2200/2500, 2250/2600, 2300/2550 → 0.88, 0.865, 0.90
     assert "(c)/(a) with 4 worker processes: whole 0.88 (0.87–0.90)" in text
-    assert "1080p30 streams sustained in real time: 70 (4 worker processes" in text
+    assert "sustained in real time: 70 (4 worker processes, batch timeout 40" in text
+    assert "  at 72+workers=4: 72 streams (4 workers): slowest 28.10 fps" in text
     unchecked = fake_report(runs, modes, rt_workers=4) | {"streams_1080p30": 70}
     print_table(unchecked, runs, modes, "threaded")
     assert "not checked (--rt-seconds 0); the search would start at 70" in capsys.readouterr().out
-    tries = [
-        {"streams": 66.0, "min_stream_fps": 31.2},
-        {"streams": 66.0, "min_stream_fps": 25.8},
-        {"streams": 59.0, "min_stream_fps": 31.6},
-    ]
+    tries = [check(66, 31.2, 100.0), check(66, 25.8, 900.0), check(59, 31.6, 100.0)]
     ran_out = fake_report(runs, modes) | {
         "streams_1080p30": 0,
         "realtime": {"sustained": 0, "tries": tries, "checks": []},
