@@ -71,6 +71,7 @@ from bench.gpu.runs import (  # noqa: E402
     pipeline_settings,
     profile_pipeline,
     sampled_by_pyspy,
+    with_batch_timeout,
     with_slots,
 )
 from bench.gpu.stats import (  # noqa: E402
@@ -356,12 +357,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             streams_rt = max(1, math.floor(streams_rt * args.rt_margin))
             target = math.ceil(0.85 * Spread.of([r.fps for r in runs["a"]]).median / 30.0)
             streams_rt = args.rt_start or max(streams_rt, target)
-            live_settings = settings
-            if args.rt_batch_timeout_ms:  # cameras' pace: DeepStream's batched-push-timeout
-                pipeline = settings.pipeline.model_copy(
-                    update={"batch_timeout_ms": args.rt_batch_timeout_ms}
-                )
-                live_settings = settings.model_copy(update={"pipeline": pipeline})
+            live_settings = with_batch_timeout(settings, args.rt_batch_timeout_ms)
             if args.rt_at:
                 report["realtime_at"] = await realtime_at(live_settings, triton, uri, args)
             if args.rt_seconds > 0:

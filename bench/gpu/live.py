@@ -23,7 +23,7 @@ from bench.gpu.meter import (
     ring_occupancy,
     thread_cpu_seconds,
 )
-from bench.gpu.runs import model_busy, model_statistics
+from bench.gpu.runs import model_busy, model_statistics, with_batch_timeout
 from bench.gpu.stats import Row
 from vigil.config import Settings
 from vigil.job_workers import WorkerJob
@@ -390,12 +390,7 @@ async def realtime_at(
         values = dict(option.partition("=")[::2] for option in options)
         window_s = float(values.get("seconds") or args.rt_seconds or 5.0)
         workers = int(values.get("workers") or args.rt_workers)
-        point_settings = settings
-        if values.get("timeout"):
-            pipeline = settings.pipeline.model_copy(
-                update={"batch_timeout_ms": float(values["timeout"])}
-            )
-            point_settings = settings.model_copy(update={"pipeline": pipeline})
+        point_settings = with_batch_timeout(settings, float(values.get("timeout") or 0))
         switch = sys.getswitchinterval()
         Pipeline.overlap_stages = "overlap" in values
         if values.get("switch"):

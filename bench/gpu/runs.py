@@ -37,8 +37,20 @@ def with_slots(settings: Settings, slots: int | None) -> Settings:
     """``settings`` with ``slots`` requests in flight (ring slots); None: unchanged."""
     if slots is None:
         return settings
-    pipeline = settings.pipeline.model_copy(update={"inflight_requests": slots})
-    return settings.model_copy(update={"pipeline": pipeline})
+    return _with_pipeline(settings, inflight_requests=slots)
+
+
+def with_batch_timeout(settings: Settings, timeout_ms: float) -> Settings:
+    """``settings`` with a batch timeout of ``timeout_ms``; 0: unchanged. Paced cameras over
+    worker processes want about one frame interval (DeepStream's ``batched-push-timeout``):
+    each worker's batch then leaves full."""
+    if not timeout_ms:
+        return settings
+    return _with_pipeline(settings, batch_timeout_ms=timeout_ms)
+
+
+def _with_pipeline(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update=changes)})
 
 
 # --- (c) the full pipeline ------------------------------------------------------------------
