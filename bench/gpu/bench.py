@@ -460,9 +460,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--rt-at", type=lambda text: [v for v in text.split(",") if v], default=[],
         help="one real-time check at each of these points before the search: a stream count "
-        "with options joined by + (overlap, switch=S, seconds=S), comma-separated, e.g. "
-        "66,72,66+overlap,66+switch=0.02; with --rt-seconds 0 they stay and the search is "
-        "skipped",
+        "with options joined by + (overlap, switch=S, seconds=S, workers=N, timeout=MS), "
+        "comma-separated, e.g. 66,72,66+overlap,66+switch=0.02,72+workers=2+timeout=40; with "
+        "--rt-seconds 0 they stay and the search is skipped",
     )  # fmt: skip
     parser.add_argument("--cupti", action="store_true", help="trace copies of a short run")
     parser.add_argument("--profile", action="store_true", help="cProfile a (c) run's loop")

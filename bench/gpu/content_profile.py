@@ -59,8 +59,7 @@ def main() -> None:
         if pending and (len(pending) == args.batch or not ok):
             images = torch.from_numpy(np.stack([p[1] for p in pending])).to(device)
             with torch.inference_mode():
-                coverage, bbox = net(images.contiguous(memory_format=torch.channels_last))
-            del bbox
+                coverage, _ = net(images.contiguous(memory_format=torch.channels_last))
             cov = coverage.cpu().numpy()
             for i, (second, _) in enumerate(pending):
                 rows.append((second, int((cov[i] > 0.5).sum()), int((cov[i] >= 0.4).sum())))
